@@ -1,0 +1,129 @@
+"""The P1 reader (seed 003 ch. 3; DSMR P1 5.0.2 ch. 6).
+
+The meter pushes a telegram every push interval (1 s for e-MUCs). The reader waits for `/`, reads
+to `!` and the CRC line, checks the CRC-16/ARC and hands the telegram out. No telegram for three
+push intervals reports the link stale. Garbage, truncated, oversized and bad-CRC telegrams are
+dropped and counted. Framing is the codec's: the machine gets one event per telegram boundary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from statemachine import State
+
+from ..protocols.p1 import (
+    CrcStatus,
+    FramerEvent,
+    NoiseDiscarded,
+    TelegramFramed,
+    TelegramOversized,
+    TelegramStarted,
+    TelegramTruncated,
+)
+from .base import LinkMachine, Publish, StateTimeout
+
+
+class P1Reader(LinkMachine):
+    """Adapter side of a P1 port."""
+
+    hunting = State("Waiting for '/'", initial=True)
+    reading = State("Reading to '!' and CRC")
+    stale = State("Stale (no telegram)")
+    closed = State("Link closed", final=True)
+
+    start_of_telegram = hunting.to(reading) | stale.to(reading)
+    end_of_telegram = (
+        reading.to(hunting, cond="crc_ok and parsed", on="publish")
+        | reading.to(hunting, cond="crc_absent and legacy and parsed", on="publish")
+        | reading.to(hunting, cond="crc_mismatch", on="drop_crc_error")
+        | reading.to(hunting, cond="crc_absent and not legacy", on="drop_crc_missing")
+        | reading.to(hunting, on="drop_unparseable")
+    )
+    truncated = reading.to(reading, on="drop_truncated")
+    oversized = reading.to(hunting, on="drop_oversized")
+    noise = hunting.to.itself(internal=True, on="count_noise") | stale.to.itself(internal=True, on="count_noise")
+    silence = hunting.to(stale, on="report_stale")
+    telegram_timeout = reading.to(hunting, on="drop_incomplete")
+    link_lost = (
+        hunting.to(closed)
+        | stale.to(closed)
+        | reading.to(closed, on="drop_incomplete")
+    )
+
+    timeouts = (
+        StateTimeout("hunting", after="silence_timeout", event="silence"),
+        StateTimeout("reading", after="telegram_timeout_s", event="telegram_timeout"),
+    )
+
+    def __init__(
+        self,
+        push_interval: float = 1.0,
+        silence_intervals: int = 3,
+        telegram_timeout: float = 2.0,
+        legacy: bool = False,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.silence_timeout = push_interval * silence_intervals
+        self.telegram_timeout_s = telegram_timeout
+        self.legacy = legacy
+        super().__init__(counters)
+
+    def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
+        """Feed one framer event."""
+        match event:
+            case TelegramStarted():
+                self.send("start_of_telegram")
+            case TelegramFramed():
+                self.send("end_of_telegram", frame=event, received_at=received_at)
+            case NoiseDiscarded(count):
+                self.send("noise", count=count)
+            case TelegramOversized():
+                self.send("oversized")
+            case TelegramTruncated():
+                self.send("truncated")
+
+    def crc_ok(self, frame: TelegramFramed) -> bool:
+        return frame.crc is CrcStatus.OK
+
+    def crc_absent(self, frame: TelegramFramed) -> bool:
+        return frame.crc is CrcStatus.ABSENT
+
+    def crc_mismatch(self, frame: TelegramFramed) -> bool:
+        return frame.crc is CrcStatus.MISMATCH
+
+    def parsed(self, frame: TelegramFramed) -> bool:
+        return frame.telegram is not None
+
+    def publish(self, frame: TelegramFramed, received_at: float | None) -> None:
+        assert frame.telegram is not None
+        self.counters["telegrams"] += 1
+        self.actions.append(Publish(frame.telegram.to_reading(received_at)))
+
+    def drop_crc_error(self, frame: TelegramFramed) -> None:
+        detail = str(frame.error) if frame.error else "CRC-16 does not match the telegram"
+        self.drop("crc_error", detail)
+
+    def drop_crc_missing(self) -> None:
+        self.drop("crc_missing", "telegram without CRC, and the link is not configured for DSMR 2.2/3")
+
+    def drop_unparseable(self, frame: TelegramFramed) -> None:
+        self.drop("unparseable", str(frame.error))
+
+    def drop_truncated(self) -> None:
+        self.drop("truncated", "a new telegram began before '!'")
+
+    def drop_oversized(self) -> None:
+        self.drop("oversized", "telegram longer than 8 KiB")
+
+    def drop_incomplete(self) -> None:
+        self.drop("incomplete", "telegram did not end")
+
+    def count_noise(self, count: int) -> None:
+        self.counters["noise_bytes"] += count
+
+    def report_stale(self) -> None:
+        self.counters["stale"] += 1
+
+    @property
+    def is_stale(self) -> bool:
+        return self.stale.is_active

@@ -1,0 +1,326 @@
+"""P1 telegrams (seed 003, e-MUCs P1 1.7.1; its base DSMR P1 5.0.2 ch. 6).
+
+A telegram is `/XXX5<identification>` CRLF CRLF, data lines each ending CRLF, then `!`, four hex
+digits of CRC-16/ARC over everything from `/` to `!` inclusive, and CRLF. DSMR 2.2/3 telegrams end
+at `!` without a CRC. `P1Framer` cuts a byte stream into telegrams (one event per telegram, never
+one per byte or line); `parse_telegram` turns one telegram into a `P1Telegram`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .crc import crc16_arc
+from .errors import ProtocolError
+from .readings import ProfileRow, Reading, Value, scaled
+
+MAX_TELEGRAM = 8192
+"""Bytes from `/` to the end of the CRC line; a longer telegram is dropped as oversized."""
+
+
+class P1Error(ProtocolError):
+    """A P1 telegram that does not parse."""
+
+
+class CrcStatus(enum.Enum):
+    OK = "ok"
+    MISMATCH = "mismatch"
+    ABSENT = "absent"  # DSMR 2.2/3: `!` with nothing after it
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramStarted:
+    """A `/` was seen: a telegram begins."""
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramFramed:
+    """A whole telegram up to its CRC line, checked and, where the CRC allows, parsed."""
+
+    raw: bytes
+    crc: CrcStatus
+    telegram: P1Telegram | None
+    error: P1Error | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseDiscarded:
+    """Bytes outside any telegram, dropped while waiting for `/`."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramOversized:
+    """A telegram that grew past the size limit before its end; dropped."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramTruncated:
+    """A new `/` arrived before the running telegram ended; the partial one is dropped."""
+
+    count: int
+
+
+FramerEvent = TelegramStarted | TelegramFramed | NoiseDiscarded | TelegramOversized | TelegramTruncated
+
+
+class P1Framer:
+    """Sans-IO framing: feed bytes as they arrive, get one event per telegram boundary."""
+
+    def __init__(self, max_size: int = MAX_TELEGRAM) -> None:
+        self._buffer = bytearray()
+        self._in_telegram = False
+        self._max_size = max_size
+
+    @property
+    def in_telegram(self) -> bool:
+        return self._in_telegram
+
+    def feed(self, data: bytes) -> list[FramerEvent]:
+        self._buffer += data
+        events: list[FramerEvent] = []
+        while self._buffer:
+            if not self._in_telegram:
+                if not self._hunt(events):
+                    break
+            elif not self._read(events):
+                break
+        return events
+
+    def _hunt(self, events: list[FramerEvent]) -> bool:
+        start = self._buffer.find(b"/")
+        noise = len(self._buffer) if start < 0 else start
+        if noise:
+            events.append(NoiseDiscarded(noise))
+            del self._buffer[:noise]
+        if start < 0:
+            return False
+        self._in_telegram = True
+        events.append(TelegramStarted())
+        return True
+
+    def _read(self, events: list[FramerEvent]) -> bool:
+        buffer = self._buffer
+        bang = buffer.find(b"!")
+        restart = buffer.find(b"/", 1, bang if bang >= 0 else len(buffer))
+        if restart > 0:
+            events.append(TelegramTruncated(restart))
+            del buffer[:restart]
+            events.append(TelegramStarted())
+            return True
+        end = buffer.find(b"\n", bang) if bang >= 0 else -1
+        if end < 0:
+            if len(buffer) > self._max_size:
+                self._drop_oversized(events)
+                return True
+            return False
+        if end + 1 > self._max_size:
+            self._drop_oversized(events)
+            return True
+        events.append(check_telegram(bytes(buffer[: end + 1])))
+        del buffer[: end + 1]
+        self._in_telegram = False
+        return True
+
+    def _drop_oversized(self, events: list[FramerEvent]) -> None:
+        events.append(TelegramOversized(len(self._buffer)))
+        self._buffer.clear()
+        self._in_telegram = False
+        # The rest of the oversized telegram arrives as noise until the next `/`.
+
+
+_CRC_LINE = re.compile(rb"!([0-9A-Fa-f]{4})?\r?\n\Z")
+
+
+def check_telegram(raw: bytes) -> TelegramFramed:
+    """Check the CRC of one telegram (`/` ... `!XXXX` CRLF) and parse it when the CRC allows."""
+    bang = raw.rfind(b"!")
+    crc_line = _CRC_LINE.match(raw, bang)
+    if crc_line is None:
+        return TelegramFramed(raw, CrcStatus.MISMATCH, None, P1Error(f"CRC line {raw[bang:]!r} is not '!' and four hex digits"))
+    sent = crc_line.group(1)
+    if sent is None:
+        status = CrcStatus.ABSENT
+    elif int(sent, 16) == crc16_arc(raw[: bang + 1]):
+        status = CrcStatus.OK
+    else:
+        return TelegramFramed(raw, CrcStatus.MISMATCH, None, None)
+    try:
+        return TelegramFramed(raw, status, parse_telegram(raw[:bang]), None)
+    except P1Error as error:
+        return TelegramFramed(raw, status, None, error)
+
+
+@dataclass(frozen=True, slots=True)
+class P1Telegram:
+    """A parsed telegram: the identification line and the data objects in the order sent."""
+
+    header: str
+    values: tuple[Value, ...]
+
+    @property
+    def meter_id(self) -> str | None:
+        """Equipment identifier 0-0:96.1.1 decoded from hex where printable (DIN 43863-5), else as sent."""
+        for obis in ("0-0:96.1.1.255", "0-0:96.1.0.255"):
+            value = _find(self.values, obis)
+            if value is not None and isinstance(value.value, str) and value.value:
+                return _hex_text(value.value)
+        return None
+
+    @property
+    def captured_at(self) -> str | None:
+        """The telegram's own time stamp, 0-0:1.0.0."""
+        value = _find(self.values, "0-0:1.0.0.255")
+        return value.value if value is not None and isinstance(value.value, str) else None
+
+    def to_reading(self, received_at: float | None) -> Reading:
+        return Reading(self.meter_id, "p1", received_at, self.captured_at, self.values)
+
+
+def _find(values: tuple[Value, ...], obis: str) -> Value | None:
+    for value in values:
+        if value.obis == obis:
+            return value
+    return None
+
+
+def _hex_text(text: str) -> str:
+    try:
+        decoded = bytes.fromhex(text).decode("ascii")
+    except ValueError:
+        return text
+    return decoded if decoded.isprintable() and decoded else text
+
+
+_HEADER = re.compile(rb"/([A-Za-z]{3}\d[^\r\n]*)\r?\n")
+_LINE = re.compile(rb"\r?\n(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:\([^()\r\n]*\))+)")
+_BLANK = re.compile(rb"\s*\Z")
+_NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?\Z")
+_TIMESTAMP = re.compile(r"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)([SW]?)\Z")
+_OBIS_REF = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
+
+INTEGER_OBJECTS = frozenset(
+    ("0-0:96.3.10", "0-0:96.7.21", "0-0:96.7.9", "1-0:32.32.0", "1-0:52.32.0", "1-0:72.32.0",
+     "1-0:32.36.0", "1-0:52.36.0", "1-0:72.36.0")
+)
+"""Unitless objects DSMR types as integers (breaker state, failure and sag counters); channel
+objects 0-n:24.1.0 (device type) and 0-n:24.4.0 (valve state) are matched by C.D.E below."""
+
+
+def parse_telegram(body: bytes) -> P1Telegram:
+    """Parse a telegram from `/` up to (not including) `!`."""
+    header = _HEADER.match(body)
+    if header is None:
+        raise P1Error(f"identification line {body[:40]!r}: expected '/XXX5<identification>'")
+    values: list[Value] = []
+    position = header.end() - 1  # keep the header's line end: every data line starts after one
+    line_number = 1
+    for match in _LINE.finditer(body, position):
+        if match.start() != position and _BLANK.match(body[position : match.start()]) is None:
+            break
+        line_number += 1
+        values.append(_parse_object(match.group(1).decode("ascii"), match.group(2).decode("latin-1"), line_number))
+        position = match.end()
+    rest = body[position:]
+    if _BLANK.match(rest) is None:
+        bad = rest.strip().split(b"\n", 1)[0]
+        raise P1Error(f"data line {line_number + 1}: cannot parse {bad[:60]!r}")
+    return P1Telegram(header.group(1).decode("latin-1"), tuple(values))
+
+
+def _parse_object(code: str, groups: str, line: int) -> Value:
+    obis = code + ".255"
+    fields = groups[1:-1].split(")(")
+    try:
+        if len(fields) == 1:
+            return _single(obis, code, fields[0])
+        if len(fields) == 2 and _TIMESTAMP.match(fields[0]):
+            return _with_time(obis, fields[0], fields[1])
+        if _OBIS_REF.match(fields[1] if len(fields) > 1 else ""):
+            return _profile(obis, fields)
+    except P1Error as error:
+        raise P1Error(f"data line {line} ({code}): {error}") from None
+    raise P1Error(f"data line {line} ({code}): unexpected value list {groups[:60]!r}")
+
+
+def _single(obis: str, code: str, field: str) -> Value:
+    if "*" in field:
+        return _measured(obis, field)
+    if _TIMESTAMP.match(field):
+        return Value(obis, timestamp(field))
+    if _is_integer_object(code) and field.isdigit():
+        return Value(obis, int(field))
+    return Value(obis, field)
+
+
+def _is_integer_object(code: str) -> bool:
+    return code in INTEGER_OBJECTS or (code.startswith("0-") and code.split(":", 1)[1] in ("24.1.0", "24.4.0"))
+
+
+def _with_time(obis: str, time_field: str, field: str) -> Value:
+    value = _measured(obis, field) if "*" in field else Value(obis, field)
+    return Value(value.obis, value.value, value.unit, value.raw, value.scaler, None, timestamp(time_field))
+
+
+def _measured(obis: str, field: str) -> Value:
+    number, _, unit = field.partition("*")
+    raw, scaler = _decimal(number)
+    return Value(obis, scaled(raw, scaler), unit, raw, scaler)
+
+
+def _decimal(text: str) -> tuple[int, int]:
+    match = _NUMBER.match(text)
+    if match is None:
+        raise P1Error(f"{text!r} is not a decimal number")
+    sign, whole, fraction = match.groups(default="")
+    raw = int(sign + whole + fraction)
+    return raw, -len(fraction)
+
+
+def _profile(obis: str, fields: list[str]) -> Value:
+    """A buffer such as 0-0:98.1.0: (count)(OBIS of each capture object...)(row)...; each row is the
+    entry's time stamp followed by one field per capture object."""
+    if not fields[0].isdigit():
+        raise P1Error(f"profile entry count {fields[0]!r} is not a number")
+    count = int(fields[0])
+    refs = 1
+    while refs < len(fields) and _OBIS_REF.match(fields[refs]):
+        refs += 1
+    width = refs  # the entry time stamp plus one field per capture object
+    cells = fields[refs:]
+    if len(cells) != count * width:
+        raise P1Error(f"profile declares {count} entries of {width} fields but carries {len(cells)} fields")
+    rows = tuple(_profile_row(cells[i : i + width]) for i in range(0, len(cells), width))
+    return Value(obis, rows)
+
+
+def _profile_row(cells: list[str]) -> ProfileRow:
+    times = [timestamp(cell) for cell in cells[:-1]]
+    value = _measured("", cells[-1]) if "*" in cells[-1] else Value("", cells[-1])
+    entry_time = times[0] if len(times) > 1 else None
+    return ProfileRow(value.value, times[-1] if times else None, entry_time, value.unit, value.raw, value.scaler)
+
+
+def timestamp(field: str) -> str:
+    """A P1 time stamp YYMMDDhhmmssX in ISO 8601; X = S (summer, UTC+2) or W (winter, UTC+1),
+    the Belgian and Dutch local time the meter keeps."""
+    match = _TIMESTAMP.match(field)
+    if match is None:
+        raise P1Error(f"{field!r} is not a time stamp YYMMDDhhmmssX")
+    yy, mo, dd, hh, mi, ss, season = match.groups()
+    if not (1 <= int(mo) <= 12 and 1 <= int(dd) <= 31 and int(hh) < 24 and int(mi) < 60 and int(ss) < 61):
+        raise P1Error(f"time stamp {field!r} is out of range")
+    offset = {"S": "+02:00", "W": "+01:00", "": ""}[season]
+    return f"20{yy}-{mo}-{dd}T{hh}:{mi}:{ss}{offset}"
+
+
+def telegram_bytes(header: str, lines: list[str]) -> bytes:
+    """Build a telegram with its CRC, as a meter sends it (for simulators and tests)."""
+    body = f"/{header}\r\n\r\n" + "".join(f"{line}\r\n" for line in lines) + "!"
+    raw = body.encode("latin-1")
+    return raw + f"{crc16_arc(raw):04X}\r\n".encode("ascii")

@@ -1,0 +1,91 @@
+"""The one reading format every link produces (ARCHITECTURE.md, "A reading on stdout or in the API").
+
+`value` is `raw` times ten to the `scaler`, in `unit`, exactly as the meter states it: no unit
+conversion. Text objects keep their string as sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+Scalar = Union[int, float, str, None]
+
+
+def scaled(raw: int, scaler: int) -> int | float:
+    """`raw * 10**scaler` as the nearest float to the decimal the meter meant (2308, -1 -> 230.8)."""
+    if scaler >= 0:
+        return raw * 10**scaler
+    return float(f"{raw}e{scaler}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """One row of a profile value such as P1 0-0:98.1.0 (max demand of the last months)."""
+
+    value: Scalar
+    time: str | None = None
+    entry_time: str | None = None
+    unit: str | None = None
+    raw: int | None = None
+    scaler: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _without_none(
+            {"entry_time": self.entry_time, "time": self.time, "value": self.value,
+             "unit": self.unit, "raw": self.raw, "scaler": self.scaler},
+            keep="value",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One object of a telegram or GET result."""
+
+    obis: str
+    value: Scalar | tuple[ProfileRow, ...]
+    unit: str | None = None
+    raw: int | None = None
+    scaler: int | None = None
+    unit_code: int | None = None
+    time: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value = self.value
+        if isinstance(value, tuple):
+            value = [row.to_json() for row in value]
+        return _without_none(
+            {"obis": self.obis, "value": value, "unit": self.unit, "raw": self.raw,
+             "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
+            keep="value",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded telegram (or one GET result) of one meter."""
+
+    meter_id: str | None
+    link: str
+    received_at: float | None
+    captured_at: str | None
+    values: tuple[Value, ...]
+
+    def value_of(self, obis: str) -> Value | None:
+        for value in self.values:
+            if value.obis == obis:
+                return value
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meter_id": self.meter_id,
+            "link": self.link,
+            "received_at": self.received_at,
+            "captured_at": self.captured_at,
+            "values": [value.to_json() for value in self.values],
+        }
+
+
+def _without_none(record: dict[str, Any], keep: str) -> dict[str, Any]:
+    return {key: val for key, val in record.items() if val is not None or key == keep}
