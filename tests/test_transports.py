@@ -175,6 +175,14 @@ async def test_data_request_raises_that_line_only(recorder, line):
         assert port.lines == [(line, True)]
 
 
+async def test_data_request_on_a_pty_is_not_an_error():
+    # A pty has no modem lines (TIOCMBIS fails with ENOTTY); a simulator must still work.
+    async with open_pty() as pty:
+        async with await open_link(pty.path, SerialSettings(data_request="dtr")) as link:
+            await pty.stream.send_all(b"/ISK5")
+            assert await receive_exactly(link, 5) == b"/ISK5"
+
+
 async def test_no_data_request_leaves_lines_alone(recorder):
     async with await open_serial("/dev/ttyUSB0", SerialSettings()):
         [port] = recorder
@@ -223,7 +231,8 @@ async def test_busy_port_is_refused_while_held_and_free_after_close():
         first = await open_link(pty.path)
         with pytest.raises(TransportError) as info:
             await open_link(pty.path)
-        assert str(info.value) == f"cannot open serial port {pty.path}: it is busy (in use by another program)"
+        busy = f"cannot open serial port {pty.path}: it is busy (in use by another program)"
+        assert str(info.value) == busy
         await first.aclose()
         second = await open_link(pty.path)
         await second.aclose()
@@ -255,6 +264,18 @@ async def test_connection_refused():
     assert str(info.value) == f"cannot connect to tcp://127.0.0.1:{port}: connection refused"
 
 
+async def test_unknown_host(monkeypatch):
+    # Stubbed: a real lookup would depend on this machine's resolver.
+    async def no_such_host(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(trio, "open_tcp_stream", no_such_host)
+    with pytest.raises(TransportError) as info:
+        await open_link("tcp://meter.invalid:4059")
+    reason = "unknown host (Name or service not known)"
+    assert str(info.value) == f"cannot connect to tcp://meter.invalid:4059: {reason}"
+
+
 @pytest.mark.parametrize(
     "port, message",
     [
@@ -284,7 +305,16 @@ def test_parse_tcp_url(url, expected):
 
 @pytest.mark.parametrize(
     "url",
-    ["tcp://nohost", "tcp://:80", "tcp://host:", "tcp://host:80/path", "tcp://::1:80", "http://host:80", "host:80", "tcp://host:65536"],
+    [
+        "tcp://nohost",
+        "tcp://:80",
+        "tcp://host:",
+        "tcp://host:80/path",
+        "tcp://::1:80",
+        "http://host:80",
+        "host:80",
+        "tcp://host:65536",
+    ],
 )
 def test_parse_tcp_url_errors(url):
     with pytest.raises(ValueError, match=f"invalid port '{url}': expected tcp://HOST:PORT"):
@@ -346,6 +376,18 @@ async def test_tcp_round_trip_through_serve_tcp():
                 await link.send_all(ALL_BYTES)
                 assert await receive_exactly(link, 256) == ALL_BYTES
             nursery.cancel_scope.cancel()
+
+
+async def test_serve_tcp_errors():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        url = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(TransportError) as info:
+            await serve_tcp(lambda stream: trio.sleep(0), url)
+        assert str(info.value) == f"cannot listen on {url}: address already in use"
+    with pytest.raises(TransportError, match="invalid port 'tcp://:0': expected tcp://HOST:PORT"):
+        await serve_tcp(lambda stream: trio.sleep(0), "tcp://:0")
 
 
 async def test_serve_tcp_outlives_a_client_that_hangs_up():

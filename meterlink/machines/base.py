@@ -89,6 +89,10 @@ class LinkMachine(StateChart):
         if not transition.internal:
             self.epoch += 1
 
+    def handle(self, event: Any, received_at: float | None = None) -> None:
+        """Feed one codec event; each machine maps its codec's events to its own events."""
+        raise NotImplementedError
+
     def take_actions(self) -> list[Action]:
         """The actions recorded since the last call, in order."""
         actions, self.actions = self.actions, []

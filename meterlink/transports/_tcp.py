@@ -62,9 +62,16 @@ async def serve_tcp(
     real port. The stream is closed when the handler returns. A client that goes
     away mid-conversation (`trio.BrokenResourceError` in the handler) ends only
     its own connection; any other exception from a handler ends the server.
+    Raises `TransportError` if *url* is invalid or cannot be listened on.
     """
-    host, port = parse_tcp_url(url)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        host, port = parse_tcp_url(url)
+    except ValueError as exc:
+        raise TransportError(str(exc)) from None
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise TransportError(f"cannot listen on {url}: {_reason(exc)}") from None
     if port == 0:
         # Each address of a name like "localhost" got its own random port, and
         # the URL can name only one: keep the first.

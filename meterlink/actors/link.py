@@ -1,0 +1,119 @@
+"""The actor loop every link runs: bytes and deadlines in, the machine's actions out.
+
+An actor owns a transport, a codec and a machine. It is a short loop with one deadline: read the
+transport, feed the codec, hand each codec event to the machine, and carry out what the machine
+asks (send bytes, publish a reading, report a dropped frame). Decisions live in the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ..machines.base import Dropped, LinkMachine, Publish, Send
+from ..protocols.readings import Reading
+
+log = logging.getLogger("meterlink.link")
+
+RECEIVE_SIZE = 4096
+
+
+class LinkLost(Exception):
+    """The peer closed the link; the supervisor restarts the actor."""
+
+
+class Codec(Protocol):
+    def feed(self, data: bytes) -> list[Any]: ...
+
+
+@dataclass
+class LinkStatus:
+    """What the service shows of one link; it outlives the actor, so counts survive restarts."""
+
+    name: str
+    kind: str
+    state: str = "starting"
+    counters: Counter[str] = field(default_factory=Counter)
+    connected: bool = False
+    last_reading_at: float | None = None
+    last_drop: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkHooks:
+    """Where the actor delivers what the machine produced."""
+
+    publish: Callable[[Reading], None]
+    dropped: Callable[[Dropped], None] = lambda drop: None
+
+
+async def run_link(
+    open_stream: Callable[[], Awaitable[trio.abc.Stream]],
+    codec: Codec,
+    machine: LinkMachine,
+    hooks: LinkHooks,
+    status: LinkStatus,
+    wallclock: Callable[[], float] = time.time,
+) -> None:
+    """Run one link until the peer goes away (LinkLost) or the caller cancels."""
+    stream = await open_stream()
+    status.connected = True
+    try:
+        async with stream:
+            await _loop(stream, codec, machine, hooks, status, wallclock)
+    finally:
+        status.connected = False
+        status.state = machine.state_name
+
+
+async def _loop(
+    stream: trio.abc.Stream,
+    codec: Codec,
+    machine: LinkMachine,
+    hooks: LinkHooks,
+    status: LinkStatus,
+    wallclock: Callable[[], float],
+) -> None:
+    armed_epoch = -1
+    deadline, timeout_event = trio.inf, ""
+    while True:
+        if machine.epoch != armed_epoch:
+            armed_epoch = machine.epoch
+            pending = machine.pending_timeout()
+            deadline, timeout_event = (trio.current_time() + pending[0], pending[1]) if pending else (trio.inf, "")
+        data = None
+        with trio.move_on_at(deadline):
+            data = await stream.receive_some(RECEIVE_SIZE)
+        if data is None:
+            machine.send(timeout_event)
+            armed_epoch = -1  # the deadline has passed: arm the next one even if the state stays
+        elif not data:
+            machine.send("link_lost")
+        else:
+            received_at = wallclock()
+            for event in codec.feed(data):
+                machine.handle(event, received_at)
+        await _carry_out(stream, machine.take_actions(), hooks, status)
+        status.state = machine.state_name
+        if data == b"":
+            raise LinkLost(f"{status.name}: the peer closed the link")
+
+
+async def _carry_out(stream: trio.abc.Stream, actions: list[Any], hooks: LinkHooks, status: LinkStatus) -> None:
+    for action in actions:
+        match action:
+            case Send(data):
+                await stream.send_all(data)
+            case Publish(reading):
+                status.last_reading_at = reading.received_at
+                hooks.publish(reading)
+            case Dropped(cause, detail):
+                status.last_drop = f"{cause}: {detail}"
+                log.info("%s: dropped a frame (%s): %s", status.name, cause, detail)
+                hooks.dropped(action)

@@ -1,0 +1,76 @@
+"""`meterlink read LINK`: be the adapter on one link and print what it reads.
+
+The link runs under a supervisor exactly as in the service, so a peer that goes away and comes
+back is survived (the half telegram is dropped and counted, readings resume). Only the very first
+open is different: a port that cannot be opened at all is a usage error, not something to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+
+from ..actors.link import LinkHooks, LinkStatus
+from ..actors.p1 import P1Link, run_p1
+from ..machines.base import Dropped
+from ..protocols.readings import Reading
+from ..supervisor import ChildSpec, IntensityExceeded, Supervisor
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def reopen_after_first(first: trio.abc.Stream, opener: Callable[[], Awaitable[trio.abc.Stream]]) -> Callable[[], Awaitable[trio.abc.Stream]]:
+    """An opener that hands out an already opened stream once, then opens new ones."""
+    pending = [first]
+
+    async def open_stream() -> trio.abc.Stream:
+        return pending.pop() if pending else await opener()
+
+    return open_stream
+
+
+async def read_one_link(
+    link: P1Link,
+    count: int | None,
+    on_reading: Callable[[Reading], None],
+    on_warning: Callable[[str], None],
+) -> int:
+    """Read until `count` readings were printed (or forever); the exit code of `meterlink read`."""
+    status = LinkStatus(name="p1", kind="p1")
+    failures = 0
+    printed = 0
+    done = trio.Event()
+
+    def publish(reading: Reading) -> None:
+        nonlocal printed
+        if count is not None and printed >= count:
+            return
+        on_reading(reading)
+        printed += 1
+        if count is not None and printed >= count:
+            done.set()
+
+    def dropped(drop: Dropped) -> None:
+        nonlocal failures
+        failures += 1
+        on_warning(f"telegram dropped ({drop.cause}): {drop.detail}")
+
+    opener = reopen_after_first(await link.opener()(), link.opener())
+    hooks = LinkHooks(publish=publish, dropped=dropped)
+    supervisor = Supervisor([ChildSpec("p1", partial(run_p1, link, hooks, status, opener))], name="read")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_run_until_escalation, supervisor, done)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    except* IntensityExceeded as group:
+        on_warning(f"giving up: {group.exceptions[0]}")
+        return EXIT_FAILED
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+async def _run_until_escalation(supervisor: Supervisor, done: trio.Event) -> None:
+    await supervisor.run()
+    done.set()
