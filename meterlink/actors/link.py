@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..machines.base import Dropped, LinkMachine, Publish, Send
+from ..machines.base import Dropped, LinkMachine, Publish, Resync, Send
 from ..protocols.readings import Reading
 
 log = logging.getLogger("meterlink.link")
@@ -30,6 +30,8 @@ class LinkLost(Exception):
 
 class Codec(Protocol):
     def feed(self, data: bytes) -> list[Any]: ...
+
+    def reset(self) -> None: ...
 
 
 @dataclass
@@ -99,17 +101,19 @@ async def _loop(
             received_at = wallclock()
             for event in codec.feed(data):
                 machine.handle(event, received_at)
-        await _carry_out(stream, machine.take_actions(), hooks, status)
+        await _carry_out(stream, codec, machine.take_actions(), hooks, status)
         status.state = machine.state_name
         if data == b"":
             raise LinkLost(f"{status.name}: the peer closed the link")
 
 
-async def _carry_out(stream: trio.abc.Stream, actions: list[Any], hooks: LinkHooks, status: LinkStatus) -> None:
+async def _carry_out(stream: trio.abc.Stream, codec: Codec, actions: list[Any], hooks: LinkHooks, status: LinkStatus) -> None:
     for action in actions:
         match action:
             case Send(data):
                 await stream.send_all(data)
+            case Resync():
+                codec.reset()
             case Publish(reading):
                 status.last_reading_at = reading.received_at
                 hooks.publish(reading)

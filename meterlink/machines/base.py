@@ -54,7 +54,12 @@ class Dropped:
     detail: str
 
 
-Action = Send | Publish | Dropped
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Discard what the codec holds of a partial frame and hunt for the next start."""
+
+
+Action = Send | Publish | Dropped | Resync
 
 observers: list[Any] = []
 """Listeners attached to every link machine created; the test suite's transition-coverage

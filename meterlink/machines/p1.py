@@ -20,7 +20,7 @@ from ..protocols.p1 import (
     TelegramStarted,
     TelegramTruncated,
 )
-from .base import LinkMachine, Publish, StateTimeout
+from .base import LinkMachine, Publish, Resync, StateTimeout
 
 
 class P1Reader(LinkMachine):
@@ -43,7 +43,7 @@ class P1Reader(LinkMachine):
     oversized = reading.to(hunting, on="drop_oversized")
     noise = hunting.to.itself(internal=True, on="count_noise") | stale.to.itself(internal=True, on="count_noise")
     silence = hunting.to(stale, on="report_stale")
-    telegram_timeout = reading.to(hunting, on="drop_incomplete")
+    telegram_timeout = reading.to(hunting, on=["drop_incomplete", "resync"])
     link_lost = (
         hunting.to(closed)
         | stale.to(closed)
@@ -117,6 +117,9 @@ class P1Reader(LinkMachine):
 
     def drop_incomplete(self) -> None:
         self.drop("incomplete", "telegram did not end")
+
+    def resync(self) -> None:
+        self.actions.append(Resync())
 
     def count_noise(self, count: int) -> None:
         self.counters["noise_bytes"] += count

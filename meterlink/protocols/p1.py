@@ -61,7 +61,8 @@ class TelegramOversized:
 
 @dataclass(frozen=True, slots=True)
 class TelegramTruncated:
-    """A new `/` arrived before the running telegram ended; the partial one is dropped."""
+    """A new `/` arrived before the running telegram ended: the partial one is dropped and the
+    new one has begun (no separate TelegramStarted follows)."""
 
     count: int
 
@@ -76,6 +77,11 @@ class P1Framer:
         self._buffer = bytearray()
         self._in_telegram = False
         self._max_size = max_size
+
+    def reset(self) -> None:
+        """Forget a partial telegram; the next bytes are hunted for `/`."""
+        self._buffer.clear()
+        self._in_telegram = False
 
     @property
     def in_telegram(self) -> bool:
@@ -111,7 +117,6 @@ class P1Framer:
         if restart > 0:
             events.append(TelegramTruncated(restart))
             del buffer[:restart]
-            events.append(TelegramStarted())
             return True
         end = buffer.find(b"\n", bang) if bang >= 0 else -1
         if end < 0:
@@ -129,8 +134,7 @@ class P1Framer:
 
     def _drop_oversized(self, events: list[FramerEvent]) -> None:
         events.append(TelegramOversized(len(self._buffer)))
-        self._buffer.clear()
-        self._in_telegram = False
+        self.reset()
         # The rest of the oversized telegram arrives as noise until the next `/`.
 
 
