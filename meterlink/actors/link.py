@@ -8,6 +8,7 @@ asks (send bytes, publish a reading, report a dropped frame). Decisions live in 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -83,12 +84,12 @@ async def _loop(
     wallclock: Callable[[], float],
 ) -> None:
     armed_epoch = -1
-    deadline, timeout_event = trio.inf, ""
+    deadline, timeout_event = math.inf, ""
     while True:
         if machine.epoch != armed_epoch:
             armed_epoch = machine.epoch
             pending = machine.pending_timeout()
-            deadline, timeout_event = (trio.current_time() + pending[0], pending[1]) if pending else (trio.inf, "")
+            deadline, timeout_event = (trio.current_time() + pending[0], pending[1]) if pending else (math.inf, "")
         data = None
         with trio.move_on_at(deadline):
             data = await stream.receive_some(RECEIVE_SIZE)

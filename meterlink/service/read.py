@@ -60,6 +60,7 @@ async def read_one_link(
     opener = reopen_after_first(await link.opener()(), link.opener())
     hooks = LinkHooks(publish=publish, dropped=dropped)
     supervisor = Supervisor([ChildSpec("p1", partial(run_p1, link, hooks, status, opener))], name="read")
+    gave_up = False
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_until_escalation, supervisor, done)
@@ -67,8 +68,8 @@ async def read_one_link(
             nursery.cancel_scope.cancel()
     except* IntensityExceeded as group:
         on_warning(f"giving up: {group.exceptions[0]}")
-        return EXIT_FAILED
-    return EXIT_FAILED if failures else EXIT_OK
+        gave_up = True
+    return EXIT_FAILED if failures or gave_up else EXIT_OK
 
 
 async def _run_until_escalation(supervisor: Supervisor, done: trio.Event) -> None:

@@ -81,12 +81,12 @@ class _Child:
     backoff: float | None = None
     attempt: int = 0  # restarts since this child last ran stably; picks the backoff delay
     started_at: float = 0.0  # trio time of the latest start
-    scope: trio.CancelScope | None = None  # set while a task runs this child
+    scope: trio.CancelScope | None = None  # set from a start until the loop has handled its end
 
 
 class _Exit(NamedTuple):
     child: _Child
-    stopped: bool  # the supervisor had cancelled this run: how it ended does not count
+    scope: trio.CancelScope
     error: Exception | None
 
 
@@ -152,6 +152,7 @@ class Supervisor:
         finally:
             self._running = False
             for child in self._children:
+                child.scope = None  # runs cancelled with the nursery never report their end
                 if child.state in (ChildState.RUNNING, ChildState.BACKOFF):
                     child.state = ChildState.STOPPED
                 child.backoff = None
@@ -207,9 +208,7 @@ class Supervisor:
                 await child.spec.start()
         except Exception as exc:
             error = exc
-        finally:
-            child.scope = None
-        send.send_nowait(_Exit(child, scope.cancel_called, error))
+        send.send_nowait(_Exit(child, scope, error))
 
     async def _start_due(self, nursery: trio.Nursery, send: trio.MemorySendChannel[_Exit]) -> None:
         now = trio.current_time()
@@ -226,7 +225,10 @@ class Supervisor:
 
     def _on_exit(self, exit: _Exit) -> IntensityExceeded | None:
         child, error = exit.child, exit.error
-        if exit.stopped:
+        child.scope = None
+        if exit.scope.cancel_called:
+            # Stopped by this supervisor, possibly after it had already ended on its own but before
+            # that end was handled here: either way it is part of a restart already decided.
             return None
         if error is not None:
             child.last_error = _describe(error)

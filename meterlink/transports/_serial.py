@@ -61,6 +61,7 @@ def _open_configured_fd(path: str, settings: SerialSettings) -> int:
     try:
         if settings.data_request is not None:
             _raise_line(port, settings.data_request)
+        _block_until_a_byte(port.fileno())
         # The duplicate shares the open file description, hence the termios
         # settings and the flock. pyserial's close() only closes its own fd (it
         # restores nothing), and since the duplicate keeps the tty open it is not
@@ -70,6 +71,16 @@ def _open_configured_fd(path: str, settings: SerialSettings) -> int:
         raise TransportError(f"cannot open serial port {path}: {_reason(exc)}") from None
     finally:
         port.close()
+
+
+def _block_until_a_byte(fd: int) -> None:
+    # pyserial leaves VMIN = VTIME = 0 (it times out with select), and then a read with no data
+    # returns 0 bytes, which a trio stream takes for end of file. VMIN = 1 makes read() wait for
+    # data like a socket, so FdStream's EAGAIN-then-wait_readable path works.
+    attributes = termios.tcgetattr(fd)
+    attributes[6][termios.VMIN] = 1
+    attributes[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
 def _raise_line(port: serial.Serial, line: str) -> None:
