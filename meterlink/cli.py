@@ -11,7 +11,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import trio
 
@@ -117,7 +118,35 @@ def _announce(where: str) -> None:
 def demo(args: argparse.Namespace) -> int:
     from .service.demo import run_demo, summary
 
-    trio.run(run_demo, lambda reading: print(summary(reading), flush=True), _announce)
+    def show(reading: Reading) -> None:
+        print(summary(reading), flush=True)
+
+    return _service_exit(run_demo, args.http, args.token, _announce, show if args.verbose else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .service.config import ConfigError, load_config
+    from .service.run import run_service
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    return _service_exit(run_service, config, _announce)
+
+
+def _service_exit(main: Callable[..., Awaitable[None]], *args: object) -> int:
+    """Run the service; exit non-zero when the root supervisor gave up, so systemd restarts us."""
+    from .supervisor import IntensityExceeded, exit_code_for
+
+    try:
+        trio.run(main, *args)
+    except (IntensityExceeded, BaseExceptionGroup) as error:
+        escalation = error.subgroup(IntensityExceeded) if isinstance(error, BaseExceptionGroup) else error
+        if escalation is None:
+            raise
+        warn(f"giving up: {escalation}")
+        return exit_code_for(error)
     return EXIT_OK
 
 
@@ -147,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080", help="where to serve")
     demo_cmd.add_argument("--token", help="API token to use instead of a generated one")
     demo_cmd.set_defaults(handler=demo)
+
+    run_cmd = commands.add_parser("run", help="the real service, configured by a TOML file")
+    run_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="see meterlink.example.toml")
+    run_cmd.set_defaults(handler=run)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams")

@@ -1,32 +1,45 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far.
 
-The simulators serve on loopback TCP as real meters behind a serial-to-Ethernet converter would,
-and the adapter reads them through the same supervised actors as `meterlink run`.
+The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
+and the adapter reads them through the same supervised actors and serves the same API as
+`meterlink run`. Nothing is kept: the state directory is a temporary one.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
-from functools import partial
+from pathlib import Path
 
 import trio
 
-from ..actors.link import LinkHooks, LinkStatus
-from ..actors.p1 import P1Link, run_p1
 from ..protocols.readings import Reading
 from ..simulators.p1 import P1MeterModel, push_telegrams
-from ..supervisor import ChildSpec, Supervisor
 from ..transports import serve_tcp
+from .config import parse_config
+from .run import Outputs, run_service
 
 
-async def run_demo(on_reading: Callable[[Reading], None], announce: Callable[[str], None]) -> None:
-    async with trio.open_nursery() as nursery:
-        meter_url = await nursery.start(serve_tcp, _p1_meter, "tcp://127.0.0.1:0")
-        announce(f"simulated P1 meter on {meter_url}; readings follow (Ctrl-C to stop)")
-        status = LinkStatus(name="p1", kind="p1")
-        link = P1Link(meter_url)
-        supervisor = Supervisor([ChildSpec("p1", partial(run_p1, link, LinkHooks(on_reading), status))], name="demo")
-        nursery.start_soon(supervisor.run)
+async def run_demo(
+    listen: str,
+    token: str | None,
+    announce: Callable[[str], None],
+    on_reading: Callable[[Reading], None] | None = None,
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="meterlink-demo-") as state_dir:
+        async with trio.open_nursery() as nursery:
+            p1_url = await nursery.start(serve_tcp, _p1_meter, "tcp://127.0.0.1:0")
+            config = parse_config(
+                {
+                    "adapter": {"state_dir": str(Path(state_dir))},
+                    "http": {"listen": listen},
+                    "link": [{"name": "p1", "kind": "p1", "port": p1_url}],
+                },
+                "demo",
+            )
+            outputs = Outputs([on_reading] if on_reading else [])
+            await run_service(config, announce, outputs, token=token)
+            nursery.cancel_scope.cancel()
 
 
 async def _p1_meter(stream: trio.abc.Stream) -> None:
@@ -36,6 +49,7 @@ async def _p1_meter(stream: trio.abc.Stream) -> None:
 
 def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
+
     def number(obis: str) -> float:
         value = reading.value_of(obis)
         return float(value.value) if value is not None and isinstance(value.value, (int, float)) else 0.0

@@ -206,7 +206,7 @@ class Supervisor:
         try:
             with scope:
                 await child.spec.start()
-        except Exception as exc:
+        except BaseException as exc:
             error = exc
         send.send_nowait(_Exit(child, scope, error))
 

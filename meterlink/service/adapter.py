@@ -1,0 +1,66 @@
+"""What the outputs (REST API, MQTT, web page) see of the running adapter.
+
+One `Adapter` is built by `meterlink run` / `meterlink demo` and handed to the outputs; they read
+readings from the hub, link and supervisor status, and ask for configuration changes through it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import platform
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+from ..actors.link import LinkStatus
+from ..supervisor import ChildStatus
+from .hub import ReadingsHub
+from .secrets import Credentials, KeyStore, LoginThrottle
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _software_version() -> str:
+    try:
+        return version("meterlink")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _mac_address() -> str:
+    node = uuid.getnode()
+    return ":".join(f"{(node >> shift) & 0xFF:02x}" for shift in range(40, -1, -8))
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """system_status of seed 000 ch. 3.4.1."""
+
+    model: str = "meterlink"
+    sw_version: str = field(default_factory=_software_version)
+    hw_version: str = field(default_factory=platform.machine)
+    mac: str = field(default_factory=_mac_address)
+
+
+@dataclass(frozen=True)
+class ApiPolicy:
+    """Who may read without credentials, and where download_file / request_post may go."""
+
+    open_reads: tuple[IPNetwork, ...] = ()
+    fetch_hosts: tuple[str, ...] = ()
+    max_body: int = 16 * 1024
+
+
+@dataclass
+class Adapter:
+    hub: ReadingsHub
+    links: dict[str, LinkStatus]
+    supervisor_status: Callable[[], tuple[ChildStatus, ...]]
+    keys: KeyStore
+    credentials: Credentials
+    throttle: LoginThrottle
+    policy: ApiPolicy = ApiPolicy()
+    device: DeviceInfo = field(default_factory=DeviceInfo)
+    request_restart: Callable[[], None] = lambda: None
+    """system_restart: the service restarts its supervisor tree (systemd restarts the process if it exits)."""

@@ -1,0 +1,147 @@
+"""The TOML configuration of `meterlink run` (annotated example: meterlink.example.toml).
+
+An invalid file fails at start with one line per problem naming the key (`link[0].baud`) and
+what is wrong with it; unknown keys are errors too, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..transports import SerialSettings, parse_tcp_url
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdapterSection(_Section):
+    state_dir: Path = Path("/var/lib/meterlink")
+    """Encrypted meter keys, the device key (0600) and the API token's hash live here."""
+    token: str | None = Field(default=None, min_length=8)
+    """The API token / device password; without it one is generated at first start and shown once."""
+
+
+class HttpSection(_Section):
+    listen: str = "127.0.0.1:8080"
+    open_reads: list[str] = []
+    """Networks (CIDR) that may read without credentials; configuration always needs them."""
+    fetch_hosts: list[str] = []
+    """Hosts that download_file and request_post may reach; none by default (SSRF)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("open_reads")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network such as 192.168.0.0/16") from None
+        return value
+
+
+class SupervisorSection(_Section):
+    max_restarts: int = Field(default=10, ge=0)
+    period: float = Field(default=60.0, gt=0)
+    backoff_initial: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=30.0, gt=0)
+
+
+class LinkSection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    kind: Literal["p1"]
+    port: str
+    """A serial device path or tcp://HOST:PORT."""
+    baud: int | None = Field(default=None, gt=0)
+    parity: Literal["N", "E", "O"] | None = None
+    bytesize: Literal[5, 6, 7, 8] | None = None
+    stopbits: Literal[1, 1.5, 2] | None = None
+    data_request: Literal["rts", "dtr"] | None = None
+    push_interval: float = Field(default=1.0, gt=0)
+    legacy: bool = False
+    """P1: DSMR 2.2/3 telegrams without CRC (9600 7E1 unless given)."""
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: str) -> str:
+        if value.startswith("tcp://"):
+            parse_tcp_url(value)
+        elif not value.startswith("/"):
+            raise ValueError(f"expected a device path such as /dev/ttyUSB0 or tcp://HOST:PORT, got {value!r}")
+        return value
+
+    def serial(self, default: SerialSettings) -> SerialSettings:
+        return SerialSettings(
+            baudrate=self.baud or default.baudrate,
+            bytesize=self.bytesize or default.bytesize,
+            parity=self.parity or default.parity,
+            stopbits=self.stopbits or default.stopbits,
+            data_request=self.data_request,
+        )
+
+
+class Config(_Section):
+    adapter: AdapterSection = AdapterSection()
+    http: HttpSection = HttpSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    link: list[LinkSection] = []
+
+    @field_validator("link")
+    @classmethod
+    def _unique_names(cls, links: list[LinkSection]) -> list[LinkSection]:
+        names = [link.name for link in links]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"link names must be unique; repeated: {', '.join(duplicates)}")
+        return links
+
+
+def load_config(path: Path) -> Config:
+    """Read and check a config file; ConfigError names every problem with its key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return parse_config(document, str(path))
+
+
+def parse_config(document: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(document)
+    except ValidationError as error:
+        problems = [f"{source}: {_key(problem['loc'])}: {_message(problem)}" for problem in error.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def _key(location: tuple) -> str:
+    key = ""
+    for part in location:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _message(problem: dict) -> str:
+    if problem["type"] == "extra_forbidden":
+        return "unknown key"
+    return problem["msg"].removeprefix("Value error, ")

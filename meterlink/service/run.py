@@ -1,0 +1,142 @@
+"""The running adapter: one supervisor tree with an actor per link and the HTTP server.
+
+`meterlink run --config FILE` and `meterlink demo` both end up in `run_service`. SIGTERM or
+SIGINT cancel the tree (the service is down well within 2 s); a root supervisor that gives up
+makes the process exit non-zero so systemd starts it again; system_restart over the API restarts
+the tree in-process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from ..actors.link import LinkHooks, LinkStatus
+from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
+from ..protocols.readings import Reading
+from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
+from .adapter import Adapter, ApiPolicy
+from .config import Config, LinkSection, SupervisorSection
+from .hub import ReadingsHub
+from .secrets import Credentials, KeyStore, LoginThrottle
+
+log = logging.getLogger("meterlink.service")
+
+RESTART_DELAY = 0.5
+"""system_restart answers first, then the tree restarts."""
+
+
+@dataclass
+class Outputs:
+    """Where readings go besides the hub (the demo prints them)."""
+
+    extra: list[Callable[[Reading], None]] = field(default_factory=list)
+
+
+def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus) -> ChildSpec:
+    """The supervised actor of one configured link."""
+    serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
+    link = P1Link(section.port, serial, section.push_interval, legacy=section.legacy)
+    return ChildSpec(section.name, partial(run_p1, link, hooks, status))
+
+
+def supervisor(children: list[ChildSpec], name: str, settings: SupervisorSection) -> Supervisor:
+    return Supervisor(
+        children,
+        name=name,
+        intensity=Intensity(settings.max_restarts, settings.period),
+        backoff=Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max),
+    )
+
+
+def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor) -> Adapter:
+    state = config.adapter.state_dir
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    policy = ApiPolicy(
+        open_reads=tuple(ipaddress.ip_network(n, strict=False) for n in config.http.open_reads),
+        fetch_hosts=tuple(config.http.fetch_hosts),
+    )
+    return Adapter(
+        hub=hub,
+        links=links,
+        supervisor_status=root.status,
+        keys=KeyStore(state / "keys.bin", state / "device.key"),
+        credentials=Credentials(state / "token.hash"),
+        throttle=LoginThrottle(),
+        policy=policy,
+    )
+
+
+async def serve_http(adapter: Adapter, listen: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    from .api import create_app
+
+    config = HypercornConfig()
+    config.bind = [listen]
+    config.graceful_timeout = 1.0
+    config.accesslog = None
+    await hypercorn_serve(create_app(adapter), config, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def run_service(
+    config: Config,
+    announce: Callable[[str], None],
+    outputs: Outputs = Outputs(),
+    token: str | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT; raises IntensityExceeded when the root supervisor gives up."""
+    hub = ReadingsHub()
+    links = {section.name: LinkStatus(section.name, section.kind) for section in config.link}
+
+    def publish(reading: Reading) -> None:
+        hub.publish(reading)
+        for output in outputs.extra:
+            output(reading)
+
+    link_children = [link_child(section, LinkHooks(publish), links[section.name]) for section in config.link]
+    links_supervisor = supervisor(link_children, "links", config.supervisor)
+    http = ChildSpec("http", lambda: serve_http(adapter, config.http.listen))
+    root = supervisor([links_supervisor.as_child(), http], "meterlink", config.supervisor)
+    adapter = build_adapter(config, hub, links, root)
+    new_token = adapter.credentials.ensure(token or config.adapter.token)
+
+    announce(f"meterlink: serving http://{config.http.listen}/ (links: {', '.join(links) or 'none'})")
+    if new_token is not None:
+        announce(f"API token (shown once, stored only as a hash): {new_token}")
+    elif token is not None:
+        announce(f"API token: {token}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_signals, nursery.cancel_scope)
+        await _run_with_restarts(root, adapter, nursery)
+        nursery.cancel_scope.cancel()
+
+
+async def _run_with_restarts(root: Supervisor, adapter: Adapter, nursery: trio.Nursery) -> None:
+    while True:
+        with trio.CancelScope() as scope:
+            adapter.request_restart = partial(nursery.start_soon, _cancel_later, scope)
+            await root.run()
+        if not scope.cancelled_caught:
+            return
+        log.warning("restarting the supervisor tree (system_restart)")
+
+
+async def _cancel_later(scope: trio.CancelScope) -> None:
+    await trio.sleep(RESTART_DELAY)
+    scope.cancel()
+
+
+async def _cancel_on_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.warning("%s: shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return
