@@ -1,0 +1,56 @@
+"""The TOML configuration: the example loads, and every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meterlink.service.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).parent.parent / "meterlink.example.toml"
+
+
+def test_the_annotated_example_loads():
+    config = load_config(EXAMPLE)
+    assert [link.name for link in config.link] == ["p1"]
+    assert config.link[0].serial is not None and config.link[0].data_request == "rts"
+    assert config.http.fetch_hosts == [] and config.http.open_reads == []
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/ttyUSB0", "baud": "fast"}]}, "link[0].baud"),
+        ({"link": [{"name": "p1", "kind": "zigbee", "port": "/dev/ttyUSB0"}]}, "link[0].kind"),
+        ({"link": [{"name": "p1", "kind": "p1", "port": "COM3"}]}, "link[0].port: expected a device path"),
+        ({"link": [{"name": "p1", "kind": "p1", "port": "tcp://nohost"}]}, "link[0].port"),
+        ({"link": [{"name": "p1", "kind": "p1"}]}, "link[0].port: Field required"),
+        ({"link": [{"name": "a", "kind": "p1", "port": "/dev/x"}, {"name": "a", "kind": "p1", "port": "/dev/y"}]}, "repeated: a"),
+        ({"http": {"listen": "8080"}}, "http.listen: expected HOST:PORT"),
+        ({"http": {"open_reads": ["lan"]}}, "http.open_reads: 'lan' is not a network"),
+        ({"http": {"lisen": "0.0.0.0:80"}}, "http.lisen: unknown key"),
+        ({"supervisor": {"max_restarts": -1}}, "supervisor.max_restarts"),
+        ({"adapter": {"token": "short"}}, "adapter.token"),
+    ],
+)
+def test_mistakes_name_the_key(document, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(document, "test.toml")
+    assert message in str(error.value)
+    assert str(error.value).startswith("test.toml: ")
+
+
+def test_a_short_token_is_not_echoed():
+    with pytest.raises(ConfigError) as error:
+        parse_config({"adapter": {"token": "s3cr3t"}})
+    assert "s3cr3t" not in str(error.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[link\nname=", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
