@@ -311,16 +311,15 @@ def _profile_row(cells: list[str]) -> ProfileRow:
 
 
 def timestamp(field: str) -> str:
-    """A P1 time stamp YYMMDDhhmmssX in ISO 8601; X = S (summer, UTC+2) or W (winter, UTC+1),
-    the Belgian and Dutch local time the meter keeps."""
+    """A P1 time stamp YYMMDDhhmmssX as ISO 8601 local time, as the meter states it (X = S summer,
+    W winter time); like every link's `captured_at`, without a UTC offset (ARCHITECTURE.md)."""
     match = _TIMESTAMP.match(field)
     if match is None:
         raise P1Error(f"{field!r} is not a time stamp YYMMDDhhmmssX")
     yy, mo, dd, hh, mi, ss, season = match.groups()
     if not (1 <= int(mo) <= 12 and 1 <= int(dd) <= 31 and int(hh) < 24 and int(mi) < 60 and int(ss) < 61):
         raise P1Error(f"time stamp {field!r} is out of range")
-    offset = {"S": "+02:00", "W": "+01:00", "": ""}[season]
-    return f"20{yy}-{mo}-{dd}T{hh}:{mi}:{ss}{offset}"
+    return f"20{yy}-{mo}-{dd}T{hh}:{mi}:{ss}"
 
 
 def telegram_bytes(header: str, lines: list[str]) -> bytes:
