@@ -150,6 +150,30 @@ def _service_exit(main: Callable[..., Awaitable[None]], *args: object) -> int:
     return EXIT_OK
 
 
+# -- diagrams -----------------------------------------------------------------------------------
+
+
+def diagrams(args: argparse.Namespace) -> int:
+    from . import diagrams as generated
+
+    try:
+        if args.check:
+            differing = generated.check(args.root)
+            for name in differing:
+                print(args.root / name, flush=True)
+            if differing:
+                warn("diagrams differ from the machines: run `meterlink diagrams` and commit them")
+            return EXIT_FAILED if differing else EXIT_OK
+        written, removed = generated.write(args.root)
+    except generated.ToolMissing as error:
+        raise UsageError(str(error)) from None
+    for name in written:
+        print(args.root / name, flush=True)
+    for name in removed:
+        print(f"removed {args.root / name}", flush=True)
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 
@@ -201,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listen_options(simulate_p1_cmd)
     simulate_p1_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between telegrams")
     simulate_p1_cmd.set_defaults(handler=simulate_p1)
+
+    diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")
+    diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")
+    diagrams_cmd.add_argument("--root", type=Path, default=Path("diagrams"), metavar="DIR", help="default: ./diagrams")
+    diagrams_cmd.set_defaults(handler=diagrams)
     return parser
 
 
