@@ -1,0 +1,258 @@
+"""M-Bus link layer (EN 13757-2 ch. 5) for the Austrian DLMS push (seed 001 ch. B.4).
+
+Frames: the single character 0xE5 (acknowledge); the short frame `10 C A CS 16`; the control and
+long frames `68 L L 68 C A CI data CS 16` with L = bytes from C to the end of data and CS the
+arithmetic sum of those bytes. `MBusFramer` cuts a byte stream into frames and resynchronises
+after noise; `SegmentJoiner` joins the DLMS segments of one telegram by their CI field.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .errors import ProtocolError
+
+ACK = 0xE5
+SHORT_START = 0x10
+LONG_START = 0x68
+STOP = 0x16
+
+ADDRESS_SEARCH = 0xFD  # secondary addressing
+ADDRESS_BROADCAST_NO_REPLY = 0xFF
+ADDRESS_TEST = 0xFE
+ADDRESS_UNCONFIGURED = 0x00
+ADDRESS_SEARCH_TELEGRAM = 0xF0  # 240: the Austrian push meters' search telegram (seed 001 B.4)
+
+FCB = 0x20
+FCV = 0x10
+
+
+class CField(enum.IntEnum):
+    """C-field function codes (EN 13757-2 table 3), FCB/FCV bits cleared."""
+
+    SND_NKE = 0x40
+    SND_UD = 0x53
+    REQ_UD2 = 0x5B
+    REQ_UD1 = 0x5A
+    RSP_UD = 0x08
+
+    @classmethod
+    def of(cls, c_field: int) -> CField | None:
+        """The function of a C field, ignoring FCB (and FCV for SND_UD / REQ_UD, ACD/DFC for RSP_UD)."""
+        if c_field & 0x40:  # primary station: master to slave
+            base = c_field & ~FCB
+            if base == cls.SND_NKE:
+                return cls.SND_NKE
+            for function in (cls.SND_UD, cls.REQ_UD2, cls.REQ_UD1):
+                if base | FCV == function | FCV and base & 0x0F == function & 0x0F:
+                    return function
+            return None
+        return cls.RSP_UD if c_field & 0x0F == cls.RSP_UD else None
+
+
+class MBusError(ProtocolError):
+    """An M-Bus frame that is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SingleChar:
+    """0xE5: the acknowledgement."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShortFrame:
+    c: int
+    a: int
+
+    @property
+    def function(self) -> CField | None:
+        return CField.of(self.c)
+
+
+@dataclass(frozen=True, slots=True)
+class LongFrame:
+    """A long frame, or a control frame when `data` is empty."""
+
+    c: int
+    a: int
+    ci: int
+    data: bytes
+
+    @property
+    def function(self) -> CField | None:
+        return CField.of(self.c)
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """A frame start whose frame did not check out (checksum, stop byte, length fields)."""
+
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """Bytes that are no frame start, skipped while resynchronising."""
+
+    count: int
+
+
+Frame = SingleChar | ShortFrame | LongFrame
+FramerEvent = SingleChar | ShortFrame | LongFrame | BadFrame | Noise
+
+
+def checksum(data: bytes) -> int:
+    return sum(data) & 0xFF
+
+
+def encode_short(c: int, a: int) -> bytes:
+    return bytes((SHORT_START, c, a, (c + a) & 0xFF, STOP))
+
+
+def encode_long(c: int, a: int, ci: int, data: bytes) -> bytes:
+    body = bytes((c, a, ci)) + data
+    if len(body) > 255:
+        raise MBusError(f"long frame: {len(body)} bytes from C to the end of data, at most 255")
+    return bytes((LONG_START, len(body), len(body), LONG_START)) + body + bytes((checksum(body), STOP))
+
+
+class MBusFramer:
+    """Sans-IO framing: feed bytes as they arrive, get frames (and noise) out."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def reset(self) -> None:
+        self._buffer.clear()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of a frame that has not ended yet."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[FramerEvent]:
+        self._buffer += data
+        events: list[FramerEvent] = []
+        while self._buffer:
+            event = self._next()
+            if event is None:
+                break
+            events.append(event)
+        return events
+
+    def _next(self) -> FramerEvent | None:
+        buffer = self._buffer
+        start = buffer[0]
+        if start == ACK:
+            del buffer[:1]
+            return SingleChar()
+        if start == SHORT_START:
+            return self._short()
+        if start == LONG_START:
+            return self._long()
+        return self._skip_noise()
+
+    def _skip_noise(self) -> Noise:
+        buffer = self._buffer
+        skip = 1
+        while skip < len(buffer) and buffer[skip] not in (ACK, SHORT_START, LONG_START):
+            skip += 1
+        del buffer[:skip]
+        return Noise(skip)
+
+    def _short(self) -> FramerEvent | None:
+        buffer = self._buffer
+        if len(buffer) < 5:
+            return None
+        c, a, cs, stop = buffer[1], buffer[2], buffer[3], buffer[4]
+        if stop != STOP or cs != (c + a) & 0xFF:
+            return self._bad("short frame: " + ("no stop byte" if stop != STOP else "checksum does not match"))
+        del buffer[:5]
+        return ShortFrame(c, a)
+
+    def _long(self) -> FramerEvent | None:
+        buffer = self._buffer
+        if len(buffer) < 4:
+            return None
+        length = buffer[1]
+        if buffer[2] != length or buffer[3] != LONG_START or length < 3:
+            return self._bad(f"long frame: header 68 {buffer[1]:02X} {buffer[2]:02X} {buffer[3]:02X} is not 68 L L 68 with L >= 3")
+        end = 4 + length + 2
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[4 : 4 + length])
+        if buffer[end - 1] != STOP:
+            return self._bad(f"long frame (L={length}): no stop byte")
+        if buffer[end - 2] != checksum(body):
+            return self._bad(f"long frame (L={length}): checksum 0x{buffer[end - 2]:02X}, computed 0x{checksum(body):02X}")
+        del buffer[:end]
+        return LongFrame(body[0], body[1], body[2], body[3:])
+
+    def _bad(self, reason: str) -> BadFrame:
+        # Drop only the start byte: the real frame may begin inside what looked like this one.
+        del self._buffer[:1]
+        return BadFrame(reason, 1)
+
+
+class SegmentError(MBusError):
+    """Segments that do not make up a telegram."""
+
+
+LAST_SEGMENT = 0x10
+TSAP_PREFIX_LENGTH = 2  # source and destination TSAP (0x01 0x67 on Kaifa meters)
+
+
+class SegmentJoiner:
+    """Joins the DLMS segments of one telegram (CI low nibble = number, bit 4 = last).
+
+    Every segment of a telegram carries the same C field, so FCB duplicate suppression must not
+    drop them; a repeated telegram is recognised later by its DLMS frame counter.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    @property
+    def collecting(self) -> bool:
+        return bool(self._parts)
+
+    def reset(self) -> None:
+        self._parts.clear()
+
+    def add(self, frame: LongFrame) -> bytes | None:
+        """Add one segment; the joined APDU when this was the last one, else None."""
+        number = frame.ci & 0x0F
+        if number != len(self._parts):
+            expected = len(self._parts)
+            self._parts.clear()
+            if number != 0:
+                raise SegmentError(f"segment CI 0x{frame.ci:02X}: number {number}, expected {expected}")
+        if len(frame.data) < TSAP_PREFIX_LENGTH:
+            self._parts.clear()
+            raise SegmentError(f"segment CI 0x{frame.ci:02X}: {len(frame.data)} data bytes, no TSAP prefix")
+        self._parts.append(frame.data[TSAP_PREFIX_LENGTH:])
+        if frame.ci & LAST_SEGMENT:
+            apdu = b"".join(self._parts)
+            self._parts.clear()
+            return apdu
+        return None
+
+
+def is_dlms_segment(frame: LongFrame) -> bool:
+    """CI 0x00-0x1F carry DLMS segments in these meters' push telegrams."""
+    return frame.ci <= 0x1F
+
+
+def split_segments(apdu: bytes, c: int, a: int, max_data: int = 250, tsap: bytes = b"\x01\x67") -> list[bytes]:
+    """Split an APDU into long frames the way Kaifa meters do (for simulators and tests)."""
+    room = max_data - 1 - len(tsap)  # data bytes per frame after CI and TSAP
+    chunks = [apdu[i : i + room] for i in range(0, len(apdu), room)] or [b""]
+    if len(chunks) > 16:
+        raise MBusError(f"APDU of {len(apdu)} bytes needs {len(chunks)} segments, at most 16")
+    frames = []
+    for number, chunk in enumerate(chunks):
+        ci = number | (LAST_SEGMENT if number == len(chunks) - 1 else 0)
+        frames.append(encode_long(c, a, ci, tsap + chunk))
+    return frames
