@@ -52,7 +52,7 @@ class P1Reader(LinkMachine):
 
     timeouts = (
         StateTimeout("hunting", after="silence_timeout", event="silence"),
-        StateTimeout("reading", after="telegram_timeout_s", event="telegram_timeout"),
+        StateTimeout("reading", after="max_telegram_time", event="telegram_timeout"),
     )
 
     def __init__(
@@ -64,7 +64,7 @@ class P1Reader(LinkMachine):
         counters: Counter[str] | None = None,
     ) -> None:
         self.silence_timeout = push_interval * silence_intervals
-        self.telegram_timeout_s = telegram_timeout
+        self.max_telegram_time = telegram_timeout
         self.legacy = legacy
         super().__init__(counters)
 
