@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from statemachine import StateChart
 from statemachine.graph import iterate_states
 
+from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
 
 
@@ -59,7 +60,14 @@ class Resync:
     """Discard what the codec holds of a partial frame and hunt for the next start."""
 
 
-Action = Send | Publish | Dropped | Resync
+@dataclass(frozen=True, slots=True)
+class KeyConfirmed:
+    """A telegram decrypted with these keys: a pending key of a hybrid change-over becomes current."""
+
+    keys: CipherKeys
+
+
+Action = Send | Publish | Dropped | Resync | KeyConfirmed
 
 observers: list[Any] = []
 """Listeners attached to every link machine created; the test suite's transition-coverage

@@ -196,48 +196,25 @@ class MBusFramer:
         return BadFrame(reason, 1)
 
 
-class SegmentError(MBusError):
-    """Segments that do not make up a telegram."""
-
-
 LAST_SEGMENT = 0x10
 TSAP_PREFIX_LENGTH = 2  # source and destination TSAP (0x01 0x67 on Kaifa meters)
 
 
-class SegmentJoiner:
-    """Joins the DLMS segments of one telegram (CI low nibble = number, bit 4 = last).
+def segment_number(frame: LongFrame) -> int:
+    """The DLMS segment number in the CI field's low nibble (0 = first)."""
+    return frame.ci & 0x0F
 
-    Every segment of a telegram carries the same C field, so FCB duplicate suppression must not
-    drop them; a repeated telegram is recognised later by its DLMS frame counter.
-    """
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
+def is_last_segment(frame: LongFrame) -> bool:
+    """CI bit 4 marks the last segment of a telegram."""
+    return bool(frame.ci & LAST_SEGMENT)
 
-    @property
-    def collecting(self) -> bool:
-        return bool(self._parts)
 
-    def reset(self) -> None:
-        self._parts.clear()
-
-    def add(self, frame: LongFrame) -> bytes | None:
-        """Add one segment; the joined APDU when this was the last one, else None."""
-        number = frame.ci & 0x0F
-        if number != len(self._parts):
-            expected = len(self._parts)
-            self._parts.clear()
-            if number != 0:
-                raise SegmentError(f"segment CI 0x{frame.ci:02X}: number {number}, expected {expected}")
-        if len(frame.data) < TSAP_PREFIX_LENGTH:
-            self._parts.clear()
-            raise SegmentError(f"segment CI 0x{frame.ci:02X}: {len(frame.data)} data bytes, no TSAP prefix")
-        self._parts.append(frame.data[TSAP_PREFIX_LENGTH:])
-        if frame.ci & LAST_SEGMENT:
-            apdu = b"".join(self._parts)
-            self._parts.clear()
-            return apdu
-        return None
+def segment_payload(frame: LongFrame) -> bytes:
+    """A segment's share of the APDU: its data after the source and destination TSAP."""
+    if len(frame.data) < TSAP_PREFIX_LENGTH:
+        raise MBusError(f"segment CI 0x{frame.ci:02X}: {len(frame.data)} data bytes, no TSAP prefix")
+    return frame.data[TSAP_PREFIX_LENGTH:]
 
 
 def is_dlms_segment(frame: LongFrame) -> bool:

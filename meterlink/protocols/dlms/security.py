@@ -65,6 +65,17 @@ class CipheredApdu:
         return self.system_title + self.frame_counter.to_bytes(4, "big")
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class CipherKeys:
+    """The keys one meter's telegrams are protected with; the repr never shows them."""
+
+    encryption: bytes
+    authentication: bytes | None = None
+
+    def __repr__(self) -> str:
+        return "CipherKeys(****)"
+
+
 def parse_ciphered(apdu: bytes) -> CipheredApdu:
     if len(apdu) < 2 or apdu[0] not in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
         raise SecurityError(f"ciphered APDU: expected tag 0xDB or 0xDD, got {apdu[:1].hex() or 'nothing'}")

@@ -1,0 +1,317 @@
+"""The M-Bus push link, both sides (seed 001 ch. B.4 variant 2; EN 13757-2).
+
+The meter is the M-Bus master and pushes. In search mode it sends a search telegram (SND_NKE to
+primary address 240) about once a minute; once the adapter acknowledges it with 0xE5 the meter
+switches to data mode and sends SND_UD telegrams at its push interval, each acknowledged with
+0xE5. After 10 missing acknowledgements the meter goes back to search mode. A telegram is often
+split over several long frames (DLMS segments numbered in the CI field). Some grid operators run
+the interface one-way: the adapter reads such a meter the same way, its acks simply go unheard.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from statemachine import State
+
+from ..protocols.dlms.push import Outcome, PushResult, decode_push
+from ..protocols.dlms.security import CipherKeys
+from ..protocols.mbus import (
+    ACK,
+    ADDRESS_BROADCAST_NO_REPLY,
+    ADDRESS_SEARCH_TELEGRAM,
+    BadFrame,
+    CField,
+    FramerEvent,
+    LongFrame,
+    Noise,
+    ShortFrame,
+    SingleChar,
+    encode_short,
+    is_dlms_segment,
+    is_last_segment,
+    segment_number,
+    segment_payload,
+)
+from .base import KeyConfirmed, LinkMachine, Publish, Send, StateTimeout
+
+DATA_ADDRESSES = (ADDRESS_SEARCH_TELEGRAM, ADDRESS_BROADCAST_NO_REPLY)
+ACK_BYTES = bytes((ACK,))
+
+
+def no_keys() -> list[CipherKeys]:
+    return []
+
+
+class MBusAdapter(LinkMachine):
+    """Adapter side: acknowledge the search telegram and every data frame, join, decrypt, publish."""
+
+    search = State("Search mode (waiting for SND_NKE to 240)", initial=True)
+    listening = State("Data mode, between telegrams")
+    joining = State("Data mode, joining segments")
+    stale = State("Stale (meter silent)")
+    closed = State("Link closed", final=True)
+
+    search_telegram = (
+        search.to(listening, on="ack")
+        | listening.to(listening, on=["ack", "count_search_in_data_mode"])
+        | joining.to(listening, on=["ack", "drop_partial"])
+        | stale.to(listening, on="ack")
+    )
+    segment = (
+        search.to(joining, cond="first and not last", on=["ack", "collect"])
+        | listening.to(joining, cond="first and not last", on=["ack", "collect"])
+        | stale.to(joining, cond="first and not last", on=["ack", "collect"])
+        | search.to(listening, cond="first and last", on=["ack", "collect", "complete"])
+        | listening.to(listening, cond="first and last", on=["ack", "collect", "complete"])
+        | stale.to(listening, cond="first and last", on=["ack", "collect", "complete"])
+        | joining.to(joining, cond="in_order and not last", on=["ack", "collect"])
+        | joining.to(listening, cond="in_order and last", on=["ack", "collect", "complete"])
+        | joining.to(joining, cond="first", on=["ack", "drop_partial", "collect"])
+        | joining.to(listening, on=["ack", "drop_partial", "drop_out_of_order"])
+        | search.to(listening, on=["ack", "drop_out_of_order"])
+        | listening.to(listening, on=["ack", "drop_out_of_order"])
+        | stale.to(listening, on=["ack", "drop_out_of_order"])
+    )
+    telegram = (
+        listening.to.itself(internal=True, cond="decoded", on="publish")
+        | listening.to.itself(internal=True, cond="replayed", on="drop_replayed")
+        | listening.to.itself(internal=True, cond="no_key", on="drop_no_key")
+        | listening.to.itself(internal=True, cond="wrong_key", on="drop_wrong_key")
+        | listening.to.itself(internal=True, on="drop_unparseable")
+    )
+    foreign_frame = (
+        search.to.itself(internal=True, on="count_foreign")
+        | listening.to.itself(internal=True, on="count_foreign")
+        | joining.to.itself(internal=True, on="count_foreign")
+        | stale.to.itself(internal=True, on="count_foreign")
+    )
+    bad_frame = (
+        search.to.itself(internal=True, on="count_bad_frame")
+        | listening.to.itself(internal=True, on="count_bad_frame")
+        | joining.to.itself(internal=True, on="count_bad_frame")
+        | stale.to.itself(internal=True, on="count_bad_frame")
+    )
+    noise = (
+        search.to.itself(internal=True, on="count_noise")
+        | listening.to.itself(internal=True, on="count_noise")
+        | joining.to.itself(internal=True, on="count_noise")
+        | stale.to.itself(internal=True, on="count_noise")
+    )
+    silence = search.to(stale, on="report_stale") | listening.to(stale, on="report_stale")
+    segment_timeout = joining.to(listening, on="drop_partial")
+    link_lost = (
+        search.to(closed)
+        | listening.to(closed)
+        | joining.to(closed, on="drop_partial")
+        | stale.to(closed)
+    )
+
+    timeouts = (
+        StateTimeout("search", after="search_silence", event="silence"),
+        StateTimeout("listening", after="data_silence", event="silence"),
+        StateTimeout("joining", after="segment_gap", event="segment_timeout"),
+    )
+
+    def __init__(
+        self,
+        keys: Callable[[], Sequence[CipherKeys]] = no_keys,
+        push_interval: float = 5.0,
+        silence_intervals: int = 3,
+        search_interval: float = 60.0,
+        segment_gap: float = 3.0,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.data_silence = push_interval * silence_intervals
+        self.search_silence = search_interval * 2 + 10
+        self.segment_gap = segment_gap
+        self.last_frame_counter: int | None = None
+        self._parts: list[bytes] = []
+        self._result: PushResult | None = None
+        self._received_at: float | None = None
+        super().__init__(counters)
+
+    def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
+        """Feed one framer event; only well-formed frames to 240 or 0xFF are ours to acknowledge."""
+        match event:
+            case ShortFrame(c, a) if CField.of(c) is CField.SND_NKE and a == ADDRESS_SEARCH_TELEGRAM:
+                self.send("search_telegram")
+            case LongFrame() if event.function is CField.SND_UD and event.a in DATA_ADDRESSES and is_dlms_segment(event):
+                self.send("segment", frame=event, received_at=received_at)
+            case ShortFrame() | LongFrame() | SingleChar():
+                self.send("foreign_frame", frame=event)
+            case BadFrame(reason):
+                self.send("bad_frame", reason=reason)
+            case Noise(count):
+                self.send("noise", count=count)
+
+    # -- guards -----------------------------------------------------------------------------
+
+    def first(self, frame: LongFrame) -> bool:
+        return segment_number(frame) == 0
+
+    def last(self, frame: LongFrame) -> bool:
+        return is_last_segment(frame)
+
+    def in_order(self, frame: LongFrame) -> bool:
+        return segment_number(frame) == len(self._parts)
+
+    def decoded(self) -> bool:
+        return self._outcome() is Outcome.DECODED
+
+    def replayed(self) -> bool:
+        return self._outcome() is Outcome.REPLAYED
+
+    def no_key(self) -> bool:
+        return self._outcome() is Outcome.NO_KEY
+
+    def wrong_key(self) -> bool:
+        return self._outcome() is Outcome.WRONG_KEY
+
+    def _outcome(self) -> Outcome:
+        assert self._result is not None
+        return self._result.outcome
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def ack(self) -> None:
+        self.actions.append(Send(ACK_BYTES))
+
+    def collect(self, frame: LongFrame, received_at: float | None) -> None:
+        self._parts.append(segment_payload(frame) if len(frame.data) >= 2 else b"")
+        self._received_at = received_at
+
+    def complete(self) -> None:
+        apdu = b"".join(self._parts)
+        self._parts.clear()
+        self._result = decode_push(apdu, self.keys(), self.last_frame_counter, "mbus", self._received_at)
+        self.raise_("telegram")
+
+    def publish(self) -> None:
+        result = self._result
+        assert result is not None and result.reading is not None
+        if result.frame_counter is not None:
+            self.last_frame_counter = result.frame_counter
+        if result.keys is not None:
+            self.actions.append(KeyConfirmed(result.keys))
+        self.counters["telegrams"] += 1
+        self.actions.append(Publish(result.reading))
+
+    def drop_replayed(self) -> None:
+        self.drop("replayed", self._detail())
+
+    def drop_no_key(self) -> None:
+        self.drop("no_key", self._detail())
+
+    def drop_wrong_key(self) -> None:
+        self.drop("wrong_key", self._detail())
+
+    def drop_unparseable(self) -> None:
+        self.drop("unparseable", self._detail())
+
+    def _detail(self) -> str:
+        return self._result.detail if self._result is not None else ""
+
+    def drop_partial(self) -> None:
+        self._parts.clear()
+        self.drop("incomplete", "a telegram's segments stopped before its last one")
+
+    def drop_out_of_order(self, frame: LongFrame) -> None:
+        self._parts.clear()
+        self.drop("out_of_order", f"segment CI 0x{frame.ci:02X} arrived out of order")
+
+    def count_search_in_data_mode(self) -> None:
+        self.counters["search_in_data_mode"] += 1
+
+    def count_foreign(self) -> None:
+        self.counters["foreign_frames"] += 1
+
+    def count_bad_frame(self, reason: str) -> None:
+        self.drop("bad_frame", reason)
+
+    def count_noise(self, count: int) -> None:
+        self.counters["noise_bytes"] += count
+
+    def report_stale(self) -> None:
+        self.counters["stale"] += 1
+
+    @property
+    def is_stale(self) -> bool:
+        return self.stale.is_active
+
+
+class MBusMeter(LinkMachine):
+    """Meter side, for the simulator: search every minute, data every push interval, back to search
+    after 10 missing acknowledgements (seed 001 ch. B.4)."""
+
+    searching = State("Search mode", initial=True)
+    awaiting_search_ack = State("Search telegram sent")
+    pushing = State("Data mode, between telegrams")
+    awaiting_data_ack = State("Data telegram sent")
+
+    send_search = searching.to(awaiting_search_ack, on="emit_search")
+    search_acked = awaiting_search_ack.to(pushing, on="reset_missed")
+    search_unanswered = awaiting_search_ack.to(searching)
+    send_data = pushing.to(awaiting_data_ack, on="emit_data")
+    data_acked = awaiting_data_ack.to(pushing, on="reset_missed")
+    data_unanswered = (
+        awaiting_data_ack.to(searching, cond="too_many_missed", on="count_missed")
+        | awaiting_data_ack.to(pushing, on="count_missed")
+    )
+    stray_ack = (
+        searching.to.itself(internal=True)
+        | pushing.to.itself(internal=True)
+    )
+
+    timeouts = (
+        StateTimeout("searching", after="search_interval", event="send_search"),
+        StateTimeout("awaiting_search_ack", after="ack_timeout", event="search_unanswered"),
+        StateTimeout("pushing", after="pause_after_ack", event="send_data"),
+        StateTimeout("awaiting_data_ack", after="ack_timeout", event="data_unanswered"),
+    )
+
+    MAX_MISSED_ACKS = 10
+
+    def __init__(
+        self,
+        telegram: Callable[[], list[bytes]],
+        push_interval: float = 5.0,
+        search_interval: float = 60.0,
+        ack_timeout: float = 0.5,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.telegram = telegram
+        self.search_interval = search_interval
+        self.ack_timeout = ack_timeout
+        self.pause_after_ack = max(push_interval - ack_timeout, 0.0)
+        self.missed = 0
+        super().__init__(counters)
+
+    def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
+        if isinstance(event, SingleChar):
+            if self.awaiting_search_ack.is_active:
+                self.send("search_acked")
+            elif self.awaiting_data_ack.is_active:
+                self.send("data_acked")
+            else:
+                self.send("stray_ack")
+
+    def too_many_missed(self) -> bool:
+        return self.missed + 1 >= self.MAX_MISSED_ACKS
+
+    def emit_search(self) -> None:
+        self.counters["search_telegrams"] += 1
+        self.actions.append(Send(encode_short(CField.SND_NKE, ADDRESS_SEARCH_TELEGRAM)))
+
+    def emit_data(self) -> None:
+        self.counters["data_telegrams"] += 1
+        self.actions.append(Send(b"".join(self.telegram())))
+
+    def reset_missed(self) -> None:
+        self.missed = 0
+
+    def count_missed(self) -> None:
+        self.missed += 1
+        self.counters["missed_acks"] += 1
