@@ -279,8 +279,11 @@ def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _mermaid_text(text: str) -> str:
-    # A double quote would end a state name and a semicolon a statement; Mermaid's entity codes keep them.
-    return text.replace('"', "#quot;").replace(";", "#59;")
+    # A double quote would end a state name, a semicolon a statement, and `<lambda>` would be taken
+    # for an HTML tag and dropped; Mermaid's entity codes keep them.
+    for char, code in (('"', "#quot;"), (";", "#59;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
 
 
 # -- SCXML ----------------------------------------------------------------------------------------
@@ -429,7 +432,7 @@ def readme(charts: Sequence[Chart]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for chart in charts:
-        lines.append(_row(f"[{chart.name}](#{chart.name.lower()})", chart.summary, str(len(list(chart.nodes()))),
+        lines.append(_row(f"[{chart.name}](#{chart.name.lower()})", _plain(chart.summary), str(len(list(chart.nodes()))),
                           str(len(list(chart.edges()))), str(len(chart.timers)), _links(chart)))
     for chart in charts:
         lines += ["", *_section(chart)]
@@ -440,7 +443,7 @@ def _section(chart: Chart) -> list[str]:
     lines = [
         f"## {chart.name}",
         "",
-        f"{chart.summary} {chart.source} (`{chart.qualname}`)",
+        _plain(f"{chart.summary} {chart.source}") + f" (`{chart.qualname}`)",
         "",
         f"Files: {_links(chart)}",
         "",
@@ -453,7 +456,7 @@ def _section(chart: Chart) -> list[str]:
     ]
     for edge in chart.edges():
         lines.append(_row(_code(edge.source), " ".join(map(_code, edge.events)) or "(eventless)",
-                          _code(edge.guard) if edge.guard else "", _code(edge.target), _notes(edge)))
+                          _code(edge.guard) if edge.guard else "", _code(edge.target), _plain(_notes(edge))))
     lines += ["", "### Timeouts", ""]
     if chart.timers:
         lines += ["| state | event | after (attribute) | default |", "|---|---|---|---|"]
@@ -461,7 +464,8 @@ def _section(chart: Chart) -> list[str]:
     else:
         lines.append("None.")
     lines += ["", "### States", "", "| state | name | kind | on entry | on exit |", "|---|---|---|---|---|"]
-    lines += [_row(_code(n.id), n.name, _kind(n), ", ".join(n.entry), ", ".join(n.exit)) for n in chart.nodes()]
+    lines += [_row(_code(n.id), _plain(n.name), _kind(n), _plain(", ".join(n.entry)), _plain(", ".join(n.exit)))
+              for n in chart.nodes()]
     lines += ["", "### Diagram", "", "```mermaid", mermaid(chart).rstrip("\n"), "```"]
     return lines
 
@@ -488,6 +492,11 @@ def _links(chart: Chart) -> str:
 
 def _code(text: str) -> str:
     return f"`{text}`"
+
+
+def _plain(text: str) -> str:
+    # Outside code spans, `<lambda>` would be taken for an HTML tag.
+    return text.replace("<", "&lt;")
 
 
 def _row(*cells: str) -> str:

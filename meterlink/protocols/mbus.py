@@ -222,9 +222,10 @@ def is_dlms_segment(frame: LongFrame) -> bool:
     return frame.ci <= 0x1F
 
 
-def split_segments(apdu: bytes, c: int, a: int, max_data: int = 250, tsap: bytes = b"\x01\x67") -> list[bytes]:
-    """Split an APDU into long frames the way Kaifa meters do (for simulators and tests)."""
-    room = max_data - 1 - len(tsap)  # data bytes per frame after CI and TSAP
+def split_segments(apdu: bytes, c: int, a: int, max_length: int = 0xFA, tsap: bytes = b"\x01\x67") -> list[bytes]:
+    """Split an APDU into long frames of at most L = `max_length` the way Kaifa meters do (for
+    simulators and tests)."""
+    room = max_length - 3 - len(tsap)  # APDU bytes per frame after C, A, CI and the TSAP
     chunks = [apdu[i : i + room] for i in range(0, len(apdu), room)] or [b""]
     if len(chunks) > 16:
         raise MBusError(f"APDU of {len(apdu)} bytes needs {len(chunks)} segments, at most 16")

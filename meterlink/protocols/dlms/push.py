@@ -55,7 +55,7 @@ def decode_push(
         return PushResult(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", frame_counter=counter)
     if not keys:
         return PushResult(Outcome.NO_KEY, "the telegram is encrypted and no meter key is set", frame_counter=counter)
-    failure = "no key decrypts the telegram"
+    failure = f"no key decrypts the telegram (frame counter {counter})"
     for candidate in keys:
         try:
             plaintext = decrypt(ciphered, candidate.encryption, candidate.authentication)
@@ -67,7 +67,7 @@ def decode_push(
         except ProtocolError:
             continue
         return PushResult(Outcome.DECODED, reading=reading, keys=candidate, frame_counter=counter)
-    return PushResult(Outcome.WRONG_KEY, f"wrong key: {failure} (frame counter {counter})", frame_counter=counter)
+    return PushResult(Outcome.WRONG_KEY, f"wrong key: {failure}", frame_counter=counter)
 
 
 def _plaintext(apdu: bytes, link: str, received_at: float | None) -> PushResult:

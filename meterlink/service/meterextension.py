@@ -1,0 +1,325 @@
+"""The wire format of the MeterExtension #1 REST API (seed 000 ch. 3), as pure models and functions.
+
+`POST /api` takes `{"cmd": ..., "id": ...}` and answers JSON; the commands and answers are the
+pydantic models below, and `meter_blocks` re-expresses meterlink readings in the MeterExtension's
+`meter_reading` form (OBIS, scale, COSEM unit code, entries as strings; seed 000 ch. 3.5.1, 5).
+
+Where the seed's example is not valid JSON, meterlink sends this instead:
+
+- Unknown command (ch. 3.2.1): the seed shows `{"error":"unkown_cmd","result","id":"123"}`, where
+  `"result"` has no value. meterlink sends `{"error": "unkown_cmd", "result": "ERROR", "id": "123"}`,
+  keeping the seed's spelling "unkown_cmd", with HTTP status 200 like every other command's answer,
+  because a MeterExtension client reads the `result` field of the JSON answer.
+- get_ip_info (ch. 3.4.4): the seed's answer is the text `IP: ... GW: ... Net Mask: ...`. meterlink
+  sends `{"IP": "192.168.0.158", "GW": "192.168.0.1", "Net Mask": "255.255.255.0", "result": "OK",
+  "id": "123"}`, with the same three names as keys.
+- meter_reading, empty (ch. 3.5.1): the seed shows `{"meter":[{"meterid":"lu","data":[{"}] }], ...}`
+  (a stray `"`). With no meter seen yet meterlink sends `{"meter": [], "result": "OK", "id": "123"}`.
+- meter_reading, filled (ch. 3.5.1): the seed's example closes the `data` list and the `meter`
+  object early (`...]}],` then `{"result": "OK", "id": "123"}` as a separate object). meterlink sends
+  one object: `{"meter": [{"meterid": "...", "data": [{"OBIS": ..., "scale": ..., "unit": ...,
+  "entry": [{"val": ..., "ts": ...}]}, ...]}], "result": "OK", "id": "123"}`.
+- meter_reading, "Response" line (ch. 3.5.1): `"result":"OK\n"` is broken across a line inside the
+  string; meterlink sends `"result": "OK"`.
+- wifi_status and system_status (ch. 3.3.2, 3.4.1): the key `"hw-\nversion"` and the `"\nresult"`
+  are broken across lines in the seed; meterlink sends `"hw-version"` and `"result"`.
+- wifi_config (ch. 3.3.1) and meter_setkey (ch. 3.5.2): the commands are printed with a line break
+  inside the password string and a stray `}` after the object; meterlink reads ordinary JSON objects.
+- Curl examples of ch. 3.4.5 lack the closing `"` of the `-d` argument; the bodies they mean are
+  ordinary JSON objects, accepted whatever the Content-Type says (curl sends
+  application/x-www-form-urlencoded).
+
+Answers carry `"id"` only when the command had one (the curl examples send none). Errors that the
+seed does not document (bad JSON, wrong types, missing credentials, ...) are
+`{"error": "...", "message": "...", "result": "ERROR"}` with a 4xx status, plus `"id"` when known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ..protocols.readings import Reading, Value
+
+# --- units (seed 000 ch. 5) -----------------------------------------------------------------------
+
+NO_UNIT = 255
+"""COSEM "no unit": counts and text."""
+OTHER_UNIT = 254
+"""COSEM "other unit": a unit text the table below does not know; the value is still sent."""
+
+UNIT_TEXTS: dict[str, tuple[int, int]] = {
+    "Wh": (30, 0), "kWh": (30, 3), "MWh": (30, 6),
+    "W": (27, 0), "kW": (27, 3), "MW": (27, 6),
+    "varh": (32, 0), "kvarh": (32, 3), "kVArh": (32, 3), "kVarh": (32, 3),
+    "var": (29, 0), "kvar": (29, 3), "kVAr": (29, 3), "kVar": (29, 3),
+    "VAh": (31, 0), "kVAh": (31, 3),
+    "VA": (28, 0), "kVA": (28, 3),
+    "V": (35, 0), "A": (33, 0), "Hz": (44, 0),
+    "m3": (13, 0), "m³": (13, 0), "m3/h": (15, 0), "l": (19, 0),
+    "J": (25, 0), "kJ": (25, 3), "MJ": (25, 6), "GJ": (25, 9),
+    "s": (7, 0), "min": (6, 0), "h": (5, 0), "d": (4, 0),
+    "°C": (9, 0), "K": (52, 0), "%": (56, 0), "kg": (20, 0), "bar": (24, 0), "Pa": (23, 0),
+}
+"""Unit text as P1 meters write it -> (COSEM unit code, decimal shift of the scale).
+
+The MeterExtension names units by COSEM code only, and the code table has no kilo units: 1.955 kWh
+(raw 1955, scaler -3) is sent as raw 1955, scale 0, unit 30 (Wh).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Expressed:
+    """One value as the MeterExtension writes it: `val` times ten to `scale`, in COSEM unit `unit`."""
+
+    val: str
+    scale: int
+    unit: int
+
+
+def express(value: Value) -> Expressed | None:
+    """A reading value in MeterExtension terms; None for values it cannot carry (profiles, null)."""
+    if isinstance(value.value, tuple) or value.value is None:
+        return None
+    if isinstance(value.value, str):
+        return Expressed(value.value, 0, NO_UNIT)
+    number = _raw_scaler(value)
+    if number is None:
+        return Expressed(str(value.value), 0, NO_UNIT)
+    raw, scaler = number
+    code, shift = _unit_code(value)
+    return Expressed(str(raw), scaler + shift, code)
+
+
+def _raw_scaler(value: Value) -> tuple[int, int] | None:
+    """The integer and power of ten of a number; None for a float that is not finite."""
+    if value.raw is not None:
+        return value.raw, value.scaler or 0
+    if isinstance(value.value, int):
+        return int(value.value), 0
+    exact = Decimal(repr(value.value))
+    if not exact.is_finite():
+        return None
+    exponent = int(exact.as_tuple().exponent)
+    return int(exact.scaleb(-exponent)), exponent
+
+
+def _unit_code(value: Value) -> tuple[int, int]:
+    if value.unit_code is not None:
+        return value.unit_code, 0
+    if not value.unit:
+        return NO_UNIT, 0
+    return UNIT_TEXTS.get(value.unit, (OTHER_UNIT, 0))
+
+
+# --- meter_reading (seed 000 ch. 3.5.1) -------------------------------------------------------------
+
+
+class Entry(BaseModel):
+    val: str
+    ts: str = Field(description="Unix seconds at which the adapter received the reading")
+
+
+class ObisData(BaseModel):
+    OBIS: str = Field(examples=["1-0:32.7.0.255"])
+    scale: str = Field(description="power of ten to multiply val with", examples=["-1"])
+    unit: str = Field(description="COSEM unit code (seed 000 ch. 5); 255 for none", examples=["35"])
+    entry: list[Entry] = Field(description="the readings of the last 60 s, oldest first")
+
+
+class MeterBlock(BaseModel):
+    meterid: str
+    data: list[ObisData]
+
+
+def meter_block(link: str, latest: Reading, window: Sequence[Reading]) -> MeterBlock:
+    """One meter: a data object per OBIS code of its latest reading, entries from `window`.
+
+    Profile values (a list of rows, such as P1 0-0:98.1.0) are left out: an entry holds one
+    number. An entry whose scale or unit differs from the latest reading's is left out too, so
+    every `val` of a data object is read with the same `scale` and `unit`. With an empty window
+    (the meter has been silent for over 60 s) the latest reading is the only entry.
+    """
+    readings = list(window) or [latest]
+    by_obis = [{value.obis: value for value in reading.values} for reading in readings]
+    data = []
+    for value in latest.values:
+        shown = express(value)
+        if shown is None:
+            continue
+        entries = []
+        for reading, values in zip(readings, by_obis):
+            past = values.get(value.obis)
+            old = express(past) if past is not None else None
+            if old is not None and (old.scale, old.unit) == (shown.scale, shown.unit):
+                entries.append(Entry(val=old.val, ts=str(int(reading.received_at or 0))))
+        data.append(ObisData(OBIS=value.obis, scale=str(shown.scale), unit=str(shown.unit), entry=entries))
+    return MeterBlock(meterid=latest.meter_id or link, data=data)
+
+
+# --- commands (seed 000 ch. 3.3-3.5) ----------------------------------------------------------------
+
+CommandId = Union[str, int]
+
+
+class _Command(BaseModel):
+    # strict: "cmd": 5 or "key": 7 is an error, never coerced; extra keys (such as the seed's
+    # optional "cert") are ignored, as a MeterExtension client may send more than we read.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    id: CommandId | None = Field(default=None, description="echoed in the answer")
+
+
+class MeterReadingCommand(_Command):
+    cmd: Literal["meter_reading"]
+
+
+class MeterSetKeyCommand(_Command):
+    cmd: Literal["meter_setkey"]
+    key: SecretStr = Field(
+        description="the meter's AES-128 key from the grid operator: 32 hex digits",
+        json_schema_extra={"pattern": "^[0-9A-Fa-f]{32}$"},
+    )
+    link: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="meterlink: the link the key is for; default every M-Bus link",
+    )
+
+
+class WifiConfigCommand(_Command):
+    cmd: Literal["wifi_config"]
+    ssid: str = Field(min_length=1, max_length=32)
+    password: SecretStr | None = Field(default=None, min_length=8, max_length=63,
+                                       description="WPA2 passphrase; leave out for an open network")
+    mode: Literal["sta", "sta_ap"] = "sta"
+
+
+class WifiStatusCommand(_Command):
+    cmd: Literal["wifi_status"]
+
+
+class SystemStatusCommand(_Command):
+    cmd: Literal["system_status"]
+
+
+class GetIpInfoCommand(_Command):
+    cmd: Literal["get_ip_info"]
+
+
+class SystemRestartCommand(_Command):
+    cmd: Literal["system_restart"]
+
+
+class FactoryResetCommand(_Command):
+    cmd: Literal["meter_factreset"]
+
+
+class FirmwareUpdateCommand(_Command):
+    cmd: Literal["firmware_update"]
+    firmware_uri: str | None = None
+    cert: str | None = None
+
+
+class DownloadFileCommand(_Command):
+    cmd: Literal["download_file"]
+    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
+    cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
+
+
+class RequestPostCommand(_Command):
+    cmd: Literal["request_post"]
+    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
+    message: str
+    cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
+
+
+COMMAND_MODELS: tuple[type[_Command], ...] = (
+    MeterReadingCommand, MeterSetKeyCommand, WifiConfigCommand, WifiStatusCommand,
+    SystemStatusCommand, GetIpInfoCommand, SystemRestartCommand, FactoryResetCommand,
+    FirmwareUpdateCommand, DownloadFileCommand, RequestPostCommand,
+)
+
+Command = Annotated[Union[COMMAND_MODELS], Field(discriminator="cmd")]  # type: ignore[valid-type]
+"""The body of POST /api, as documented in the OpenAPI description."""
+
+COMMANDS: dict[str, type[_Command]] = {get_args(model.model_fields["cmd"].annotation)[0]: model for model in COMMAND_MODELS}
+"""cmd -> its model."""
+
+READ_COMMANDS = frozenset({"meter_reading", "wifi_status", "system_status", "get_ip_info"})
+"""Commands that only read; every other command configures the adapter (seed 001 ch. C.1)."""
+
+
+# --- answers ------------------------------------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer as sent: the seed's names, `result` and then `id` (only when given) last."""
+        body = self.model_dump(by_alias=True, exclude_none=True)
+        tail = {name: body.pop(name) for name in ("result", "id") if name in body}
+        return body | tail
+
+
+class OkAnswer(_Answer):
+    result: Literal["OK"] = "OK"
+    id: CommandId | None = None
+
+
+class MeterReadingAnswer(OkAnswer):
+    meter: list[MeterBlock]
+
+
+class WifiStatusAnswer(OkAnswer):
+    ssid: str
+    rssi: str = Field(examples=["-63"])
+    ap_mac: str = Field(alias="ap-mac")
+    IP: str
+    backend: str = Field(description="meterlink: which Wi-Fi backend answered ('simulated' until the real one)")
+
+
+class SystemStatusAnswer(OkAnswer):
+    model: str
+    sw_version: str = Field(alias="sw-version")
+    hw_version: str = Field(alias="hw-version")
+    mac: str
+    sys_ts: str = Field(alias="sys-ts", description="Unix seconds")
+
+
+class IpInfoAnswer(OkAnswer):
+    IP: str
+    GW: str
+    net_mask: str = Field(alias="Net Mask")
+
+
+class DownloadAnswer(OkAnswer):
+    size: int
+    sha256: str
+
+
+class RequestPostAnswer(OkAnswer):
+    status: int = Field(description="the HTTP status the target answered")
+
+
+class ErrorAnswer(_Answer):
+    error: str
+    message: str
+    result: Literal["ERROR"] = "ERROR"
+    id: CommandId | None = None
+
+
+class UnknownCommandAnswer(_Answer):
+    error: Literal["unkown_cmd"] = "unkown_cmd"
+    result: Literal["ERROR"] = "ERROR"
+    id: CommandId | None = None
+
+
+Answer = Union[
+    MeterReadingAnswer, WifiStatusAnswer, SystemStatusAnswer, IpInfoAnswer,
+    DownloadAnswer, RequestPostAnswer, OkAnswer, UnknownCommandAnswer,
+]
