@@ -11,11 +11,13 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import trio
 
+from .protocols.dlms.security import CipherKeys
 from .protocols.readings import Reading
 from .transports import SerialSettings, TransportError
 
@@ -90,21 +92,101 @@ def serial_settings(args: argparse.Namespace, default: SerialSettings) -> Serial
 
 
 def read_p1(args: argparse.Namespace) -> int:
-    from .actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link
+    from .actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
     from .service.read import read_one_link
 
     default = DSMR22_SERIAL if args.legacy else P1_SERIAL
     link = P1Link(args.port, serial_settings(args, default), args.push_interval, legacy=args.legacy)
-    return trio.run(read_one_link, link, args.count, print_reading, warn)
+    return trio.run(read_one_link, "p1", link.opener(), partial(run_p1, link), args.count, print_reading, warn)
+
+
+def cipher_keys(args: argparse.Namespace) -> CipherKeys:
+    """--key and --auth-key as given on the command line; errors never repeat the key."""
+    return CipherKeys(_key_bytes(args.key, "--key"), _key_bytes(args.auth_key, "--auth-key") if args.auth_key else None)
+
+
+def _key_bytes(text: str, option: str) -> bytes:
+    digits = "".join(text.split()).replace(":", "")
+    if len(digits) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise UsageError(f"{option}: a meter key is 32 hex digits (16 bytes)")
+    return bytes.fromhex(digits)
+
+
+def read_mbus(args: argparse.Namespace) -> int:
+    from .actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
+    from .service.read import read_one_link
+
+    keys = [cipher_keys(args)]
+    link = MBusLink(args.port, serial_settings(args, MBUS_SERIAL), args.push_interval)
+    run = partial(run_mbus, link, lambda: keys)
+    return trio.run(read_one_link, "mbus", link.opener(), run, args.count, print_reading, warn)
+
+
+def decode_mbus(args: argparse.Namespace) -> int:
+    from .machines.base import Dropped, Publish
+    from .machines.mbus import MBusAdapter
+    from .protocols.mbus import MBusFramer
+
+    keys = [cipher_keys(args)]
+    machine = MBusAdapter(keys=lambda: keys)
+    framer = MBusFramer()
+    decoded = failed = 0
+    for event in framer.feed(hex_or_binary(read_input(args.file))):
+        machine.handle(event, None)
+        for action in machine.take_actions():
+            if isinstance(action, Publish):
+                print_reading(action.reading)
+                decoded += 1
+            elif isinstance(action, Dropped):
+                failed += 1
+                warn(f"telegram {decoded + failed}: {action.cause}: {action.detail}")
+    if framer.pending or machine.joining.is_active:
+        failed += 1
+        warn("the input ends inside a telegram")
+    if decoded + failed == 0:
+        warn("no complete M-Bus telegram in the input")
+        return EXIT_FAILED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def hex_or_binary(data: bytes) -> bytes:
+    """Hex text (whitespace and line breaks allowed) becomes bytes; anything else is taken as binary."""
+    text = b"".join(data.split())
+    if text and all(c in b"0123456789abcdefABCDEF" for c in text) and len(text) % 2 == 0:
+        return bytes.fromhex(text.decode("ascii"))
+    return data
 
 
 # -- simulate -----------------------------------------------------------------------------------
 
 
 def simulate_p1(args: argparse.Namespace) -> int:
-    from .simulators.serve import serve_p1
+    from .simulators.p1 import P1MeterModel, push_telegrams
+    from .simulators.serve import serve_meter
 
-    trio.run(serve_p1, args.listen, args.interval, _announce)
+    async def meter(stream: trio.abc.Stream) -> None:
+        await push_telegrams(stream, P1MeterModel(), args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+def simulate_kaifa(args: argparse.Namespace) -> int:
+    from .simulators.kaifa import DEMO_KEY, KaifaMeterModel, push_one_way, run_kaifa_meter
+    from .simulators.serve import serve_meter
+
+    keys = cipher_keys(args) if args.key else CipherKeys(DEMO_KEY, None)
+    if args.auth_key and not args.key:
+        keys = CipherKeys(DEMO_KEY, _key_bytes(args.auth_key, "--auth-key"))
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        model = KaifaMeterModel(key=keys.encryption, auth_key=keys.authentication)
+        if args.one_way:
+            await push_one_way(stream, model, args.interval)
+        else:
+            await run_kaifa_meter(stream, model, args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
 
 
@@ -185,6 +267,11 @@ def _add_serial_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stopbits", type=float, choices=[1, 1.5, 2], help="stop bits")
 
 
+def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
+    parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
+
+
 def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", metavar="tcp://HOST:PORT", help="serve over TCP (port 0: pick one)")
@@ -210,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     decode_p1_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     decode_p1_cmd.add_argument("--legacy", action="store_true", help="accept DSMR 2.2/3 telegrams without CRC")
     decode_p1_cmd.set_defaults(handler=decode_p1)
+    decode_mbus_cmd = decode.add_parser("mbus", help="decode M-Bus frames (hex text or binary)")
+    decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    _add_key_options(decode_mbus_cmd, required=True)
+    decode_mbus_cmd.set_defaults(handler=decode_mbus)
 
     read = commands.add_parser("read", help="be the adapter on one link").add_subparsers(dest="link", required=True)
     read_p1_cmd = read.add_parser("p1", help="read a P1 port (115200 8N1)")
@@ -219,12 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     read_p1_cmd.add_argument("--legacy", action="store_true", help="DSMR 2.2/3: 9600 7E1, telegrams without CRC")
     read_p1_cmd.add_argument("--data-request", choices=["rts", "dtr"], help="raise this line as the data-request signal")
     read_p1_cmd.set_defaults(handler=read_p1)
+    read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1)")
+    _add_serial_options(read_mbus_cmd)
+    _add_key_options(read_mbus_cmd, required=True)
+    read_mbus_cmd.add_argument("--count", type=int, help="exit after N readings")
+    read_mbus_cmd.add_argument("--push-interval", type=float, default=5.0, help="seconds between telegrams (stale after 3)")
+    read_mbus_cmd.set_defaults(handler=read_mbus, data_request=None)
 
     simulate = commands.add_parser("simulate", help="a simulated meter").add_subparsers(dest="meter", required=True)
     simulate_p1_cmd = simulate.add_parser("p1", help="a P1 meter pushing a telegram every second")
     _add_listen_options(simulate_p1_cmd)
     simulate_p1_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between telegrams")
     simulate_p1_cmd.set_defaults(handler=simulate_p1)
+    simulate_kaifa_cmd = simulate.add_parser("kaifa", help="a Kaifa MA309M pushing encrypted M-Bus telegrams")
+    _add_listen_options(simulate_kaifa_cmd)
+    _add_key_options(simulate_kaifa_cmd, required=False)
+    simulate_kaifa_cmd.add_argument("--interval", type=float, default=5.0, help="seconds between telegrams")
+    simulate_kaifa_cmd.add_argument("--one-way", action="store_true", help="push without search telegram or waiting for acks")
+    simulate_kaifa_cmd.set_defaults(handler=simulate_kaifa)
 
     diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")
     diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")

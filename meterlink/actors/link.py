@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import trio
 
-from ..machines.base import Dropped, LinkMachine, Publish, Resync, Send
+from ..machines.base import Dropped, KeyConfirmed, LinkMachine, Publish, Resync, Send
+from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
 
 log = logging.getLogger("meterlink.link")
@@ -54,6 +55,7 @@ class LinkHooks:
 
     publish: Callable[[Reading], None]
     dropped: Callable[[Dropped], None] = lambda drop: None
+    key_confirmed: Callable[[CipherKeys], None] = lambda keys: None
 
 
 async def run_link(
@@ -118,6 +120,8 @@ async def _carry_out(stream: trio.abc.Stream, codec: Codec, actions: list[Any], 
             case Publish(reading):
                 status.last_reading_at = reading.received_at
                 hooks.publish(reading)
+            case KeyConfirmed(keys):
+                hooks.key_confirmed(keys)
             case Dropped(cause, detail):
                 status.last_drop = f"{cause}: {detail}"
                 log.info("%s: dropped a frame (%s): %s", status.name, cause, detail)

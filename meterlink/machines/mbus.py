@@ -243,33 +243,29 @@ class MBusAdapter(LinkMachine):
 
 
 class MBusMeter(LinkMachine):
-    """Meter side, for the simulator: search every minute, data every push interval, back to search
-    after 10 missing acknowledgements (seed 001 ch. B.4)."""
+    """Meter side, for the simulator: search every minute until acknowledged, then a data telegram
+    every push interval; after 10 unacknowledged telegrams back to search (seed 001 ch. B.4)."""
 
-    searching = State("Search mode", initial=True)
+    powering_up = State("Powering up", initial=True)
+    searching = State("Search mode")
     awaiting_search_ack = State("Search telegram sent")
-    pushing = State("Data mode, between telegrams")
-    awaiting_data_ack = State("Data telegram sent")
+    pushing = State("Data mode")
 
-    send_search = searching.to(awaiting_search_ack, on="emit_search")
-    search_acked = awaiting_search_ack.to(pushing, on="reset_missed")
+    send_search = powering_up.to(awaiting_search_ack, on="emit_search") | searching.to(awaiting_search_ack, on="emit_search")
+    search_acked = awaiting_search_ack.to(pushing, on="acknowledged")
     search_unanswered = awaiting_search_ack.to(searching)
-    send_data = pushing.to(awaiting_data_ack, on="emit_data")
-    data_acked = awaiting_data_ack.to(pushing, on="reset_missed")
-    data_unanswered = (
-        awaiting_data_ack.to(searching, cond="too_many_missed", on="count_missed")
-        | awaiting_data_ack.to(pushing, on="count_missed")
+    send_data = (
+        pushing.to(searching, cond="too_many_missed", on="give_up")
+        | pushing.to(pushing, on="emit_data")
     )
-    stray_ack = (
-        searching.to.itself(internal=True)
-        | pushing.to.itself(internal=True)
-    )
+    data_acked = pushing.to.itself(internal=True, on="acknowledged")
+    stray_ack = powering_up.to.itself(internal=True) | searching.to.itself(internal=True)
 
     timeouts = (
+        StateTimeout("powering_up", after="power_up_delay", event="send_search"),
         StateTimeout("searching", after="search_interval", event="send_search"),
         StateTimeout("awaiting_search_ack", after="ack_timeout", event="search_unanswered"),
-        StateTimeout("pushing", after="pause_after_ack", event="send_data"),
-        StateTimeout("awaiting_data_ack", after="ack_timeout", event="data_unanswered"),
+        StateTimeout("pushing", after="push_interval", event="send_data"),
     )
 
     MAX_MISSED_ACKS = 10
@@ -280,38 +276,49 @@ class MBusMeter(LinkMachine):
         push_interval: float = 5.0,
         search_interval: float = 60.0,
         ack_timeout: float = 0.5,
+        power_up_delay: float = 0.2,
         counters: Counter[str] | None = None,
     ) -> None:
         self.telegram = telegram
+        self.push_interval = push_interval
         self.search_interval = search_interval
         self.ack_timeout = ack_timeout
-        self.pause_after_ack = max(push_interval - ack_timeout, 0.0)
+        self.power_up_delay = power_up_delay
         self.missed = 0
+        self.unacknowledged = False
         super().__init__(counters)
 
     def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
-        if isinstance(event, SingleChar):
-            if self.awaiting_search_ack.is_active:
-                self.send("search_acked")
-            elif self.awaiting_data_ack.is_active:
-                self.send("data_acked")
-            else:
-                self.send("stray_ack")
+        if not isinstance(event, SingleChar):
+            return
+        if self.awaiting_search_ack.is_active:
+            self.send("search_acked")
+        elif self.pushing.is_active:
+            self.send("data_acked")
+        else:
+            self.send("stray_ack")
 
     def too_many_missed(self) -> bool:
-        return self.missed + 1 >= self.MAX_MISSED_ACKS
+        return self.unacknowledged and self.missed + 1 >= self.MAX_MISSED_ACKS
 
     def emit_search(self) -> None:
         self.counters["search_telegrams"] += 1
         self.actions.append(Send(encode_short(CField.SND_NKE, ADDRESS_SEARCH_TELEGRAM)))
 
     def emit_data(self) -> None:
+        if self.unacknowledged:
+            self.missed += 1
+            self.counters["missed_acks"] += 1
+        self.unacknowledged = True
         self.counters["data_telegrams"] += 1
         self.actions.append(Send(b"".join(self.telegram())))
 
-    def reset_missed(self) -> None:
+    def acknowledged(self) -> None:
         self.missed = 0
+        self.unacknowledged = False
 
-    def count_missed(self) -> None:
-        self.missed += 1
+    def give_up(self) -> None:
         self.counters["missed_acks"] += 1
+        self.counters["fallbacks_to_search"] += 1
+        self.missed = 0
+        self.unacknowledged = False

@@ -13,7 +13,6 @@ from functools import partial
 import trio
 
 from ..actors.link import LinkHooks, LinkStatus
-from ..actors.p1 import P1Link, run_p1
 from ..machines.base import Dropped
 from ..protocols.readings import Reading
 from ..supervisor import ChildSpec, IntensityExceeded, Supervisor
@@ -31,14 +30,21 @@ def reopen_after_first(first: trio.abc.Stream, opener: Callable[[], Awaitable[tr
     return open_stream
 
 
+Opener = Callable[[], Awaitable[trio.abc.Stream]]
+RunLink = Callable[[LinkHooks, LinkStatus, Opener], Awaitable[None]]
+"""One life of a link actor, given its hooks, status and how to open the link."""
+
+
 async def read_one_link(
-    link: P1Link,
+    kind: str,
+    opener: Opener,
+    run_link: RunLink,
     count: int | None,
     on_reading: Callable[[Reading], None],
     on_warning: Callable[[str], None],
 ) -> int:
     """Read until `count` readings were printed (or forever); the exit code of `meterlink read`."""
-    status = LinkStatus(name="p1", kind="p1")
+    status = LinkStatus(name=kind, kind=kind)
     failures = 0
     printed = 0
     done = trio.Event()
@@ -57,9 +63,9 @@ async def read_one_link(
         failures += 1
         on_warning(f"telegram dropped ({drop.cause}): {drop.detail}")
 
-    opener = reopen_after_first(await link.opener()(), link.opener())
     hooks = LinkHooks(publish=publish, dropped=dropped)
-    supervisor = Supervisor([ChildSpec("p1", partial(run_p1, link, hooks, status, opener))], name="read")
+    first_then_new = reopen_after_first(await opener(), opener)
+    supervisor = Supervisor([ChildSpec(kind, partial(run_link, hooks, status, first_then_new))], name="read")
     gave_up = False
     try:
         async with trio.open_nursery() as nursery:

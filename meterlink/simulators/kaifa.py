@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import trio
+
+from ..actors.link import LinkHooks, LinkStatus, run_link
+from ..machines.mbus import MBusMeter
+from ..protocols.mbus import MBusFramer
 from ..protocols.dlms.axdr import Data, DataTag, encode_data, octet_string, structure
 from ..protocols.dlms.cosem import CosemDateTime
 from ..protocols.dlms.security import encrypt
@@ -98,3 +104,39 @@ class KaifaMeterModel:
                 self.export_wh -= power_w * hours
             self.reactive_import_varh += 40 * hours
         self._last = now
+
+
+async def run_kaifa_meter(
+    stream: trio.abc.Stream,
+    model: KaifaMeterModel,
+    interval: float = 5.0,
+    wallclock: Callable[[], datetime] = datetime.now,
+) -> None:
+    """The meter on one link, with the handshake: search, then data while acks come (MBusMeter)."""
+    machine = MBusMeter(lambda: model.frames(wallclock()), push_interval=interval)
+    status = LinkStatus("kaifa", "meter")
+
+    async def already_open() -> trio.abc.Stream:
+        return stream
+
+    try:
+        await run_link(already_open, MBusFramer(), machine, LinkHooks(lambda reading: None), status)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+async def push_one_way(
+    stream: trio.abc.SendStream,
+    model: KaifaMeterModel,
+    interval: float = 5.0,
+    wallclock: Callable[[], datetime] = datetime.now,
+) -> None:
+    """A meter run one-way (as TINETZ does): a telegram every interval, no search, no acks awaited."""
+    next_push = trio.current_time()
+    while True:
+        try:
+            await stream.send_all(b"".join(model.frames(wallclock())))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        next_push += interval
+        await trio.sleep_until(next_push)

@@ -1,31 +1,32 @@
 """Serve a simulated meter on `tcp://HOST:PORT` or a new pty, as `meterlink simulate` does.
 
-Each TCP connection gets its own push loop, as a serial-to-Ethernet converter would hand the
-meter's output to whoever is connected. The first line printed is where to connect.
+Each TCP connection gets a meter of its own, as a serial-to-Ethernet converter would hand the
+meter's line to whoever is connected. The first line printed is where to connect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from ..transports import open_pty, serve_tcp
-from .p1 import P1MeterModel, push_telegrams
+
+Meter = Callable[[trio.abc.Stream], Awaitable[None]]
 
 
-async def serve_p1(listen: str, interval: float, announce: Callable[[str], None]) -> None:
+async def serve_meter(listen: str, meter: Meter, announce: Callable[[str], None]) -> None:
+    """Run `meter` on a pty (listen == "pty") or on every TCP connection to `listen`."""
     if listen == "pty":
         pty = open_pty()
         announce(pty.path)
         async with pty:
-            await push_telegrams(pty.stream, P1MeterModel(), interval)
+            await meter(pty.stream)
         return
 
     async def handler(stream: trio.abc.Stream) -> None:
         async with stream:
-            await push_telegrams(stream, P1MeterModel(), interval)
+            await meter(stream)
 
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(serve_tcp, handler, listen)
-        announce(bound)
+        announce(await nursery.start(serve_tcp, handler, listen))
