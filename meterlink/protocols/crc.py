@@ -12,6 +12,7 @@ def _reflected_table(poly: int) -> tuple[int, ...]:
 
 
 _ARC = _reflected_table(0xA001)
+_X25 = _reflected_table(0x8408)
 
 
 def crc16_arc(data: bytes) -> int:
@@ -21,3 +22,13 @@ def crc16_arc(data: bytes) -> int:
     for byte in data:
         crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
+
+
+def crc16_x25(data: bytes) -> int:
+    """CRC-16/X.25 (poly 0x1021 reflected, init and final xor 0xFFFF), the HDLC HCS and FCS
+    (IEC 62056-46 ch. 6.4.3.6, seed 002 ch. 2.6.4)."""
+    crc = 0xFFFF
+    table = _X25
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc ^ 0xFFFF
