@@ -375,8 +375,12 @@ def _relabel(graph: Any, chart: Chart) -> None:
     # extract() lists each state's transitions in declaration order, as chart_of() does.
     pending = {node.id: list(node.edges) for node in nodes.values()}
     for drawn in graph.transitions:
-        if not drawn.is_initial:
-            drawn.event = pending[drawn.source].pop(0).trigger
+        if drawn.is_initial:
+            continue
+        edge = pending[drawn.source].pop(0)
+        if drawn.targets != [edge.target]:  # a library that lists them otherwise must not mislabel
+            raise RuntimeError(f"{chart.name}: the DOT renderer lists {drawn.source}'s transitions in another order")
+        drawn.event = edge.trigger
     for state in _diagram_states(graph.states):
         # The library lists an internal transition in its state's box only when it has an action,
         # and without its guard; list every one, in full.
