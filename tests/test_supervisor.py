@@ -183,6 +183,18 @@ async def test_a_child_that_raises_while_being_stopped_for_a_group_restart_has_n
     assert rec.starts("a") == [0, 3]
 
 
+async def test_children_failing_at_the_same_moment_make_one_group_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rec = Recorder()
+    children = [rec.child("a", fail(after=2)), rec.child("b", fail(after=2)), rec.child("c")]
+    sup = Supervisor(children, strategy=Strategy.ONE_FOR_ALL, backoff=STEADY, intensity=Intensity(1, 60))
+    with trio.move_on_after(10):
+        await sup.run()  # a second restart would exceed the intensity
+    assert rec.of("start") == [(0, "a"), (0, "b"), (0, "c"), (3, "a"), (3, "b"), (3, "c")]
+    assert [s.restarts for s in sup.status()] == [1, 1, 1]
+
+
 # --- restart types ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("restart, step, restarted, end_state", [
@@ -245,6 +257,25 @@ async def test_run_returns_when_every_child_has_ended_without_needing_restart(
 async def test_run_without_children_returns_at_once(autojump_clock: trio.testing.MockClock) -> None:
     await Supervisor([]).run()
     assert trio.current_time() == 0
+
+
+async def test_a_child_failing_before_its_first_checkpoint_is_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    async def hasty() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise RuntimeError("no config")
+        await trio.sleep_forever()
+
+    sup = Supervisor([ChildSpec("hasty", hasty)], backoff=STEADY)
+    with trio.move_on_after(5):
+        await sup.run()
+    assert runs == 3
+    assert (sup.status()[0].restarts, sup.status()[0].last_error) == (2, "RuntimeError: no config")
 
 
 async def test_an_exception_group_from_a_child_is_a_failure(autojump_clock: trio.testing.MockClock) -> None:

@@ -78,7 +78,7 @@ class _Child:
     restarts: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
-    backoff: float | None = None
+    backoff: float | None = None  # the latest delay; status() shows it only in BACKOFF
     attempt: int = 0  # restarts since this child last ran stably; picks the backoff delay
     started_at: float = 0.0  # trio time of the latest start
     scope: trio.CancelScope | None = None  # set from a start until the loop has handled its end
@@ -155,7 +155,6 @@ class Supervisor:
                 child.scope = None  # runs cancelled with the nursery never report their end
                 if child.state in (ChildState.RUNNING, ChildState.BACKOFF):
                     child.state = ChildState.STOPPED
-                child.backoff = None
         if escalation is not None:
             # Raised outside the nursery, so that a parent supervisor sees a plain failure.
             raise escalation
@@ -197,7 +196,6 @@ class Supervisor:
         scope = trio.CancelScope()
         child.scope = scope
         child.state = ChildState.RUNNING
-        child.backoff = None
         child.started_at = trio.current_time()
         # Nothing yields between started() and the child's first step, so nursery.start returns
         # only once the child has run up to its first checkpoint: children start in order.
@@ -206,7 +204,7 @@ class Supervisor:
         try:
             with scope:
                 await child.spec.start()
-        except BaseException as exc:
+        except Exception as exc:
             error = exc
         send.send_nowait(_Exit(child, scope, error))
 
