@@ -166,7 +166,7 @@ def meter_block(link: str, latest: Reading, window: Sequence[Reading]) -> MeterB
 CommandId = Union[str, int]
 
 
-class _Command(BaseModel):
+class BaseCommand(BaseModel):
     # strict: "cmd": 5 or "key": 7 is an error, never coerced; extra keys (such as the seed's
     # optional "cert") are ignored, as a MeterExtension client may send more than we read.
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -174,11 +174,11 @@ class _Command(BaseModel):
     id: CommandId | None = Field(default=None, description="echoed in the answer")
 
 
-class MeterReadingCommand(_Command):
+class MeterReadingCommand(BaseCommand):
     cmd: Literal["meter_reading"]
 
 
-class MeterSetKeyCommand(_Command):
+class MeterSetKeyCommand(BaseCommand):
     cmd: Literal["meter_setkey"]
     key: SecretStr = Field(
         description="the meter's AES-128 key from the grid operator: 32 hex digits",
@@ -190,7 +190,7 @@ class MeterSetKeyCommand(_Command):
     )
 
 
-class WifiConfigCommand(_Command):
+class WifiConfigCommand(BaseCommand):
     cmd: Literal["wifi_config"]
     ssid: str = Field(min_length=1, max_length=32)
     password: SecretStr | None = Field(default=None, min_length=8, max_length=63,
@@ -198,46 +198,46 @@ class WifiConfigCommand(_Command):
     mode: Literal["sta", "sta_ap"] = "sta"
 
 
-class WifiStatusCommand(_Command):
+class WifiStatusCommand(BaseCommand):
     cmd: Literal["wifi_status"]
 
 
-class SystemStatusCommand(_Command):
+class SystemStatusCommand(BaseCommand):
     cmd: Literal["system_status"]
 
 
-class GetIpInfoCommand(_Command):
+class GetIpInfoCommand(BaseCommand):
     cmd: Literal["get_ip_info"]
 
 
-class SystemRestartCommand(_Command):
+class SystemRestartCommand(BaseCommand):
     cmd: Literal["system_restart"]
 
 
-class FactoryResetCommand(_Command):
+class FactoryResetCommand(BaseCommand):
     cmd: Literal["meter_factreset"]
 
 
-class FirmwareUpdateCommand(_Command):
+class FirmwareUpdateCommand(BaseCommand):
     cmd: Literal["firmware_update"]
     firmware_uri: str | None = None
     cert: str | None = None
 
 
-class DownloadFileCommand(_Command):
+class DownloadFileCommand(BaseCommand):
     cmd: Literal["download_file"]
     file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
     cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
 
 
-class RequestPostCommand(_Command):
+class RequestPostCommand(BaseCommand):
     cmd: Literal["request_post"]
     file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
     message: str
     cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
 
 
-COMMAND_MODELS: tuple[type[_Command], ...] = (
+COMMAND_MODELS: tuple[type[BaseCommand], ...] = (
     MeterReadingCommand, MeterSetKeyCommand, WifiConfigCommand, WifiStatusCommand,
     SystemStatusCommand, GetIpInfoCommand, SystemRestartCommand, FactoryResetCommand,
     FirmwareUpdateCommand, DownloadFileCommand, RequestPostCommand,
@@ -246,7 +246,7 @@ COMMAND_MODELS: tuple[type[_Command], ...] = (
 Command = Annotated[Union[COMMAND_MODELS], Field(discriminator="cmd")]  # type: ignore[valid-type]
 """The body of POST /api, as documented in the OpenAPI description."""
 
-COMMANDS: dict[str, type[_Command]] = {get_args(model.model_fields["cmd"].annotation)[0]: model for model in COMMAND_MODELS}
+COMMANDS: dict[str, type[BaseCommand]] = {get_args(model.model_fields["cmd"].annotation)[0]: model for model in COMMAND_MODELS}
 """cmd -> its model."""
 
 READ_COMMANDS = frozenset({"meter_reading", "wifi_status", "system_status", "get_ip_info"})

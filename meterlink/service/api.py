@@ -1,0 +1,606 @@
+"""The REST API: `POST /api` compatible with the MeterExtension #1 (seed 000 ch. 3) and `/api/v1`.
+
+`create_app(adapter)` builds the FastAPI application that `meterlink run` serves with hypercorn's
+trio worker. Seed 001 ch. C.1 (security): configuration commands always need the device password
+or API token; reading needs it too, unless the client's address is in `policy.open_reads`. Repeated
+failed logins are slowed down per client. The body of `POST /api` is read raw, so the seed's curl
+examples (form content type) work; what the seed shows that is not JSON, and what is sent instead,
+is listed in `meterextension`. Only `/openapi.json` is served: `/docs` would load its assets from a
+CDN, and the adapter is offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import ipaddress
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any, Literal, Union
+
+import httpx
+import trio
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..supervisor import ChildStatus
+from .adapter import Adapter
+from .meterextension import (
+    COMMANDS,
+    READ_COMMANDS,
+    Answer,
+    Command,
+    CommandId,
+    DownloadAnswer,
+    DownloadFileCommand,
+    ErrorAnswer,
+    FactoryResetCommand,
+    FirmwareUpdateCommand,
+    GetIpInfoCommand,
+    IpInfoAnswer,
+    MeterReadingAnswer,
+    MeterReadingCommand,
+    MeterSetKeyCommand,
+    OkAnswer,
+    RequestPostAnswer,
+    RequestPostCommand,
+    SystemRestartCommand,
+    SystemStatusAnswer,
+    SystemStatusCommand,
+    UnknownCommandAnswer,
+    WifiConfigCommand,
+    WifiStatusAnswer,
+    WifiStatusCommand,
+    BaseCommand,
+    meter_block,
+)
+from .secrets import MeterKey, SecretsError
+from .wifi import SimulatedWifi, WifiBackend, host_ip_info
+
+log = logging.getLogger("meterlink.api")
+
+DEFAULT_KEY_LINK = "default"
+"""meter_setkey's link when no link takes a key (none is of kind "mbus")."""
+FETCH_TIMEOUT = 10.0
+FETCH_LIMIT = 1024 * 1024
+SSE_KEEPALIVE = 15.0
+"""Seconds between comment lines on a quiet stream, so a vanished client is noticed."""
+PASSWORD_CHECKS = 2
+"""Concurrent password checks: each scrypt takes 16 MiB and tens of milliseconds."""
+
+
+class ApiError(Exception):
+    """A request that is answered with `{"error", "message", "result": "ERROR"}` and a 4xx/5xx status."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(status, error, message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+    def response(self, command_id: CommandId | None = None) -> JSONResponse:
+        body = ErrorAnswer(error=self.error, message=self.message, id=command_id).to_json()
+        # RFC 9110: a 401 names the scheme it wants; Basic works too (curl -u any:PASSWORD).
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == HTTPStatus.UNAUTHORIZED else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+# --- authentication (seed 001 ch. C.1) ----------------------------------------------------------------
+
+
+class Access(enum.Enum):
+    READ = "read"
+    CONFIGURE = "configure"
+
+
+def presented_secret(authorization: str | None) -> str | None:
+    """The token or password in an Authorization header; None when there is none.
+
+    `Bearer TOKEN`, or `Basic` with any user name and the password. A header that cannot be read
+    gives "", which no password equals, so it counts as a failed login.
+    """
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user_password = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            return ""
+        _, colon, password = user_password.partition(":")
+        return password if colon else ""
+    return ""
+
+
+class Gate:
+    """Decides whether a request may go on: open reads, or a valid token or password.
+
+    A client's attempts are checked one at a time, each after the throttle's delay, and the delay
+    comes before the check: otherwise a client could run its guesses in parallel, or give up on an
+    answer that is late and so learn it was wrong without waiting.
+    """
+
+    def __init__(self, adapter: Adapter) -> None:
+        self._adapter = adapter
+        self._attempts: dict[str, trio.Lock] = {}
+        self._checks = trio.CapacityLimiter(PASSWORD_CHECKS)
+
+    async def authorize(self, request: Request, access: Access) -> None:
+        client = request.client.host if request.client else "unknown"
+        if access is Access.READ and self._open(client):
+            return
+        secret = presented_secret(request.headers.get("authorization"))
+        if secret is None:
+            raise ApiError(401, "unauthorized",
+                           "this needs the device password: Authorization: Bearer TOKEN, or Basic with any user")
+        async with self._one_at_a_time(client):
+            await trio.sleep(self._adapter.throttle.delay_for(client))
+            if await self._check(secret):
+                self._adapter.throttle.succeeded(client)
+                return
+            self._adapter.throttle.failed(client)
+        log.warning("failed login from %s", client)
+        raise ApiError(401, "unauthorized", "wrong token or password")
+
+    def _open(self, client: str) -> bool:
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self._adapter.policy.open_reads)
+
+    async def _check(self, secret: str) -> bool:
+        try:
+            return await trio.to_thread.run_sync(self._adapter.credentials.check, secret, limiter=self._checks)
+        except SecretsError:
+            log.error("the credentials file cannot be read; nobody can log in until the password is set again")
+            raise ApiError(503, "credentials_unavailable", "the adapter's password store is damaged") from None
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, client: str) -> AsyncIterator[None]:
+        lock = self._attempts.setdefault(client, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            # Keep a lock only while some attempt holds or waits for it: memory stays bounded.
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._attempts.pop(client, None)
+
+
+# --- POST /api (seed 000 ch. 3) ------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, whatever its Content-Type; 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the body may have at most {limit} bytes")
+
+
+def parse_document(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or 400."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
+        raise ApiError(400, "invalid_json", "the body must be a JSON object such as {\"cmd\": \"meter_reading\"}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object, not an array or a value")
+    return document
+
+
+def command_id(document: dict[str, Any]) -> CommandId | None:
+    """The id to echo, when the command has a usable one."""
+    value = document.get("id")
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def access_for(cmd: object) -> Access:
+    """Configuration commands always need credentials; anything else is treated as a read."""
+    return Access.CONFIGURE if isinstance(cmd, str) and cmd in COMMANDS and cmd not in READ_COMMANDS else Access.READ
+
+
+def validate(model: type[BaseCommand], document: dict[str, Any]) -> BaseCommand:
+    """The command, or 422 naming the fields; never echoes a value (it may be a key or password)."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False, include_context=False)
+        )
+        raise ApiError(422, "invalid_command", problems) from None
+
+
+class MeterExtension:
+    """Carries out the commands of seed 000 ch. 3 on the adapter."""
+
+    def __init__(self, adapter: Adapter, wifi: WifiBackend) -> None:
+        self._adapter = adapter
+        self._wifi = wifi
+        self._keys_lock = trio.Lock()  # the key store is not thread-safe; its I/O runs in threads
+
+    async def run(self, command: BaseCommand) -> OkAnswer:
+        match command:
+            case MeterReadingCommand():
+                return self.meter_reading()
+            case MeterSetKeyCommand():
+                return await self.set_key(command)
+            case WifiConfigCommand():
+                password = command.password.get_secret_value() if command.password else None
+                self._wifi.configure(command.ssid, password, command.mode)
+                return OkAnswer()
+            case WifiStatusCommand():
+                return self.wifi_status()
+            case SystemStatusCommand():
+                return self.system_status()
+            case GetIpInfoCommand():
+                info = host_ip_info()
+                return IpInfoAnswer(IP=info.ip, GW=info.gateway, net_mask=info.netmask)
+            case SystemRestartCommand():
+                log.warning("system_restart requested over the API")
+                self._adapter.request_restart()
+                return OkAnswer()
+            case FactoryResetCommand():
+                return await self.factory_reset()
+            case FirmwareUpdateCommand():
+                raise ApiError(501, "firmware_update_not_available", "updating meterlink itself arrives in a later release")
+            case DownloadFileCommand():
+                return await download(allowed_url(command.file_uri, self._adapter.policy.fetch_hosts))
+            case RequestPostCommand():
+                return await post(allowed_url(command.file_uri, self._adapter.policy.fetch_hosts), command.message)
+        raise AssertionError(f"no handler for {type(command).__name__}")
+
+    def meter_reading(self) -> MeterReadingAnswer:
+        hub = self._adapter.hub
+        blocks = []
+        for key in hub.meters():
+            latest = hub.latest(key)
+            if latest is not None:
+                blocks.append(meter_block(key.link, latest, hub.window(key)))
+        return MeterReadingAnswer(meter=blocks)
+
+    async def set_key(self, command: MeterSetKeyCommand) -> OkAnswer:
+        try:
+            key = MeterKey.from_hex(command.key.get_secret_value())
+        except SecretsError:
+            raise ApiError(400, "invalid_key", "the key must be 32 hex digits (16 bytes)") from None
+        links = self.key_links(command.link)
+        async with self._keys_lock:
+            for link in links:
+                await self._keys(self._adapter.keys.set_key, link, key)
+        return OkAnswer()
+
+    def key_links(self, link: str | None) -> list[str]:
+        """The named link, else every link that takes a key (M-Bus), else "default"."""
+        known = self._adapter.links
+        if link is not None:
+            if link not in known and link != DEFAULT_KEY_LINK:
+                raise ApiError(422, "unknown_link", f"no link of that name; links: {', '.join(sorted(known)) or 'none'}")
+            return [link]
+        return [name for name, status in known.items() if status.kind == "mbus"] or [DEFAULT_KEY_LINK]
+
+    async def factory_reset(self) -> OkAnswer:
+        log.warning("factory reset requested over the API: meter keys cleared, wifi back to access point")
+        async with self._keys_lock:
+            await self._keys(self._adapter.keys.clear)
+        self._wifi.reset()
+        return OkAnswer()
+
+    async def _keys(self, call: Any, *args: Any) -> None:
+        try:
+            await trio.to_thread.run_sync(call, *args)
+        except SecretsError as error:
+            log.error("key store: %s", error)  # SecretsError never carries key material
+            raise ApiError(503, "key_store_unavailable", "the key store cannot be used; see the adapter's log") from None
+
+    def wifi_status(self) -> WifiStatusAnswer:
+        status = self._wifi.status()
+        return WifiStatusAnswer(ssid=status.ssid, rssi=str(status.rssi), ap_mac=status.ap_mac, IP=status.ip,
+                                backend=self._wifi.name)
+
+    def system_status(self) -> SystemStatusAnswer:
+        device = self._adapter.device
+        return SystemStatusAnswer(model=device.model, sw_version=device.sw_version, hw_version=device.hw_version,
+                                  mac=device.mac, sys_ts=str(int(self._adapter.hub.clock())))
+
+
+# --- download_file / request_post: off unless the host is listed (SSRF) ------------------------------------
+
+
+def allowed_url(uri: str, hosts: tuple[str, ...]) -> httpx.URL:
+    """The URL if its scheme is http(s) and its host is exactly one of `hosts`; else 422 or 403."""
+    try:
+        url = httpx.URL(uri)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ApiError(422, "invalid_uri", "file_uri must be an http or https URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ApiError(422, "invalid_uri", "file_uri must be an http or https URL")
+    if url.host.lower() not in {host.lower() for host in hosts}:
+        raise ApiError(403, "fetch_not_allowed",
+                       "download_file and request_post may only reach hosts listed in http.fetch_hosts "
+                       "of the configuration (none by default)")
+    return url
+
+
+def _client() -> httpx.AsyncClient:
+    # No redirects: a listed host could send us on to one that is not. trust_env=False: no proxy
+    # from the environment, so the listed host is the one connected to.
+    return httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False, trust_env=False)
+
+
+async def download(url: httpx.URL) -> DownloadAnswer:
+    """GET `url` within FETCH_TIMEOUT and FETCH_LIMIT bytes; only its size and SHA-256 are kept."""
+    digest, size = hashlib.sha256(), 0
+    with trio.move_on_after(FETCH_TIMEOUT) as deadline:
+        try:
+            async with _client() as client, client.stream("GET", url) as response:
+                if response.status_code != HTTPStatus.OK:
+                    raise ApiError(502, "download_failed", f"the server answered HTTP {response.status_code}")
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > FETCH_LIMIT:
+                        raise ApiError(502, "download_too_large", f"the file is larger than {FETCH_LIMIT} bytes")
+                    digest.update(chunk)
+        except httpx.HTTPError as error:
+            raise ApiError(502, "download_failed", f"the server could not be reached ({type(error).__name__})") from None
+    if deadline.cancelled_caught:
+        raise ApiError(504, "download_timeout", f"no complete answer within {FETCH_TIMEOUT:g} s")
+    return DownloadAnswer(size=size, sha256=digest.hexdigest())
+
+
+async def post(url: httpx.URL, message: str) -> RequestPostAnswer:
+    """POST `message` to `url`; the answer's status is reported, its body not read."""
+    with trio.move_on_after(FETCH_TIMEOUT) as deadline:
+        try:
+            async with _client() as client, client.stream(
+                "POST", url, content=message.encode(), headers={"Content-Type": _content_type(message)}
+            ) as response:
+                return RequestPostAnswer(status=response.status_code)
+        except httpx.HTTPError as error:
+            raise ApiError(502, "request_failed", f"the server could not be reached ({type(error).__name__})") from None
+    assert deadline.cancelled_caught
+    raise ApiError(504, "request_timeout", f"no answer within {FETCH_TIMEOUT:g} s")
+
+
+def _content_type(message: str) -> str:
+    try:
+        json.loads(message)
+    except (ValueError, RecursionError):
+        return "text/plain; charset=utf-8"
+    return "application/json"
+
+
+# --- /api/v1 ------------------------------------------------------------------------------------------
+
+
+class ProfileRowOut(BaseModel):
+    value: Union[int, float, str, None]
+    time: str | None = None
+    entry_time: str | None = None
+    unit: str | None = None
+    raw: int | None = None
+    scaler: int | None = None
+
+
+class ValueOut(BaseModel):
+    obis: str
+    value: Union[int, float, str, None, list[ProfileRowOut]]
+    unit: str | None = None
+    raw: int | None = None
+    scaler: int | None = None
+    unit_code: int | None = None
+    time: str | None = None
+
+
+class ReadingOut(BaseModel):
+    """One reading in the format of ARCHITECTURE.md; fields without a value are left out."""
+
+    meter_id: str | None
+    link: str
+    received_at: float | None
+    captured_at: str | None
+    values: list[ValueOut]
+
+
+class MeterOut(BaseModel):
+    link: str
+    meter_id: str | None
+    received_at: float | None
+
+
+class WindowOut(BaseModel):
+    link: str
+    meter_id: str | None
+    readings: list[ReadingOut]
+
+
+class LinkOut(BaseModel):
+    name: str
+    kind: str
+    state: str
+    counters: dict[str, int]
+    connected: bool
+    last_reading_at: float | None
+    last_drop: str | None
+
+
+class ChildOut(BaseModel):
+    id: str
+    state: Literal["running", "backoff", "stopped", "failed"]
+    restarts: int
+    last_error: str | None
+    last_error_at: float | None
+    backoff: float | None
+    children: list[ChildOut]
+
+    @classmethod
+    def of(cls, status: ChildStatus) -> ChildOut:
+        return cls(id=status.id, state=status.state.value, restarts=status.restarts, last_error=status.last_error,
+                   last_error_at=status.last_error_at, backoff=status.backoff,
+                   children=[cls.of(child) for child in status.children])
+
+
+class LinksOut(BaseModel):
+    links: list[LinkOut]
+    supervisor: list[ChildOut]
+
+
+def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
+    async def read_access(request: Request) -> None:
+        await gate.authorize(request, Access.READ)
+
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(read_access)], responses=_errors(401))
+    hub = adapter.hub
+
+    @router.get("/meters", response_model=list[MeterOut])
+    async def meters() -> list[MeterOut]:
+        """Every meter seen: its link, its id and when its last reading arrived."""
+        return [MeterOut(link=key.link, meter_id=key.meter_id, received_at=latest.received_at)
+                for key in hub.meters() if (latest := hub.latest(key)) is not None]
+
+    @router.get("/readings/latest", response_model=list[ReadingOut])
+    async def latest() -> JSONResponse:
+        """The latest reading of every meter."""
+        return JSONResponse([reading.to_json() for key in hub.meters() if (reading := hub.latest(key)) is not None])
+
+    @router.get("/readings/window", response_model=list[WindowOut])
+    async def window() -> JSONResponse:
+        """Every meter's readings of the last 60 s, oldest first (seed 001 ch. C.1: nothing older is kept)."""
+        return JSONResponse([{"link": key.link, "meter_id": key.meter_id,
+                              "readings": [reading.to_json() for reading in hub.window(key)]} for key in hub.meters()])
+
+    @router.get("/links", response_model=LinksOut)
+    async def links() -> LinksOut:
+        """Each link's machine state and counters, and the supervisor's tree of children."""
+        return LinksOut(
+            links=[LinkOut(name=s.name, kind=s.kind, state=s.state, counters=dict(s.counters), connected=s.connected,
+                           last_reading_at=s.last_reading_at, last_drop=s.last_drop) for s in adapter.links.values()],
+            supervisor=[ChildOut.of(child) for child in adapter.supervisor_status()],
+        )
+
+    @router.get("/stream", response_class=StreamingResponse,
+                responses={200: {"description": "`data: <reading JSON>` per reading", "content": {"text/event-stream": {}}}})
+    async def stream() -> StreamingResponse:
+        """Live readings as Server-Sent Events. A first comment line tells that the stream is subscribed."""
+        return StreamingResponse(reading_events(adapter), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return router
+
+
+async def reading_events(adapter: Adapter) -> AsyncIterator[str]:
+    """SSE lines for each reading the hub publishes; ends when the response is cancelled.
+
+    The hub's queue is bounded and drops the oldest for a slow client, so a stalled client never
+    delays a link.
+    """
+    with adapter.hub.subscribe() as subscription:
+        yield ": subscribed\n\n"
+        while True:
+            reading = None
+            with trio.move_on_after(SSE_KEEPALIVE):
+                reading = await subscription.receive()
+            yield ": keepalive\n\n" if reading is None else f"data: {json.dumps(reading.to_json())}\n\n"
+
+
+# --- the application -----------------------------------------------------------------------------------
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorAnswer, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
+    """The API of one adapter; `wifi` defaults to the simulated backend."""
+    app = FastAPI(title="meterlink", version=adapter.device.sw_version, docs_url=None, redoc_url=None,
+                  description=__doc__)
+    gate = Gate(adapter)
+    commands = MeterExtension(adapter, wifi or SimulatedWifi(adapter.device.mac))
+
+    @app.post(
+        "/api",
+        response_model=None,
+        responses={200: {"model": Answer, "description": "the command's answer; unkown_cmd for an unknown command"},
+                   **_errors(400, 401, 403, 413, 422, 501, 502, 503, 504)},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Command"}}}}},
+    )
+    async def api(request: Request) -> JSONResponse:
+        """MeterExtension #1 commands (seed 000 ch. 3). The body is JSON whatever the Content-Type says."""
+        document_id = None
+        try:
+            document = parse_document(await read_body(request, adapter.policy.max_body))
+            document_id = command_id(document)
+            cmd = document.get("cmd")
+            await gate.authorize(request, access_for(cmd))
+            if not isinstance(cmd, str):
+                raise ApiError(422, "invalid_command", 'the body needs "cmd", a string naming the command')
+            model = COMMANDS.get(cmd)
+            if model is None:
+                return JSONResponse(UnknownCommandAnswer(id=document_id).to_json())
+            command = validate(model, document)
+            answer = await commands.run(command)
+        except ApiError as error:
+            return error.response(document_id)
+        return JSONResponse(answer.model_copy(update={"id": command.id}).to_json())
+
+    app.include_router(v1_router(adapter, gate))
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error.response()
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """404, 405 and the like in the same shape as every other error."""
+    assert isinstance(error, StarletteHTTPException)
+    phrase = HTTPStatus(error.status_code).phrase
+    body = ErrorAnswer(error=phrase.lower().replace(" ", "_"), message=str(error.detail)).to_json()
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    return ApiError(422, "invalid_request", "the request's parameters are not valid").response()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description plus the command union as POST /api's body and the two auth schemes."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)
+    commands = TypeAdapter(Command).json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {}).update(commands.pop("$defs"), Command=commands)
+    components["securitySchemes"] = {
+        "token": {"type": "http", "scheme": "bearer", "description": "the API token"},
+        "password": {"type": "http", "scheme": "basic", "description": "any user name, the device password"},
+    }
+    schema["security"] = [{"token": []}, {"password": []}]
+    app.openapi_schema = schema
+    return schema
