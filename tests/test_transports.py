@@ -334,6 +334,17 @@ async def test_pty_round_trip_all_byte_values():
             assert await receive_exactly(pty.stream, 256) == ALL_BYTES[::-1]
 
 
+async def test_a_serial_link_with_no_data_waits_instead_of_reading_end_of_file(autojump_clock):
+    # pyserial leaves VMIN = 0, where read() on an idle tty returns b"" (taken for EOF by trio).
+    async with open_pty() as pty, await open_link(pty.path) as link:
+        with trio.move_on_after(5) as waited:
+            data = await link.receive_some()
+            raise AssertionError(f"an idle serial link returned {data!r}")
+        assert waited.cancelled_caught
+        await pty.stream.send_all(b"late")
+        assert await link.receive_some() == b"late"
+
+
 async def test_pty_is_raw_without_pyserial():
     # Open the slave the plain way, so only open_pty's raw mode is in force.
     with trio.fail_after(5):

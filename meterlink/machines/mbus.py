@@ -44,6 +44,10 @@ def no_keys() -> list[CipherKeys]:
     return []
 
 
+def no_telegram() -> list[bytes]:
+    return []
+
+
 class MBusAdapter(LinkMachine):
     """Adapter side: acknowledge the search telegram and every data frame, join, decrypt, publish."""
 
@@ -272,7 +276,7 @@ class MBusMeter(LinkMachine):
 
     def __init__(
         self,
-        telegram: Callable[[], list[bytes]],
+        telegram: Callable[[], list[bytes]] = no_telegram,
         push_interval: float = 5.0,
         search_interval: float = 60.0,
         ack_timeout: float = 0.5,
