@@ -195,6 +195,45 @@ async def test_children_failing_at_the_same_moment_make_one_group_restart(
     assert [s.restarts for s in sup.status()] == [1, 1, 1]
 
 
+class StepCounter(trio.abc.Instrument):
+    """Counts the steps of one task; past `limit` it cancels `scope`, so that a busy loop ends the test."""
+
+    def __init__(self, name: str, limit: int, scope: trio.CancelScope) -> None:
+        self.name, self.limit, self.scope, self.steps = name, limit, scope, 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+            if self.steps > self.limit:
+                self.scope.cancel()
+
+
+async def test_a_restart_waits_for_a_slow_child_to_finish_stopping(autojump_clock: trio.testing.MockClock) -> None:
+    async def slow() -> None:
+        rec.log("start", "slow")
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(5)  # e.g. closing a port politely
+
+    rec = Recorder()
+    # temp's failure at 3 wakes the supervisor while slow is still stopping and the backoff is over.
+    children = [rec.child("temp", fail(after=3), restart=Restart.TEMPORARY), rec.child("a", fail(after=1)),
+                ChildSpec("slow", slow)]
+    sup = Supervisor(children, strategy=Strategy.REST_FOR_ONE, backoff=STEADY)
+    with trio.CancelScope() as guard:
+        counter = StepCounter("supervisor", 100, guard)
+        trio.lowlevel.add_instrument(counter)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.run, name="supervisor")
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel()
+    trio.lowlevel.remove_instrument(counter)
+    assert counter.steps <= 100, "the supervisor loop spun while waiting"
+    assert rec.of("start") == [(0, "temp"), (0, "a"), (0, "slow"), (6, "a"), (6, "slow")]
+
+
 # --- restart types ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("restart, step, restarted, end_state", [
@@ -391,6 +430,16 @@ async def test_intensity_counts_restarts_within_a_sliding_period(
     assert len(rec.starts("x")) == (3 if escalates else 21)
 
 
+async def test_a_restart_exactly_one_period_later_is_outside_the_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rec = Recorder()
+    sup = Supervisor([rec.child("x", then=fail())], backoff=Backoff(2, 1, 2, 0), intensity=Intensity(1, 2))
+    with trio.move_on_after(9):
+        await sup.run()
+    assert rec.starts("x") == [0, 2, 4, 6, 8]
+
+
 async def test_default_intensity_allows_ten_restarts_a_minute(autojump_clock: trio.testing.MockClock) -> None:
     # Ten children that fail at once: each waits its own first backoff, all ten restarts count.
     rec = Recorder()
@@ -409,7 +458,7 @@ async def test_escalation_restarts_a_nested_supervisor_and_then_escalates_from_t
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     rec = Recorder()
-    inner = Supervisor([rec.child("leaf", then=fail())], name="inner", backoff=STEADY, intensity=Intensity(1, 10))
+    inner = Supervisor([rec.child("leaf", then=fail())], name="inner", backoff=DOUBLING, intensity=Intensity(1, 10))
     root = Supervisor([rec.child("sibling"), inner.as_child()], backoff=Backoff(5, 1, 5, 0),
                       intensity=Intensity(1, 100))
     async with trio.open_nursery() as nursery:
@@ -424,6 +473,7 @@ async def test_escalation_restarts_a_nested_supervisor_and_then_escalates_from_t
         await trio.sleep(3.5)
         status = by_id(root.status())["inner"]
         assert (status.state, status.restarts) == (ChildState.RUNNING, 1)
+        # A restarted supervisor starts afresh: leaf's backoff is 1 s again, not 2 s.
         assert (status.children[0].state, status.children[0].backoff) == (ChildState.BACKOFF, 1)
     assert rec.starts("leaf") == [0, 1, 6, 7]
     assert rec.starts("sibling") == [0]

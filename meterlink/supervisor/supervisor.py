@@ -152,7 +152,6 @@ class Supervisor:
         finally:
             self._running = False
             for child in self._children:
-                child.scope = None  # runs cancelled with the nursery never report their end
                 if child.state in (ChildState.RUNNING, ChildState.BACKOFF):
                     child.state = ChildState.STOPPED
         if escalation is not None:
