@@ -220,10 +220,10 @@ class Supervisor:
         # A restart whose members are still shutting down is woken by their exits, not its deadline.
         return min((r.at for r in self._pending if not r.waiting_for_exits()), default=math.inf)
 
-    def _on_exit(self, exit: _Exit) -> IntensityExceeded | None:
-        child, error = exit.child, exit.error
+    def _on_exit(self, ended: _Exit) -> IntensityExceeded | None:
+        child, error = ended.child, ended.error
         child.scope = None
-        if exit.scope.cancel_called:
+        if ended.scope.cancel_called:
             # Stopped by this supervisor, possibly after it had already ended on its own but before
             # that end was handled here: either way it is part of a restart already decided.
             return None
