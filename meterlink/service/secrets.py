@@ -128,8 +128,7 @@ class KeyStore:
             new, event = _Slot(pair), "unchanged" if old.pending is None else "unchanged, pending change cancelled"
         else:
             new, event = _Slot(old.current, pair), "changed (pending)"
-        if new != old:
-            self._save({**slots, link: new})
+        self._save({**slots, link: new})
         log.info("meter key for link %s %s", link, event)
 
     def candidates(self, link: str) -> list[KeyPair]:
