@@ -165,6 +165,9 @@ def meter_block(link: str, latest: Reading, window: Sequence[Reading]) -> MeterB
 
 CommandId = Union[str, int]
 
+_HTTP_URL: dict[str, Any] = {"format": "uri", "pattern": "^https?://[^/?#]+"}
+"""Schema only: the API itself answers a bad URI with 422 invalid_uri."""
+
 
 class BaseCommand(BaseModel):
     # strict: "cmd": 5 or "key": 7 is an error, never coerced; extra keys (such as the seed's
@@ -226,13 +229,15 @@ class FirmwareUpdateCommand(BaseCommand):
 
 class DownloadFileCommand(BaseCommand):
     cmd: Literal["download_file"]
-    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
+    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts",
+                          json_schema_extra=_HTTP_URL)
     cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
 
 
 class RequestPostCommand(BaseCommand):
     cmd: Literal["request_post"]
-    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts")
+    file_uri: str = Field(max_length=2048, description="http or https URL on a host listed in http.fetch_hosts",
+                          json_schema_extra=_HTTP_URL)
     message: str
     cert: str | None = Field(default=None, description="ignored: the system's CA certificates are used")
 
