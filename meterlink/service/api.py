@@ -17,7 +17,7 @@ import hashlib
 import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any, Literal, Union
@@ -306,7 +306,7 @@ class MeterExtension:
         self._wifi.reset()
         return OkAnswer()
 
-    async def _keys(self, call: Any, *args: Any) -> None:
+    async def _keys(self, call: Callable[..., None], *args: Any) -> None:
         try:
             await trio.to_thread.run_sync(call, *args)
         except SecretsError as error:

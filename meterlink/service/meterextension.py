@@ -1,7 +1,7 @@
 """The wire format of the MeterExtension #1 REST API (seed 000 ch. 3), as pure models and functions.
 
 `POST /api` takes `{"cmd": ..., "id": ...}` and answers JSON; the commands and answers are the
-pydantic models below, and `meter_blocks` re-expresses meterlink readings in the MeterExtension's
+pydantic models below, and `meter_block` re-expresses meterlink readings in the MeterExtension's
 `meter_reading` form (OBIS, scale, COSEM unit code, entries as strings; seed 000 ch. 3.5.1, 5).
 
 Where the seed's example is not valid JSON, meterlink sends this instead:
@@ -15,23 +15,28 @@ Where the seed's example is not valid JSON, meterlink sends this instead:
   "id": "123"}`, with the same three names as keys.
 - meter_reading, empty (ch. 3.5.1): the seed shows `{"meter":[{"meterid":"lu","data":[{"}] }], ...}`
   (a stray `"`). With no meter seen yet meterlink sends `{"meter": [], "result": "OK", "id": "123"}`.
-- meter_reading, filled (ch. 3.5.1): the seed's example closes the `data` list and the `meter`
-  object early (`...]}],` then `{"result": "OK", "id": "123"}` as a separate object). meterlink sends
-  one object: `{"meter": [{"meterid": "...", "data": [{"OBIS": ..., "scale": ..., "unit": ...,
-  "entry": [{"val": ..., "ts": ...}]}, ...]}], "result": "OK", "id": "123"}`.
-- meter_reading, "Response" line (ch. 3.5.1): `"result":"OK\n"` is broken across a line inside the
-  string; meterlink sends `"result": "OK"`.
-- wifi_status and system_status (ch. 3.3.2, 3.4.1): the key `"hw-\nversion"` and the `"\nresult"`
-  are broken across lines in the seed; meterlink sends `"hw-version"` and `"result"`.
-- wifi_config (ch. 3.3.1) and meter_setkey (ch. 3.5.2): the commands are printed with a line break
-  inside the password string and a stray `}` after the object; meterlink reads ordinary JSON objects.
-- Curl examples of ch. 3.4.5 lack the closing `"` of the `-d` argument; the bodies they mean are
-  ordinary JSON objects, accepted whatever the Content-Type says (curl sends
-  application/x-www-form-urlencoded).
+- meter_reading, filled (ch. 3.5.1): the seed's example closes the `data` list, the meter object and
+  the `meter` list after four OBIS objects (`...]}],`), goes on with three more OBIS objects, and
+  ends with `{"result": "OK", "id": "123"}` as an object of its own. meterlink sends one object:
+  `{"meter": [{"meterid": "...", "data": [{"OBIS": ..., "scale": ..., "unit": ..., "entry":
+  [{"val": ..., "ts": ...}, ...]}, ...]}], "result": "OK", "id": "123"}`. The example also breaks
+  the key `"ts` / `"` across lines; meterlink sends `"ts"`.
+- meter_reading, the Response line (ch. 3.5.1): `"result":"OK` / `","id":"123"}` is broken across
+  two lines inside the string, and `"data":[...]` is a placeholder; meterlink sends `"result": "OK"`.
+- system_status (ch. 3.4.1): `"hw-` / `version"` and `"` / `result"` are broken across lines
+  inside the strings; meterlink sends the keys `"hw-version"` and `"result"`. (wifi_status, ch.
+  3.3.2, breaks only between tokens and is valid JSON.)
+- wifi_config (ch. 3.3.1, 3.3.3) and meter_setkey (ch. 3.5.2): the commands are printed with a line
+  break inside the password string (3.3.1) or the `"password"` key (3.3.3), and with a stray `}`
+  after the object (3.5.2); meterlink reads ordinary JSON objects.
+- The curl examples of ch. 3.4.5 break the URLs across lines (`"http` / `://192.168.2.228...`) and
+  most lack the closing `"` of the `-d` argument; the bodies they mean are ordinary JSON objects,
+  accepted whatever the Content-Type says (curl sends application/x-www-form-urlencoded).
 
 Answers carry `"id"` only when the command had one (the curl examples send none). Errors that the
-seed does not document (bad JSON, wrong types, missing credentials, ...) are
-`{"error": "...", "message": "...", "result": "ERROR"}` with a 4xx status, plus `"id"` when known.
+seed does not document are `{"error": "...", "message": "...", "result": "ERROR"}`, plus `"id"` when
+known: 4xx for the client's mistakes (bad JSON, wrong types, missing credentials, a host not allowed),
+501 for firmware_update, 502/504 when download_file or request_post cannot reach their host.
 """
 
 from __future__ import annotations
