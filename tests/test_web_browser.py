@@ -13,6 +13,7 @@ test skips when chromium is not installed, except under CI=true, where that is a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fcntl
 import json
 import math
@@ -47,6 +48,7 @@ CHROMIUM_FLAGS = [
 ]
 HISTORY_S = 40            # readings already in the adapter's 60 s window when the page opens
 HOLE = range(15, 25)      # seconds of that history without a telegram: 10 in a row
+INCOMPLETE = 30           # the second whose reading lacks 1-0:2.7.0: its power is unknown, not 1.7.0 - 0
 LAPTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 PHONE = {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True}
 
@@ -216,8 +218,8 @@ def p1_reading(model: P1MeterModel, at: float) -> Reading:
 async def feed_meter(hub: ReadingsHub, link: LinkStatus, start: float) -> None:
     """One reading a second from `start` on, except the seconds in HOLE; readings due in the past at once.
 
-    received_at is the scheduled second, so the intervals are exactly 1 s and the only gap the page
-    may draw is the hole.
+    received_at is the scheduled second, so the intervals are exactly 1 s and the only breaks the
+    page may draw are the hole and the reading without 2.7.0.
     """
     model = P1MeterModel()
     for second in range(10_000):
@@ -225,7 +227,10 @@ async def feed_meter(hub: ReadingsHub, link: LinkStatus, start: float) -> None:
         await trio.sleep(max(0.0, due - time.time()))
         if second in HOLE:
             continue
-        hub.publish(p1_reading(model, due))
+        reading = p1_reading(model, due)
+        if second == INCOMPLETE:
+            reading = dataclasses.replace(reading, values=tuple(v for v in reading.values if v.obis != "1-0:2.7.0.255"))
+        hub.publish(reading)
         link.last_reading_at = due
 
 
@@ -303,13 +308,16 @@ async def test_page_shows_table_and_graph_with_a_gap(tmp_path: Path) -> None:
             times = [t for t, _ in series["points"]]
             assert times == sorted(times) and len(times) == len(set(times))
             assert not any(start + s in times for s in HOLE), "a point was made up inside the hole"
-            assert all(w is not None for _, w in series["points"])
-            # Exactly one break, exactly across the missing seconds: the line stops at the last
-            # telegram before the hole and starts again at the first one after it.
-            assert hook["segments"] == 2, (start, series["segments"], series["threshold"])
-            (first_from, first_to, _), (second_from, second_to, _) = series["segments"]
-            assert (first_from, first_to, second_from) == (start, start + HOLE.start - 1, start + HOLE.stop)
-            assert second_to == times[-1]
+            # The reading without 2.7.0 has no power (not 1.7.0 - 0); every other reading has one.
+            assert [t for t, w in series["points"] if w is None] == [start + INCOMPLETE]
+            # The line stops at the last telegram before the hole and starts again at the first one
+            # after it; it also stops before the reading without a power value and goes on after it.
+            assert hook["segments"] == 3, (start, series["segments"], series["threshold"])
+            assert [segment[:2] for segment in series["segments"]] == [
+                [start, start + HOLE.start - 1],
+                [start + HOLE.stop, start + INCOMPLETE - 1],
+                [start + INCOMPLETE + 1, times[-1]],
+            ]
             assert series["threshold"] == pytest.approx(1.5)
 
             # The pixels agree: the series' colour inside the segments, none inside the hole.
@@ -327,7 +335,7 @@ async def test_page_shows_table_and_graph_with_a_gap(tmp_path: Path) -> None:
             # A phone: the stored token is used without asking, and nothing is wider than the screen.
             await page.call("Emulation.setDeviceMetricsOverride", **PHONE)
             await page.call("Page.reload")
-            await page.wait_for("window.meterlink && window.meterlink.segments === 2 "
+            await page.wait_for("window.meterlink && window.meterlink.segments === 3 "
                                 "&& document.querySelectorAll('#meters tbody tr').length > 20", "the page on a phone")
             assert await page.evaluate("document.getElementById('token-form').hidden")
             widths = await page.evaluate("({page: document.documentElement.scrollWidth, screen: window.innerWidth,"

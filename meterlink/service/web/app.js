@@ -340,7 +340,12 @@
 
     drawAxes(ctx, plot, x, y, yStep);
     let drawnSegments = 0;
+    ctx.save();
+    ctx.beginPath();   // the adapter's clock is estimated to a second: keep a late point inside the plot
+    ctx.rect(plot.left, plot.top - 4, plot.right - plot.left + 4, plot.bottom - plot.top + 8);
+    ctx.clip();
     for (const s of series) drawnSegments += drawSeries(ctx, s.segments, x, y, cssColor(s.meter.color));
+    ctx.restore();
     renderNow(series, t1);
     exposeForTests(series, drawnSegments, plot);
   }
