@@ -203,7 +203,7 @@ def demo(args: argparse.Namespace) -> int:
     def show(reading: Reading) -> None:
         print(summary(reading), flush=True)
 
-    return _service_exit(run_demo, args.http, args.token, _announce, show if args.verbose else None)
+    return _service_exit(run_demo, args.http, args.token, _announce, show)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -333,7 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")
     diagrams_cmd.add_argument("--root", type=Path, default=Path("diagrams"), metavar="DIR", help="default: ./diagrams")
     diagrams_cmd.set_defaults(handler=diagrams)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept -v after the command too (`meterlink demo -v`), not only before it."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for sub in action.choices.values():
+            if sub._subparsers is None:
+                sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help="log what the links do on stderr")
+            else:
+                _verbose_everywhere(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

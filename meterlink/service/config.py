@@ -57,6 +57,24 @@ class HttpSection(_Section):
         return value
 
 
+class MqttSection(_Section):
+    """The MQTT output (meterlink/service/mqtt.py); off unless a host is given."""
+
+    host: str | None = None
+    port: int = Field(default=1883, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    base_topic: str = "meterlink"
+    qos: Literal[0, 1, 2] = 1
+    retain_state: bool = False
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    keepalive: int = Field(default=30, ge=1)
+    tls: bool = False
+    queue_size: int = Field(default=1000, ge=1)
+
+
 class SupervisorSection(_Section):
     max_restarts: int = Field(default=10, ge=0)
     period: float = Field(default=60.0, gt=0)
@@ -66,7 +84,7 @@ class SupervisorSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1"]
+    kind: Literal["p1", "mbus"]
     port: str
     """A serial device path or tcp://HOST:PORT."""
     baud: int | None = Field(default=None, gt=0)
@@ -74,7 +92,8 @@ class LinkSection(_Section):
     bytesize: Literal[5, 6, 7, 8] | None = None
     stopbits: Literal[1, 1.5, 2] | None = None
     data_request: Literal["rts", "dtr"] | None = None
-    push_interval: float = Field(default=1.0, gt=0)
+    push_interval: float | None = Field(default=None, gt=0)
+    """Seconds between telegrams (default: P1 1 s, M-Bus 5 s); stale after 3 missing."""
     legacy: bool = False
     """P1: DSMR 2.2/3 telegrams without CRC (9600 7E1 unless given)."""
 
@@ -100,6 +119,7 @@ class LinkSection(_Section):
 class Config(_Section):
     adapter: AdapterSection = AdapterSection()
     http: HttpSection = HttpSection()
+    mqtt: MqttSection = MqttSection()
     supervisor: SupervisorSection = SupervisorSection()
     link: list[LinkSection] = []
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import trio
 
 from ..protocols.readings import Reading
+from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..transports import serve_tcp
 from .config import parse_config
 from .run import Outputs, run_service
+from .secrets import MeterKey
 
 
 async def run_demo(
@@ -29,15 +31,19 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="meterlink-demo-") as state_dir:
         async with trio.open_nursery() as nursery:
             p1_url = await nursery.start(serve_tcp, _p1_meter, "tcp://127.0.0.1:0")
+            mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
                     "http": {"listen": listen},
-                    "link": [{"name": "p1", "kind": "p1", "port": p1_url}],
+                    "link": [
+                        {"name": "p1", "kind": "p1", "port": p1_url},
+                        {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
+                    ],
                 },
                 "demo",
             )
-            outputs = Outputs([on_reading] if on_reading else [])
+            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY)})
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
@@ -47,13 +53,24 @@ async def _p1_meter(stream: trio.abc.Stream) -> None:
         await push_telegrams(stream, P1MeterModel())
 
 
+async def _kaifa_meter(stream: trio.abc.Stream) -> None:
+    async with stream:
+        await run_kaifa_meter(stream, KaifaMeterModel(), interval=1.0)
+
+
 def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
-    def number(obis: str) -> float:
+    def watts(obis: str) -> float:
         value = reading.value_of(obis)
-        return float(value.value) if value is not None and isinstance(value.value, (int, float)) else 0.0
+        if value is None or not isinstance(value.value, (int, float)):
+            return 0.0
+        return float(value.value) * (1000 if value.unit == "kW" else 1)
 
-    power_kw = number("1-0:1.7.0.255") - number("1-0:2.7.0.255")
-    volts = " ".join(f"{number(f'1-0:{c}.7.0.255'):.1f}" for c in (32, 52, 72))
-    return f"{reading.captured_at}  {reading.link}  {reading.meter_id}  {power_kw:+.3f} kW  {volts} V"
+    def volts(obis: str) -> str:
+        value = reading.value_of(obis)
+        return f"{value.value:.1f}" if value is not None and isinstance(value.value, (int, float)) else "-"
+
+    power = watts("1-0:1.7.0.255") - watts("1-0:2.7.0.255")
+    phases = " ".join(volts(f"1-0:{c}.7.0.255") for c in (32, 52, 72))
+    return f"{reading.captured_at}  {reading.link:<5} {reading.meter_id}  {power:+8.0f} W  {phases} V"

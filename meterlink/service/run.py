@@ -20,13 +20,16 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..actors.link import LinkHooks, LinkStatus
+from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
+from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy
-from .config import Config, LinkSection, SupervisorSection
+from .config import Config, LinkSection, MqttSection, SupervisorSection
 from .hub import ReadingsHub
-from .secrets import Credentials, KeyStore, LoginThrottle
+from .mqtt import MqttSettings, mqtt_child
+from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey
 
 log = logging.getLogger("meterlink.service")
 
@@ -36,16 +39,45 @@ RESTART_DELAY = 0.5
 
 @dataclass
 class Outputs:
-    """Where readings go besides the hub (the demo prints them)."""
+    """What the demo adds: where readings go besides the hub, and meter keys to store at start."""
 
     extra: list[Callable[[Reading], None]] = field(default_factory=list)
+    keys: dict[str, MeterKey] = field(default_factory=dict)
 
 
-def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus) -> ChildSpec:
+def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys: KeyStore) -> ChildSpec:
     """The supervised actor of one configured link."""
+    if section.kind == "mbus":
+        link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
+        keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
+        return ChildSpec(section.name, partial(run_mbus, link, partial(cipher_keys, keys, section.name), keyed, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
-    link = P1Link(section.port, serial, section.push_interval, legacy=section.legacy)
-    return ChildSpec(section.name, partial(run_p1, link, hooks, status))
+    p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
+    return ChildSpec(section.name, partial(run_p1, p1, hooks, status))
+
+
+def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:
+    """The key store's candidates for a link (pending key first), as the decoder takes them."""
+    return [_cipher(pair) for pair in keys.candidates(link)]
+
+
+def _cipher(pair: KeyPair) -> CipherKeys:
+    auth = pair.authentication.secret if pair.authentication is not None else None
+    return CipherKeys(pair.encryption.secret, auth)
+
+
+def _confirm_key(keys: KeyStore, link: str, used: CipherKeys) -> None:
+    for pair in keys.candidates(link):
+        if _cipher(pair) == used:
+            keys.confirm(link, pair)
+            return
+
+
+def mqtt_settings(section: MqttSection) -> MqttSettings | None:
+    if section.host is None:
+        return None
+    fields = section.model_dump(exclude_none=True)
+    return MqttSettings(**fields)
 
 
 def supervisor(children: list[ChildSpec], name: str, settings: SupervisorSection) -> Supervisor:
@@ -57,9 +89,8 @@ def supervisor(children: list[ChildSpec], name: str, settings: SupervisorSection
     )
 
 
-def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor) -> Adapter:
+def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor, keys: KeyStore) -> Adapter:
     state = config.adapter.state_dir
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     policy = ApiPolicy(
         open_reads=tuple(ipaddress.ip_network(n, strict=False) for n in config.http.open_reads),
         fetch_hosts=tuple(config.http.fetch_hosts),
@@ -68,7 +99,7 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
         hub=hub,
         links=links,
         supervisor_status=root.status,
-        keys=KeyStore(state / "keys.bin", state / "device.key"),
+        keys=keys,
         credentials=Credentials(state / "token.hash"),
         throttle=LoginThrottle(),
         policy=policy,
@@ -77,12 +108,16 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
 
 async def serve_http(adapter: Adapter, listen: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     from .api import create_app
+    from .web.web import mount_web
 
+    app = create_app(adapter)
+    mount_web(app)
     config = HypercornConfig()
     config.bind = [listen]
     config.graceful_timeout = 1.0
     config.accesslog = None
-    await hypercorn_serve(create_app(adapter), config, task_status=task_status)  # type: ignore[arg-type]
+    config.loglevel = "WARNING"  # our own lines say where we serve
+    await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
 
 
 async def run_service(
@@ -100,11 +135,19 @@ async def run_service(
         for output in outputs.extra:
             output(reading)
 
-    link_children = [link_child(section, LinkHooks(publish), links[section.name]) for section in config.link]
+    state = config.adapter.state_dir
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = KeyStore(state / "keys.bin", state / "device.key")
+    for name, key in outputs.keys.items():
+        keys.set_key(name, key)
+    link_children = [link_child(section, LinkHooks(publish), links[section.name], keys) for section in config.link]
     links_supervisor = supervisor(link_children, "links", config.supervisor)
-    http = ChildSpec("http", lambda: serve_http(adapter, config.http.listen))
-    root = supervisor([links_supervisor.as_child(), http], "meterlink", config.supervisor)
-    adapter = build_adapter(config, hub, links, root)
+    children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, config.http.listen))]
+    mqtt = mqtt_settings(config.mqtt)
+    if mqtt is not None:
+        children.append(mqtt_child(mqtt, hub, links)[1])
+    root = supervisor(children, "meterlink", config.supervisor)
+    adapter = build_adapter(config, hub, links, root, keys)
     new_token = adapter.credentials.ensure(token or config.adapter.token)
 
     announce(f"meterlink: serving http://{config.http.listen}/ (links: {', '.join(links) or 'none'})")

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import trio
 
@@ -24,6 +24,13 @@ from ..protocols.dlms.cosem import CosemDateTime
 from ..protocols.dlms.security import encrypt
 from ..protocols.mbus import ADDRESS_BROADCAST_NO_REPLY, CField, split_segments
 from ..protocols.obis import Obis
+
+try:
+    from zoneinfo import ZoneInfo
+
+    VIENNA: tzinfo = ZoneInfo("Europe/Vienna")
+except Exception:  # no tz database on this box: winter time all year
+    VIENNA = timezone(timedelta(hours=1))
 
 METER_NUMBER = "1KFM0200999999"
 DEVICE_NAME = "KFM1200200999999"
@@ -106,11 +113,16 @@ class KaifaMeterModel:
         self._last = now
 
 
+def vienna_now() -> datetime:
+    """The meter's clock: Austrian local time, as these meters keep it."""
+    return datetime.now(VIENNA).replace(tzinfo=None)
+
+
 async def run_kaifa_meter(
     stream: trio.abc.Stream,
     model: KaifaMeterModel,
     interval: float = 5.0,
-    wallclock: Callable[[], datetime] = datetime.now,
+    wallclock: Callable[[], datetime] = vienna_now,
 ) -> None:
     """The meter on one link, with the handshake: search, then data while acks come (MBusMeter)."""
     machine = MBusMeter(lambda: model.frames(wallclock()), push_interval=interval)
@@ -129,7 +141,7 @@ async def push_one_way(
     stream: trio.abc.SendStream,
     model: KaifaMeterModel,
     interval: float = 5.0,
-    wallclock: Callable[[], datetime] = datetime.now,
+    wallclock: Callable[[], datetime] = vienna_now,
 ) -> None:
     """A meter run one-way (as TINETZ does): a telegram every interval, no search, no acks awaited."""
     next_push = trio.current_time()
