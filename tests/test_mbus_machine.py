@@ -377,9 +377,7 @@ def search(c: int):
 
 def single_frame_telegram(chunk: int):
     def apply(link: AdapterUnderTest) -> None:
-        # A one-frame telegram while joining is test_a_one_frame_telegram_ends_a_partial_one (xfail).
-        if link.state != "joining":
-            link.feed(ONE_FRAME.data, chunk)
+        link.feed(ONE_FRAME.data, chunk)
     return apply
 
 
@@ -652,8 +650,6 @@ def test_a_one_frame_telegram_is_published_at_once(state):
     expect(Driver(state=state).feed(*ONE_FRAME.frames), "listening", [], readings=1, acks=1, telegrams=1)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MBusAdapter joining --segment [first]--> joining collects a first-and-last "
-                                       "segment (CI 0x10) but never completes it; the one-frame telegram is lost")
 def test_a_one_frame_telegram_ends_a_partial_one():
     driver = Driver(state="joining").feed(*ONE_FRAME.frames)
     expect(driver, "listening", ["incomplete"], readings=1, acks=1, telegrams=1)
@@ -766,6 +762,22 @@ def test_meter_in_each_state(state):
     meter_state_matches(meter)
 
 
+@pytest.mark.parametrize("state", list(METER_TIMEOUTS))
+def test_meter_stops_when_the_adapter_hangs_up(state):
+    meter = MeterUnderTest()
+    path = {"powering_up": [], "searching": ["send_search", "search_unanswered"], "awaiting_search_ack": ["send_search"],
+            "pushing": ["send_search", "ack"]}[state]
+    for step in path:
+        if step == "ack":
+            meter.receive(SingleChar())
+        else:
+            meter.machine.send(step)
+            meter.timed_out(step)
+    assert meter.machine.state_name == state
+    meter.machine.send("link_lost")
+    assert meter.machine.is_terminated and meter.machine.pending_timeout() is None
+
+
 class Recorder:
     def __init__(self) -> None:
         self.taken: set = set()
@@ -799,8 +811,10 @@ def test_the_scenarios_take_every_declared_transition():
                                        (KEYRING, [WRONG[0]], "wrong_key"),
                                        (KEYRING, [Telegram("x", tuple(UNPARSEABLE), None, False)], "unparseable")]:
             test_telegram_outcomes(keys, telegrams, cause)
+        test_a_one_frame_telegram_ends_a_partial_one()
         for state in METER_TIMEOUTS:
             test_meter_in_each_state(state)
+            test_meter_stops_when_the_adapter_hangs_up(state)
         test_ten_missed_acks_send_the_meter_back_to_search_and_an_ack_keeps_it_pushing()
     finally:
         base.observers.remove(recorder)

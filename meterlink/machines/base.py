@@ -75,7 +75,11 @@ recorder is the one user (python-statemachine calls their `on_transition`)."""
 
 
 class LinkMachine(StateChart):
-    """Base class: strict event handling, actions recorded for the actor, declared timeouts."""
+    """Base class: strict event handling, actions recorded for the actor, declared timeouts.
+
+    Every link machine has a `link_lost` event from each state to a final state: the actor sends it
+    when the peer closes the link.
+    """
 
     allow_event_without_transition = False
     catch_errors_as_events = False

@@ -72,6 +72,7 @@ class MBusAdapter(LinkMachine):
         | stale.to(listening, cond="first and last", on=["ack", "collect", "complete"])
         | joining.to(joining, cond="in_order and not last", on=["ack", "collect"])
         | joining.to(listening, cond="in_order and last", on=["ack", "collect", "complete"])
+        | joining.to(listening, cond="first and last", on=["ack", "drop_partial", "collect", "complete"])
         | joining.to(joining, cond="first", on=["ack", "drop_partial", "collect"])
         | joining.to(listening, on=["ack", "drop_partial", "drop_out_of_order"])
         | search.to(listening, on=["ack", "drop_out_of_order"])
@@ -254,6 +255,7 @@ class MBusMeter(LinkMachine):
     searching = State("Search mode")
     awaiting_search_ack = State("Search telegram sent")
     pushing = State("Data mode")
+    closed = State("Link closed", final=True)
 
     send_search = powering_up.to(awaiting_search_ack, on="emit_search") | searching.to(awaiting_search_ack, on="emit_search")
     search_acked = awaiting_search_ack.to(pushing, on="acknowledged")
@@ -264,6 +266,12 @@ class MBusMeter(LinkMachine):
     )
     data_acked = pushing.to.itself(internal=True, on="acknowledged")
     stray_ack = powering_up.to.itself(internal=True) | searching.to.itself(internal=True)
+    link_lost = (
+        powering_up.to(closed)
+        | searching.to(closed)
+        | awaiting_search_ack.to(closed)
+        | pushing.to(closed)
+    )
 
     timeouts = (
         StateTimeout("powering_up", after="power_up_delay", event="send_search"),

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 import trio
 
-from ..actors.link import LinkHooks, LinkStatus, run_link
+from ..actors.link import LinkHooks, LinkLost, LinkStatus, run_link
 from ..machines.mbus import MBusMeter
 from ..protocols.mbus import MBusFramer
 from ..protocols.dlms.axdr import Data, DataTag, encode_data, octet_string, structure
@@ -133,8 +133,8 @@ async def run_kaifa_meter(
 
     try:
         await run_link(already_open, MBusFramer(), machine, LinkHooks(lambda reading: None), status)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return
+    except (LinkLost, trio.BrokenResourceError, trio.ClosedResourceError):
+        return  # the adapter hung up: this meter's line is done
 
 
 async def push_one_way(
