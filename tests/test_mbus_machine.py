@@ -531,8 +531,18 @@ def deadlines(count: int):
     return apply
 
 
+def adapter_hangs_up(link: MeterUnderTest) -> None:
+    """The line closes: the meter's life ends quietly (nothing sent); the simulator starts a new one
+    for the next connection."""
+    link.machine.send("link_lost")
+    assert link.machine.take_actions() == []
+    assert link.machine.is_terminated and link.machine.pending_timeout() is None
+    link.state = "closed"
+
+
 meter_stimuli = st.one_of(
     st.builds(acks, st.integers(1, 3)),
+    st.just(adapter_hangs_up),
     st.builds(deadlines, st.integers(1, 25)),
     st.builds(meter_receives, st.sampled_from([
         ShortFrame(0x40, 0xF0), ShortFrame(0x5B, 0xFE), LongFrame(0x53, 0xFF, 0x00, b"\x01\x67"),
