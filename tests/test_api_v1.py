@@ -164,7 +164,8 @@ async def test_stream_sends_readings_and_ends_when_the_client_leaves(
         await trio.testing.wait_all_tasks_blocked()
         assert call.body()[1] == f"data: {json.dumps(reading.to_json())}\n\n".encode()
         # A quiet stream still sends a comment now and then, so a vanished client is noticed.
-        await trio.sleep(SSE_KEEPALIVE)
+        await trio.sleep(SSE_KEEPALIVE + 1)
+        await trio.testing.wait_all_tasks_blocked()
         assert call.body()[2:] == [b": keepalive\n\n"]
         assert len(rig.hub._subscribers) == 1
         call.gone.set()
