@@ -6,11 +6,15 @@ The page in a browser is tested in test_web_browser.py.
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from fastapi import FastAPI
 
 from meterlink.actors.link import LinkStatus
@@ -21,6 +25,7 @@ from meterlink.service.secrets import Credentials, KeyStore, LoginThrottle
 from meterlink.service.web import mount_web
 
 TOKEN = "web-test-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 ASSETS = ["index.html", "app.js", "style.css"]
 
 
@@ -38,7 +43,7 @@ def make_adapter(state: Path, hub: ReadingsHub | None = None, links: dict[str, L
 
 
 def web_app(adapter: Adapter) -> FastAPI:
-    """The API with the page; mounts the page itself while create_app does not yet."""
+    """The API with the page, as the service serves it (run.serve_http mounts the page on create_app's app)."""
     app = create_app(adapter)
     if not any(getattr(route, "path", None) == "/" for route in app.routes):
         mount_web(app)
@@ -98,12 +103,33 @@ def test_no_file_of_the_page_refers_to_the_internet(name: str) -> None:
     assert not re.search(r"https?://|//cdn|@import|url\(\s*['\"]?(?!data:)", text, re.IGNORECASE), name
 
 
-@pytest.mark.xfail(reason="create_app does not call mount_web yet (meterlink/service/api.py)", strict=False)
-async def test_the_service_app_serves_the_page(tmp_path: Path) -> None:
-    # What `meterlink run` and `meterlink demo` serve: create_app alone, without the test's mount.
-    async with client(create_app(make_adapter(tmp_path))) as http:
-        page = await http.get("/")
+async def test_meterlink_demo_serves_the_page() -> None:
+    # `meterlink demo` as a user starts it: the page, its assets and the readings it asks for.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "meterlink.cli", "demo", "--http", f"127.0.0.1:{port}", "--token", TOKEN],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            with trio.fail_after(20):
+                while True:
+                    try:
+                        page = await http.get("/")
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.2)
+                script = await http.get("/static/app.js")
+                while not (latest := (await http.get("/api/v1/readings/latest", headers=BEARER)).json()):
+                    await trio.sleep(0.2)
+    finally:
+        demo.terminate()
+        await demo.wait()
     assert page.status_code == 200 and '<canvas id="chart"' in page.text
+    assert script.status_code == 200
+    powers = {value["obis"] for reading in latest for value in reading["values"]}
+    assert {"1-0:1.7.0.255", "1-0:2.7.0.255"} <= powers
 
 
 def test_the_files_are_package_data() -> None:
