@@ -53,7 +53,9 @@ LAPTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 PHONE = {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True}
 
 
+@pytest.fixture
 def chromium() -> str:
+    """Debian's chromium; a plain (not async) fixture, so that skip and fail reach pytest directly."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -108,7 +110,7 @@ class Browser:
 
 
 @asynccontextmanager
-async def open_browser(profile: Path, log: Path) -> AsyncIterator[Browser]:
+async def open_browser(executable: str, profile: Path, log: Path) -> AsyncIterator[Browser]:
     """Start chromium with a fresh profile; its DevTools pipe is its fds 3 (commands) and 4 (replies)."""
     commands_r, commands_w = os.pipe()
     replies_r, replies_w = os.pipe()
@@ -124,7 +126,7 @@ async def open_browser(profile: Path, log: Path) -> AsyncIterator[Browser]:
 
     with log.open("wb") as stderr:
         process = await trio.lowlevel.open_process(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             pass_fds=(3, 4), preexec_fn=pipe_fds,
         )
@@ -273,11 +275,11 @@ PIXELS_BETWEEN = """((ta, tb) => {
 })"""
 
 
-async def test_page_shows_table_and_graph_with_a_gap(tmp_path: Path) -> None:
+async def test_page_shows_table_and_graph_with_a_gap(tmp_path: Path, chromium: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with trio.fail_after(40):
         async with serve_adapter(tmp_path) as (url, start), \
-                open_browser(tmp_path / "profile", ARTIFACTS / "chromium.log") as browser:
+                open_browser(chromium, tmp_path / "profile", ARTIFACTS / "chromium.log") as browser:
             page = await Page.open(browser, LAPTOP)
             await page.call("Page.navigate", url=url + "/")
 
