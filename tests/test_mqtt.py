@@ -242,8 +242,8 @@ async def test_last_will_when_the_connection_dies_then_reconnect(broker: Mosquit
         assert not publisher.status().connected
 
         proxy.refusing = False
-        await until(lambda: payloads(subscriber.on("meterlink/status")) == ["online", "offline", "online"])
-        await until(lambda: len(subscriber.on(CONFIG.format("1-0_1_8_1"))) == 2)  # discovery again
+        await until(lambda: payloads(subscriber.on("meterlink/status"))[:3] == ["online", "offline", "online"])
+        await until(lambda: len(subscriber.on(CONFIG.format("1-0_1_8_1"))) >= 2)  # discovery again
         assert publisher.status().connects == 2
         nursery.cancel_scope.cancel()
 
@@ -316,8 +316,9 @@ async def test_a_broker_that_stops_answering_fills_the_window_only(
             hub.publish(reading)
         await until(lambda: publisher.status().in_flight == WINDOW)  # the rest wait in the hub subscription
         proxy.stalled = False
-        await until(lambda: publisher.status().published == WINDOW + 10)
+        await until(lambda: len(received_numbers(subscriber)) == WINDOW + 10)
         assert received_numbers(subscriber) == list(range(WINDOW + 10))
+        await until(lambda: publisher.status().published == WINDOW + 10)
         nursery.cancel_scope.cancel()
 
 
@@ -352,7 +353,7 @@ async def test_readings_older_than_60_s_expire_unsent(
             hub.publish(reading)
 
         proxy.refusing = False
-        await until(lambda: publisher.status().published == 2)
+        await until(lambda: len(received_numbers(subscriber)) == 2)
         assert received_numbers(subscriber) == [70, 71]
         assert publisher.status().expired == 3
         nursery.cancel_scope.cancel()
