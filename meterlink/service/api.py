@@ -263,7 +263,9 @@ class MeterExtension:
             case FactoryResetCommand():
                 return await self.factory_reset()
             case FirmwareUpdateCommand():
-                raise ApiError(501, "firmware_update_not_available", "updating meterlink itself arrives in a later release")
+                # Answered like an unknown command (200, result ERROR): the service is fine, the
+                # feature is not there yet, and a MeterExtension client reads `result`.
+                raise ApiError(200, "firmware_update_not_available", "updating meterlink itself arrives in a later release")
             case DownloadFileCommand():
                 return await download(allowed_url(command.file_uri, self._adapter.policy.fetch_hosts))
             case RequestPostCommand():
@@ -541,7 +543,7 @@ def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
         "/api",
         response_model=None,
         responses={200: {"model": Answer, "description": "the command's answer; unkown_cmd for an unknown command"},
-                   **_errors(400, 401, 403, 413, 422, 501, 502, 503, 504)},
+                   **_errors(400, 401, 403, 413, 422, 502, 503, 504)},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Command"}}}}},
     )

@@ -36,7 +36,7 @@ Where the seed's example is not valid JSON, meterlink sends this instead:
 Answers carry `"id"` only when the command had one (the curl examples send none). Errors that the
 seed does not document are `{"error": "...", "message": "...", "result": "ERROR"}`, plus `"id"` when
 known: 4xx for the client's mistakes (bad JSON, wrong types, missing credentials, a host not allowed),
-501 for firmware_update, 502/504 when download_file or request_post cannot reach their host.
+firmware_update answers 200 with `"result": "ERROR"` and `"error": "firmware_update_not_available"` until it is built, 502/504 when download_file or request_post cannot reach their host.
 """
 
 from __future__ import annotations

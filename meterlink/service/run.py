@@ -2,8 +2,8 @@
 
 `meterlink run --config FILE` and `meterlink demo` both end up in `run_service`. SIGTERM or
 SIGINT cancel the tree (the service is down well within 2 s); a root supervisor that gives up
-makes the process exit non-zero so systemd starts it again; system_restart over the API restarts
-the tree in-process.
+makes the process exit non-zero so systemd starts it again; system_restart over the API starts
+the links afresh in-process.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey
 
 log = logging.getLogger("meterlink.service")
 
-RESTART_DELAY = 0.5
-"""system_restart answers first, then the tree restarts."""
 
 
 @dataclass
@@ -80,8 +78,28 @@ def mqtt_settings(section: MqttSection) -> MqttSettings | None:
     return MqttSettings(**fields)
 
 
-def supervisor(children: list[ChildSpec], name: str, settings: SupervisorSection) -> Supervisor:
-    return Supervisor(
+class RestartableSupervisor(Supervisor):
+    """The links' supervisor: system_restart starts every link afresh while the API keeps serving
+    the request that asked for it (and every other client)."""
+
+    _scope: trio.CancelScope | None = None
+
+    async def run(self) -> None:
+        while True:
+            with trio.CancelScope() as self._scope:
+                await super().run()
+                return
+            log.warning("system_restart: starting the links afresh")
+
+    def restart(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+def supervisor(
+    children: list[ChildSpec], name: str, settings: SupervisorSection, kind: type[Supervisor] = Supervisor
+) -> Supervisor:
+    return kind(
         children,
         name=name,
         intensity=Intensity(settings.max_restarts, settings.period),
@@ -106,7 +124,8 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
     )
 
 
-async def serve_http(adapter: Adapter, listen: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_http(adapter: Adapter, listen: str, ready: trio.Event) -> None:
+    """Serve the API and the web page; `ready` is set once the socket listens."""
     from .api import create_app
     from .web.web import mount_web
 
@@ -117,7 +136,9 @@ async def serve_http(adapter: Adapter, listen: str, task_status: trio.TaskStatus
     config.graceful_timeout = 1.0
     config.accesslog = None
     config.loglevel = "WARNING"  # our own lines say where we serve
-    await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(hypercorn_serve, app, config))  # type: ignore[arg-type]
+        ready.set()
 
 
 async def run_service(
@@ -130,10 +151,13 @@ async def run_service(
     hub = ReadingsHub()
     links = {section.name: LinkStatus(section.name, section.kind) for section in config.link}
 
+    announced = trio.Event()
+
     def publish(reading: Reading) -> None:
         hub.publish(reading)
-        for output in outputs.extra:
-            output(reading)
+        if announced.is_set():  # the URL and token come first on the console
+            for output in outputs.extra:
+                output(reading)
 
     state = config.adapter.state_dir
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -141,40 +165,41 @@ async def run_service(
     for name, key in outputs.keys.items():
         keys.set_key(name, key)
     link_children = [link_child(section, LinkHooks(publish), links[section.name], keys) for section in config.link]
-    links_supervisor = supervisor(link_children, "links", config.supervisor)
-    children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, config.http.listen))]
+    links_supervisor = supervisor(link_children, "links", config.supervisor, RestartableSupervisor)
+    listening = trio.Event()
+    children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, config.http.listen, listening))]
     mqtt = mqtt_settings(config.mqtt)
     if mqtt is not None:
         children.append(mqtt_child(mqtt, hub, links)[1])
     root = supervisor(children, "meterlink", config.supervisor)
     adapter = build_adapter(config, hub, links, root, keys)
+    adapter.request_restart = links_supervisor.restart
     new_token = adapter.credentials.ensure(token or config.adapter.token)
 
-    announce(f"meterlink: serving http://{config.http.listen}/ (links: {', '.join(links) or 'none'})")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_signals, nursery.cancel_scope)
+        nursery.start_soon(_announce_when_listening, listening, announced, announce, config.http.listen, list(links), new_token, token)
+        await root.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _announce_when_listening(
+    listening: trio.Event,
+    announced: trio.Event,
+    announce: Callable[[str], None],
+    listen: str,
+    links: list[str],
+    new_token: str | None,
+    token: str | None,
+) -> None:
+    """The first lines a user sees, once the URL they name answers."""
+    await listening.wait()
+    announce(f"meterlink: serving http://{listen}/ (links: {', '.join(links) or 'none'})")
     if new_token is not None:
         announce(f"API token (shown once, stored only as a hash): {new_token}")
     elif token is not None:
         announce(f"API token: {token}")
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_signals, nursery.cancel_scope)
-        await _run_with_restarts(root, adapter, nursery)
-        nursery.cancel_scope.cancel()
-
-
-async def _run_with_restarts(root: Supervisor, adapter: Adapter, nursery: trio.Nursery) -> None:
-    while True:
-        with trio.CancelScope() as scope:
-            adapter.request_restart = partial(nursery.start_soon, _cancel_later, scope)
-            await root.run()
-        if not scope.cancelled_caught:
-            return
-        log.warning("restarting the supervisor tree (system_restart)")
-
-
-async def _cancel_later(scope: trio.CancelScope) -> None:
-    await trio.sleep(RESTART_DELAY)
-    scope.cancel()
+    announced.set()
 
 
 async def _cancel_on_signals(scope: trio.CancelScope) -> None:
