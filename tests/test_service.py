@@ -162,3 +162,18 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     output = result.stdout.decode(errors="replace")
     assert result.returncode == 0, output[-4000:]
     assert "No issues found" in output
+
+
+def test_a_root_supervisor_that_gives_up_exits_non_zero_for_systemd(tmp_path):
+    config = tmp_path / "meterlink.toml"
+    config.write_text(
+        f'[adapter]\nstate_dir = "{tmp_path / "state"}"\ntoken = "{TOKEN}"\n'
+        f'[http]\nlisten = "127.0.0.1:{free_port()}"\n'
+        "[supervisor]\nmax_restarts = 1\nperiod = 60\nbackoff_initial = 0.01\nbackoff_max = 0.02\n"
+        '[[link]]\nname = "p1"\nkind = "p1"\nport = "/dev/ttyUSB-meterlink-missing"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run([*METERLINK, "run", "--config", str(config)], capture_output=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert b"giving up" in result.stderr and b"no such device" in result.stderr
+    assert b"Traceback" not in result.stderr
