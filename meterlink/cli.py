@@ -227,6 +227,8 @@ def _service_exit(main: Callable[..., Awaitable[None]], *args: object) -> int:
         escalation = error.subgroup(IntensityExceeded) if isinstance(error, BaseExceptionGroup) else error
         if escalation is None:
             raise
+        while isinstance(escalation, BaseExceptionGroup):
+            escalation = escalation.exceptions[0]
         warn(f"giving up: {escalation}")
         return exit_code_for(error)
     return EXIT_OK
