@@ -751,18 +751,26 @@ def test_timeouts_follow_the_push_interval():
     assert adapter.pending_timeout() == (3.0, "silence")
 
 
-@pytest.mark.parametrize("state", list(METER_TIMEOUTS))
-def test_meter_in_each_state(state):
+METER_PATHS = {"powering_up": [], "searching": ["send_search", "search_unanswered"], "awaiting_search_ack": ["send_search"],
+               "pushing": ["send_search", "ack"]}
+
+
+def meter_in(state: str) -> MeterUnderTest:
+    """A meter model driven into `state` by acks and passing deadlines."""
     meter = MeterUnderTest()
-    path = {"powering_up": [], "searching": ["send_search", "search_unanswered"], "awaiting_search_ack": ["send_search"],
-            "pushing": ["send_search", "ack"]}[state]
-    for step in path:
+    for step in METER_PATHS[state]:
         if step == "ack":
             meter.receive(SingleChar())
         else:
             meter.machine.send(step)
             meter.timed_out(step)
     assert meter.machine.state_name == state
+    return meter
+
+
+@pytest.mark.parametrize("state", list(METER_TIMEOUTS))
+def test_meter_in_each_state(state):
+    meter = meter_in(state)
     meter.receive(SingleChar())  # stray in powering_up/searching; search_acked; data_acked
     meter.receive(Noise(2))
     pending = meter.machine.pending_timeout()
@@ -774,16 +782,7 @@ def test_meter_in_each_state(state):
 
 @pytest.mark.parametrize("state", list(METER_TIMEOUTS))
 def test_meter_stops_when_the_adapter_hangs_up(state):
-    meter = MeterUnderTest()
-    path = {"powering_up": [], "searching": ["send_search", "search_unanswered"], "awaiting_search_ack": ["send_search"],
-            "pushing": ["send_search", "ack"]}[state]
-    for step in path:
-        if step == "ack":
-            meter.receive(SingleChar())
-        else:
-            meter.machine.send(step)
-            meter.timed_out(step)
-    assert meter.machine.state_name == state
+    meter = meter_in(state)
     meter.machine.send("link_lost")
     assert meter.machine.is_terminated and meter.machine.pending_timeout() is None
 

@@ -127,6 +127,12 @@ class LinkMachine(StateChart):
     def state_name(self) -> str:
         return ",".join(sorted(state.id for state in self.configuration))
 
+    def count_noise(self, count: int) -> None:
+        self.counters["noise_bytes"] += count
+
+    def report_stale(self) -> None:
+        self.counters["stale"] += 1
+
     def drop(self, cause: str, detail: str) -> None:
         """Count a dropped frame under `cause` and tell the actor why."""
         self.counters[cause] += 1

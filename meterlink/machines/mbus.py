@@ -236,12 +236,6 @@ class MBusAdapter(LinkMachine):
     def count_bad_frame(self, reason: str) -> None:
         self.drop("bad_frame", reason)
 
-    def count_noise(self, count: int) -> None:
-        self.counters["noise_bytes"] += count
-
-    def report_stale(self) -> None:
-        self.counters["stale"] += 1
-
     @property
     def is_stale(self) -> bool:
         return self.stale.is_active

@@ -121,12 +121,6 @@ class P1Reader(LinkMachine):
     def resync(self) -> None:
         self.actions.append(Resync())
 
-    def count_noise(self, count: int) -> None:
-        self.counters["noise_bytes"] += count
-
-    def report_stale(self) -> None:
-        self.counters["stale"] += 1
-
     @property
     def is_stale(self) -> bool:
         return self.stale.is_active

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .crc import crc16_x25
 from .errors import ProtocolError
+from .framing import BadFrame, Noise
 
 FLAG = 0x7E
 FORMAT_TYPE_3 = 0xA000
@@ -175,17 +176,6 @@ def parse_frame(raw: bytes) -> Frame:
             raise HdlcError(f"frame {raw[:12].hex()}: frame check sequence does not match")
         information = bytes(body[header_end + 2 : -2])
     return Frame(destination, source, control, information, bool(format_field & SEGMENTED))
-
-
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    reason: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Noise:
-    count: int
 
 
 FramerEvent = Frame | BadFrame | Noise

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from .errors import ProtocolError
+from .framing import BadFrame, Noise
 
 ACK = 0xE5
 SHORT_START = 0x10
@@ -82,21 +83,6 @@ class LongFrame:
     @property
     def function(self) -> CField | None:
         return CField.of(self.c)
-
-
-@dataclass(frozen=True, slots=True)
-class BadFrame:
-    """A frame start whose frame did not check out (checksum, stop byte, length fields)."""
-
-    reason: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Noise:
-    """Bytes that are no frame start, skipped while resynchronising."""
-
-    count: int
 
 
 Frame = SingleChar | ShortFrame | LongFrame
