@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 import timeit
 from collections.abc import Callable
@@ -359,7 +360,16 @@ def machine_info() -> list[tuple[str, str]]:
         pass
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("meterlink", "dlms-cosem", "cryptography", "python-statemachine"))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    source = Path(decode_push.__code__.co_filename).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "meterlink"], capture_output=True, text=True).stdout
+        where = f"{source} at {commit}" + (" with uncommitted changes in meterlink/" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        where = f"{source} (not a git work tree)"
     return [
+        ("meterlink source", where),
         ("CPU", f"{cpu}, {os.cpu_count()} logical CPUs (the benchmark uses one); load average at start {load}"),
         ("Python", f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} {platform.release()}"),
         ("packages", versions),
