@@ -32,6 +32,7 @@ Timings are reported, never asserted. dlms-cosem (BSL-licensed) is a benchmark p
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -305,6 +306,7 @@ def repeat(run: Callable[[], int], expected: int, minimum: float = 0.2) -> Calla
 
 def latencies(frame_lists: list[list[bytes]], keys: list[CipherKeys]) -> list[float]:
     """Seconds from feeding the last frame's bytes to the Publish action, per telegram."""
+    gc.collect()  # start each series from the same heap (the timed variants before leave garbage)
     framer = MBusFramer()
     machine = MBusAdapter(keys=lambda: keys)
     out = []
