@@ -361,6 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    except BaseExceptionGroup as group:
+        # Under a trio nursery Ctrl-C arrives wrapped in a group: still just the user stopping us.
+        if group.split(KeyboardInterrupt)[1] is None:
+            return EXIT_OK
+        raise
 
 
 if __name__ == "__main__":

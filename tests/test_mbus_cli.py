@@ -86,8 +86,6 @@ def test_read_three_readings_from_the_simulator_over_tcp():
     assert_no_key(DEMO, result.stdout, result.stderr, err)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: cli.main catches a bare KeyboardInterrupt, but under trio's nursery in "
-                                       "serve_meter it arrives inside a BaseExceptionGroup: exit 1 with a traceback")
 def test_ctrl_c_stops_the_simulator_cleanly():
     simulator, url = start_simulator("--listen", "tcp://127.0.0.1:0")
     assert url.startswith("tcp://")
