@@ -446,3 +446,31 @@ async def test_the_simulated_meter_ends_quietly_when_the_adapter_hangs_up(autoju
         await trio.sleep(30)
     assert len(ended) == 1 and ended[0] - hung_up < 0.01
     assert all(at <= hung_up for at, _ in meter.sent)  # nothing sent after the hang-up
+
+
+async def test_a_telegram_replayed_after_a_restart_is_refused(autojump_clock):
+    """The frame counter floor lives in the link status, which outlives the actor."""
+    telegram = b"".join(KaifaMeterModel().frames(datetime(2026, 11, 23, 12, 0)))
+    status = LinkStatus("mbus", "mbus")
+    published = []
+
+    async def one_life() -> None:
+        ours, theirs = memory_link_pair()
+
+        async def opened() -> trio.abc.Stream:
+            return ours
+
+        async def meter() -> None:
+            await theirs.send_all(telegram)
+            await trio.testing.wait_all_tasks_blocked()
+            await theirs.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(meter)
+            with pytest.raises(LinkLost):
+                await run_mbus(MBusLink("memory"), lambda: [CipherKeys(DEMO_KEY)], LinkHooks(published.append), status, opened)
+
+    await one_life()
+    await one_life()
+    assert len(published) == 1
+    assert status.counters["telegrams"] == 1 and status.counters["replayed"] == 1

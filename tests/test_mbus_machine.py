@@ -134,6 +134,10 @@ PLAIN = Telegram("vorarlberg-plain", tuple(split_segments(bytes.fromhex(VORARLBE
 ONE_FRAME = one_frame_plaintext()
 TELEGRAMS = [*SIM, *TAGGED, *WRONG, *WRONG_AUTH_TELEGRAMS, *BAD_TAG, *REAL, PLAIN]
 KNOWN = {t.apdu: t for t in [*TELEGRAMS, ONE_FRAME]}
+UNSUPPORTED = [
+    encode_long(0x53, 0xFF, 0x51, bytes(8)),  # SND_UD with an M-Bus application CI, not a DLMS segment
+    encode_long(0x73, 0xF0, 0x72, bytes(12)),
+]
 FOREIGN = [
     encode_short(0x40, 0x01),  # SND_NKE to another primary address
     encode_short(0x40, 0xFD),
@@ -141,7 +145,6 @@ FOREIGN = [
     encode_short(0x7B, 0xF0),
     encode_long(0x53, 0x05, 0x00, b"\x01\x67" + bytes(20)),  # a DLMS segment to another address
     encode_long(0x08, 0xF0, 0x72, bytes(12)),  # RSP_UD
-    encode_long(0x53, 0xFF, 0x51, bytes(8)),  # SND_UD with an M-Bus application CI, not a DLMS segment
     encode_long(0x5B, 0xFF, 0x00, b"\x01\x67"),
     b"\xe5",  # a single character: the meter never sends one
 ]
@@ -156,6 +159,8 @@ def classify(event) -> str:
             return "search"
         case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF) and ci <= 0x1F:
             return "segment"
+        case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF):
+            return "unsupported"
         case ShortFrame() | LongFrame() | SingleChar():
             return "foreign"
         case BadFrame():
@@ -218,7 +223,7 @@ class AdapterUnderTest:
         drops, publish = self.expect(kind, event)
         self.machine.handle(event, 1700000000.0)
         actions = self.machine.take_actions()
-        acked = kind in ("search", "segment")
+        acked = kind in ("search", "segment", "unsupported")
         self.check(actions, acked, drops, publish)
         assert self.machine.epoch - epoch == int(acked), "only an acknowledged frame restarts the state's deadline"
 
@@ -255,6 +260,11 @@ class AdapterUnderTest:
             return self._drop(["bad_frame"]), None
         if kind == "foreign":
             self.expected["foreign_frames"] += 1
+            return [], None
+        if kind == "unsupported":
+            self.expected["unsupported_data"] += 1
+            if self.state != "joining":
+                self.state = "listening"
             return [], None
         if kind == "search":
             drops = []
@@ -403,6 +413,7 @@ adapter_stimuli = st.one_of(
     st.builds(truncated, telegrams, st.integers(1, 600), chunks),
     st.builds(single_frame_telegram, chunks),
     st.builds(foreign, st.sampled_from(FOREIGN)),
+    st.builds(foreign, st.sampled_from(UNSUPPORTED)),
     st.builds(noise, st.binary(min_size=1, max_size=40)),
     st.just(lose_link),
 )
@@ -721,6 +732,14 @@ def test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame):
     assert counted in ({"foreign_frames": 1}, {"bad_frame": 1, "noise_bytes": 4}, {"noise_bytes": 3}), counted
 
 
+@pytest.mark.parametrize("state", ADAPTER_STATES)
+def test_other_data_to_us_is_acknowledged_and_counted(state):
+    driver = Driver(state=state).feed(UNSUPPORTED[0])
+    assert driver.actions.count(ACK) == 1
+    assert driver.machine.state_name == ("joining" if state == "joining" else "listening")
+    assert driver.machine.counters["unsupported_data"] == 1
+
+
 @pytest.mark.parametrize("state", ["search", "listening"])
 def test_silence_makes_the_link_stale(state):
     driver = Driver(state=state)
@@ -807,6 +826,7 @@ def test_the_scenarios_take_every_declared_transition():
             test_first_segment_starts_joining(state)
             test_a_segment_out_of_order_is_dropped(state)
             test_link_lost_closes_the_machine(state)
+            test_other_data_to_us_is_acknowledged_and_counted(state)
             for frame in (FOREIGN[0], bytes.fromhex("1040F03116"), b"\x00\x01\x02"):
                 test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame)
         for state in ("search", "listening", "stale"):

@@ -47,6 +47,8 @@ class LinkStatus:
     connected: bool = False
     last_reading_at: float | None = None
     last_drop: str | None = None
+    last_frame_counter: int | None = None
+    """The last DLMS frame counter accepted, so a telegram replayed after a restart is refused."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,14 @@ async def _loop(
             received_at = wallclock()
             for event in codec.feed(data):
                 machine.handle(event, received_at)
-        await _carry_out(stream, codec, machine.take_actions(), hooks, status)
+        try:
+            await _carry_out(stream, codec, machine.take_actions(), hooks, status)
+        except trio.BrokenResourceError:
+            # The peer went away under our reply: the machine must still count what it loses.
+            machine.send("link_lost")
+            await _carry_out(stream, codec, [a for a in machine.take_actions() if not isinstance(a, Send)], hooks, status)
+            status.state = machine.state_name
+            raise LinkLost(f"{status.name}: the peer closed the link") from None
         status.state = machine.state_name
         if data == b"":
             raise LinkLost(f"{status.name}: the peer closed the link")

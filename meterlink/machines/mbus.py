@@ -86,6 +86,12 @@ class MBusAdapter(LinkMachine):
         | listening.to.itself(internal=True, cond="wrong_key", on="drop_wrong_key")
         | listening.to.itself(internal=True, on="drop_unparseable")
     )
+    unsupported_data = (
+        search.to(listening, on=["ack", "count_unsupported"])
+        | listening.to(listening, on=["ack", "count_unsupported"])
+        | joining.to(joining, on=["ack", "count_unsupported"])
+        | stale.to(listening, on=["ack", "count_unsupported"])
+    )
     foreign_frame = (
         search.to.itself(internal=True, on="count_foreign")
         | listening.to.itself(internal=True, on="count_foreign")
@@ -143,8 +149,11 @@ class MBusAdapter(LinkMachine):
         match event:
             case ShortFrame(c, a) if CField.of(c) is CField.SND_NKE and a == ADDRESS_SEARCH_TELEGRAM:
                 self.send("search_telegram")
-            case LongFrame() if event.function is CField.SND_UD and event.a in DATA_ADDRESSES and is_dlms_segment(event):
-                self.send("segment", frame=event, received_at=received_at)
+            case LongFrame() if event.function is CField.SND_UD and event.a in DATA_ADDRESSES:
+                if is_dlms_segment(event):
+                    self.send("segment", frame=event, received_at=received_at)
+                else:
+                    self.send("unsupported_data", frame=event)
             case ShortFrame() | LongFrame() | SingleChar():
                 self.send("foreign_frame", frame=event)
             case BadFrame(reason):
@@ -229,6 +238,10 @@ class MBusAdapter(LinkMachine):
 
     def count_search_in_data_mode(self) -> None:
         self.counters["search_in_data_mode"] += 1
+
+    def count_unsupported(self, frame: LongFrame) -> None:
+        # Acknowledged all the same (EN 13757-2: every SND_UD gets its E5), so the meter stays in data mode.
+        self.counters["unsupported_data"] += 1
 
     def count_foreign(self) -> None:
         self.counters["foreign_frames"] += 1
