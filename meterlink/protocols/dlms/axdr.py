@@ -60,6 +60,8 @@ _FIXED: dict[DataTag, struct.Struct] = {
     DataTag.FLOAT64: struct.Struct(">d"),
 }
 _OCTETS = {DataTag.DATE_TIME: 12, DataTag.DATE: 5, DataTag.TIME: 4}
+_TAGS: dict[int, DataTag] = {tag.value: tag for tag in DataTag}
+"""Byte -> tag without the Enum constructor, which costs more than the rest of a decode step."""
 _STRINGS = {DataTag.OCTET_STRING, DataTag.VISIBLE_STRING, DataTag.UTF8_STRING}
 
 
@@ -107,38 +109,49 @@ def encode_length(length: int) -> bytes:
     return bytes((0x80 | len(body),)) + body
 
 
+_FIXED_BY_BYTE = {int(tag): (tag, layout) for tag, layout in _FIXED.items()}
+_OCTETS_BY_BYTE = {int(tag): (tag, size) for tag, size in _OCTETS.items()}
+_STRUCTURED = (int(DataTag.ARRAY), int(DataTag.STRUCTURE))
+_STRINGS_BY_BYTE = {int(tag): tag for tag in _STRINGS}
+
+
 def decode_data(buffer: bytes, offset: int = 0, depth: int = 0) -> tuple[Data, int]:
     """Decode one tagged value at `offset`; returns it and the offset after it."""
+    # Dispatch on the raw byte: this is the hot loop of every push telegram and GET answer.
     if depth > 32:
         raise AxdrError(f"data at byte {offset}: nested deeper than 32 levels")
     if offset >= len(buffer):
         raise AxdrError(f"data at byte {offset}: data ends before a type tag")
     raw_tag = buffer[offset]
-    try:
-        tag = DataTag(raw_tag)
-    except ValueError:
-        raise AxdrError(f"data at byte {offset}: unknown type tag 0x{raw_tag:02X}") from None
     offset += 1
-    if tag in _FIXED:
-        fixed = _FIXED[tag]
-        _need(buffer, offset, fixed.size, tag)
-        return Data(tag, fixed.unpack_from(buffer, offset)[0]), offset + fixed.size
-    if tag in (DataTag.ARRAY, DataTag.STRUCTURE):
+    fixed = _FIXED_BY_BYTE.get(raw_tag)
+    if fixed is not None:
+        tag, layout = fixed
+        if offset + layout.size > len(buffer):
+            _need(buffer, offset, layout.size, tag)
+        return Data(tag, layout.unpack_from(buffer, offset)[0]), offset + layout.size
+    if raw_tag in _STRUCTURED:
         count, offset = decode_length(buffer, offset)
         items = []
         for _ in range(count):
             item, offset = decode_data(buffer, offset, depth + 1)
             items.append(item)
-        return Data(tag, tuple(items)), offset
-    if tag in _STRINGS:
+        return Data(_TAGS[raw_tag], tuple(items)), offset
+    string_tag = _STRINGS_BY_BYTE.get(raw_tag)
+    if string_tag is not None:
         length, offset = decode_length(buffer, offset)
-        _need(buffer, offset, length, tag)
+        _need(buffer, offset, length, string_tag)
         raw = bytes(buffer[offset : offset + length])
-        return Data(tag, raw if tag is DataTag.OCTET_STRING else _text(raw, tag, offset)), offset + length
-    if tag in _OCTETS:
-        size = _OCTETS[tag]
+        value = raw if string_tag is DataTag.OCTET_STRING else _text(raw, string_tag, offset)
+        return Data(string_tag, value), offset + length
+    octets = _OCTETS_BY_BYTE.get(raw_tag)
+    if octets is not None:
+        tag, size = octets
         _need(buffer, offset, size, tag)
         return Data(tag, bytes(buffer[offset : offset + size])), offset + size
+    tag = _TAGS.get(raw_tag)
+    if tag is None:
+        raise AxdrError(f"data at byte {offset - 1}: unknown type tag 0x{raw_tag:02X}")
     if tag is DataTag.BOOLEAN:
         _need(buffer, offset, 1, tag)
         return Data(tag, buffer[offset] != 0), offset + 1

@@ -8,6 +8,7 @@ elements (a 6-octet OBIS code followed by its value, as Kaifa sends 0-0:1.0.0) o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
@@ -54,6 +55,17 @@ def parse_notification(apdu: bytes) -> DataNotification:
     return DataNotification(invoke_id, date_time, body)
 
 
+@functools.lru_cache(maxsize=1024)
+def _obis(raw: bytes) -> Obis:
+    # A meter pushes the same few dozen codes in every telegram: parse each once.
+    return Obis.from_bytes(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _obis_text(obis: Obis) -> str:
+    return str(obis)
+
+
 @dataclass(frozen=True, slots=True)
 class CosemObject:
     """One object of a push list: its OBIS code, value and (for registers) scaler and unit."""
@@ -74,7 +86,7 @@ def push_objects(body: Data) -> list[CosemObject]:
     while index < len(items):
         item = items[index]
         if item.is_obis and index + 1 < len(items):
-            objects.append(CosemObject(Obis.from_bytes(item.value), items[index + 1]))
+            objects.append(CosemObject(_obis(item.value), items[index + 1]))
             index += 2
             continue
         if item.tag is DataTag.STRUCTURE and item.value and item.value[0].is_obis and len(item.value) >= 2:
@@ -84,7 +96,7 @@ def push_objects(body: Data) -> list[CosemObject]:
 
 
 def _object(fields: tuple[Data, ...]) -> CosemObject:
-    obis = Obis.from_bytes(fields[0].value)
+    obis = _obis(fields[0].value)
     scaler = unit = None
     if len(fields) >= 3 and fields[2].tag is DataTag.STRUCTURE and len(fields[2].value) == 2:
         scaler_data, unit_data = fields[2].value
@@ -102,7 +114,7 @@ CLOCK = "0-0:1.0.0.255"
 
 def object_value(obj: CosemObject) -> Value:
     """One object as a reading value: numbers scaled, text kept as sent, date-times in ISO 8601."""
-    obis = str(obj.obis)
+    obis = _obis_text(obj.obis)
     data = obj.value
     if data.tag in _NUMBERS:
         if obj.scaler is None:
