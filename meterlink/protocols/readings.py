@@ -16,6 +16,10 @@ def scaled(raw: int, scaler: int) -> int | float:
     """`raw * 10**scaler` as the nearest float to the decimal the meter meant (2308, -1 -> 230.8)."""
     if scaler >= 0:
         return raw * 10**scaler
+    if scaler >= -22 and abs(raw) < 2**53:
+        # Both operands are exact doubles, and IEEE division rounds correctly: the nearest float
+        # to raw / 10**-scaler, the same as parsing the decimal, at a fraction of the cost.
+        return raw / 10**-scaler
     return float(f"{raw}e{scaler}")
 
 

@@ -56,14 +56,10 @@ def parse_notification(apdu: bytes) -> DataNotification:
 
 
 @functools.lru_cache(maxsize=1024)
-def _obis(raw: bytes) -> Obis:
-    # A meter pushes the same few dozen codes in every telegram: parse each once.
-    return Obis.from_bytes(raw)
-
-
-@functools.lru_cache(maxsize=1024)
-def _obis_text(obis: Obis) -> str:
-    return str(obis)
+def _obis(raw: bytes) -> tuple[Obis, str]:
+    # A meter pushes the same few dozen codes in every telegram: parse and format each once.
+    obis = Obis.from_bytes(raw)
+    return obis, str(obis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +70,8 @@ class CosemObject:
     value: Data
     scaler: int | None = None
     unit: int | None = None
+    code: str = ""
+    """`obis` in the full A-B:C.D.E.F form."""
 
 
 def push_objects(body: Data) -> list[CosemObject]:
@@ -86,7 +84,8 @@ def push_objects(body: Data) -> list[CosemObject]:
     while index < len(items):
         item = items[index]
         if item.is_obis and index + 1 < len(items):
-            objects.append(CosemObject(_obis(item.value), items[index + 1]))
+            obis, code = _obis(item.value)
+            objects.append(CosemObject(obis, items[index + 1], code=code))
             index += 2
             continue
         if item.tag is DataTag.STRUCTURE and item.value and item.value[0].is_obis and len(item.value) >= 2:
@@ -96,13 +95,13 @@ def push_objects(body: Data) -> list[CosemObject]:
 
 
 def _object(fields: tuple[Data, ...]) -> CosemObject:
-    obis = _obis(fields[0].value)
+    obis, code = _obis(fields[0].value)
     scaler = unit = None
     if len(fields) >= 3 and fields[2].tag is DataTag.STRUCTURE and len(fields[2].value) == 2:
         scaler_data, unit_data = fields[2].value
         if scaler_data.tag is DataTag.INTEGER and unit_data.tag is DataTag.ENUM:
             scaler, unit = scaler_data.value, unit_data.value
-    return CosemObject(obis, fields[1], scaler, unit)
+    return CosemObject(obis, fields[1], scaler, unit, code)
 
 
 _NUMBERS = {
@@ -114,7 +113,7 @@ CLOCK = "0-0:1.0.0.255"
 
 def object_value(obj: CosemObject) -> Value:
     """One object as a reading value: numbers scaled, text kept as sent, date-times in ISO 8601."""
-    obis = _obis_text(obj.obis)
+    obis = obj.code or str(obj.obis)
     data = obj.value
     if data.tag in _NUMBERS:
         if obj.scaler is None:
