@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from processes import METERLINK, free_port, meterlink, start_simulator, stop
+
 DATA = Path(__file__).parent / "data"
-MELINK = [sys.executable, "-m", "meterlink.cli"]
-
-
-def meterlink(*args: str, stdin: bytes | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([*MELINK, *args], input=stdin, capture_output=True, timeout=timeout)
-
-
-def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([*MELINK, "simulate", "p1", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    where = process.stdout.readline().decode().strip()
-    return process, where
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def test_decode_prints_one_reading_per_telegram():
@@ -58,7 +38,7 @@ def test_decode_usage_errors_exit_2(tmp_path):
 
 
 def test_read_from_the_simulator_over_tcp():
-    simulator, url = start_simulator("--listen", "tcp://127.0.0.1:0")
+    simulator, url = start_simulator("p1", "--listen", "tcp://127.0.0.1:0")
     try:
         assert url.startswith("tcp://127.0.0.1:") and not url.endswith(":0")
         result = meterlink("read", "p1", "--port", url, "--count", "3")
@@ -75,7 +55,7 @@ def test_read_from_the_simulator_over_tcp():
 
 
 def test_read_from_the_simulator_over_a_pty():
-    simulator, path = start_simulator("--pty")
+    simulator, path = start_simulator("p1", "--pty")
     try:
         assert path.startswith("/dev/pts/")
         result = meterlink("read", "p1", "--port", path, "--count", "2")
@@ -91,16 +71,10 @@ def test_a_port_that_cannot_be_opened_exits_2():
     assert b"no such device" in result.stderr and b"Traceback" not in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_reader_survives_the_meter_going_away_and_coming_back():
     url = f"tcp://127.0.0.1:{free_port()}"
-    simulator, _ = start_simulator("--listen", url)
-    reader = subprocess.Popen([*MELINK, "read", "p1", "--port", url, "--count", "4"],
+    simulator, _ = start_simulator("p1", "--listen", url)
+    reader = subprocess.Popen([*METERLINK, "read", "p1", "--port", url, "--count", "4"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = reader.stdout.readline()
@@ -108,7 +82,7 @@ def test_reader_survives_the_meter_going_away_and_coming_back():
         simulator.kill()
         simulator.wait()
         time.sleep(0.5)
-        simulator, _ = start_simulator("--listen", url)
+        simulator, _ = start_simulator("p1", "--listen", url)
         out, err = reader.communicate(timeout=60)
     finally:
         stop(simulator)

@@ -24,6 +24,8 @@ from meterlink.simulators.kaifa import DEMO_KEY, METER_NUMBER, KaifaMeterModel, 
 from meterlink.supervisor import ChildSpec, Supervisor
 from meterlink.transports import memory_link_pair
 
+from links import Meters
+
 DATA = Path(__file__).parent / "data"
 START = datetime(2026, 11, 23, 12, 0)
 SEARCH = encode_short(0x40, 0xF0)
@@ -350,22 +352,6 @@ async def test_a_new_key_is_used_from_the_next_telegram_on(autojump_clock):
         await collector.done.wait()
         nursery.cancel_scope.cancel()
     assert collector.confirmed == [CipherKeys(DEMO_KEY)] * 2
-
-
-class Meters:
-    """One fresh in-memory link per connection, each served by the next `serve` (the last repeats)."""
-
-    def __init__(self, nursery: trio.Nursery, *serves) -> None:
-        self.nursery = nursery
-        self.serves = list(serves)
-        self.connections = 0
-
-    async def open(self) -> trio.abc.Stream:
-        ours, theirs = memory_link_pair()
-        serve = self.serves[min(self.connections, len(self.serves) - 1)]
-        self.connections += 1
-        self.nursery.start_soon(serve, theirs)
-        return ours
 
 
 async def test_link_lost_mid_telegram_is_survived_under_the_supervisor(autojump_clock):

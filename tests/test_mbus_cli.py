@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,33 +16,14 @@ from meterlink.protocols.dlms.security import CipherKeys, DecryptionFailed, decr
 from meterlink.protocols.mbus import MBusFramer, segment_payload
 from meterlink.simulators.kaifa import DEMO_KEY, METER_NUMBER
 
+from processes import meterlink, start_simulator, stop
+
 DATA = Path(__file__).parent / "data"
-MELINK = [sys.executable, "-m", "meterlink.cli"]
 TINETZ = json.loads((DATA / "kaifa_mbus_tinetz_doc.json").read_text())
 GH905 = json.loads((DATA / "kaifa_mbus_ma309_pl_gh905.json").read_text())
 GURUX = json.loads((DATA / "kaifa_mbus_gurux18232_nokey.json").read_text())
 AUTH_KEY = "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF"
 DEMO = DEMO_KEY.hex().upper()
-
-
-def meterlink(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*MELINK, *args], input=stdin, capture_output=True, timeout=timeout)
-
-
-def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([*MELINK, "simulate", "kaifa", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    where = process.stdout.readline().decode().strip()
-    return process, where
-
-
-def stop(process: subprocess.Popen) -> bytes:
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
-    return err
 
 
 def readings(result: subprocess.CompletedProcess) -> list[dict]:
@@ -64,7 +43,7 @@ def assert_no_key(key_hex: str, *outputs: bytes) -> None:
 
 
 def test_read_three_readings_from_the_simulator_over_tcp():
-    simulator, url = start_simulator("--listen", "tcp://127.0.0.1:0", "--interval", "0.5")
+    simulator, url = start_simulator("kaifa", "--listen", "tcp://127.0.0.1:0", "--interval", "0.5")
     try:
         assert url.startswith("tcp://127.0.0.1:") and not url.endswith(":0")
         result = meterlink("read", "mbus", "--port", url, "--key", DEMO, "--count", "3", "--push-interval", "0.5")
@@ -87,7 +66,7 @@ def test_read_three_readings_from_the_simulator_over_tcp():
 
 
 def test_ctrl_c_stops_the_simulator_cleanly():
-    simulator, url = start_simulator("--listen", "tcp://127.0.0.1:0")
+    simulator, url = start_simulator("kaifa", "--listen", "tcp://127.0.0.1:0")
     assert url.startswith("tcp://")
     err = stop(simulator)
     assert simulator.returncode == 0 and b"Traceback" not in err, err[-300:]
@@ -96,7 +75,7 @@ def test_ctrl_c_stops_the_simulator_cleanly():
 def test_read_from_the_simulator_over_a_pty():
     # One-way: with the handshake, the meter's first search telegram goes out before the reader
     # has opened the pty (pyserial drops it on open), and the next one comes a minute later.
-    simulator, path = start_simulator("--pty", "--interval", "0.5", "--one-way")
+    simulator, path = start_simulator("kaifa", "--pty", "--interval", "0.5", "--one-way")
     try:
         assert path.startswith("/dev/pts/")
         result = meterlink("read", "mbus", "--port", path, "--key", DEMO, "--count", "3", "--push-interval", "0.5")
@@ -107,7 +86,7 @@ def test_read_from_the_simulator_over_a_pty():
 
 
 def test_read_a_one_way_meter_with_an_authentication_key():
-    simulator, url = start_simulator("--listen", "tcp://127.0.0.1:0", "--interval", "0.5", "--one-way", "--auth-key", AUTH_KEY)
+    simulator, url = start_simulator("kaifa", "--listen", "tcp://127.0.0.1:0", "--interval", "0.5", "--one-way", "--auth-key", AUTH_KEY)
     try:
         result = meterlink("read", "mbus", "--port", url, "--key", DEMO, "--auth-key", AUTH_KEY, "--count", "2",
                            "--push-interval", "0.5", "-v")

@@ -12,7 +12,8 @@ from meterlink.actors.link import LinkHooks, LinkLost, LinkStatus
 from meterlink.actors.p1 import P1Link, run_p1
 from meterlink.simulators.p1 import EQUIPMENT_ID, P1MeterModel, push_telegrams
 from meterlink.supervisor import ChildSpec, Supervisor
-from meterlink.transports import memory_link_pair
+
+from links import Meters
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -21,22 +22,6 @@ def meter_clock() -> callable:
     """A meter clock that follows trio's (mock) clock."""
     origin = trio.current_time()
     return lambda: START + timedelta(seconds=trio.current_time() - origin)
-
-
-class Meter:
-    """Hands out one fresh in-memory link per connection, each served by `serve(stream)`."""
-
-    def __init__(self, nursery: trio.Nursery, *serves) -> None:
-        self.nursery = nursery
-        self.serves = list(serves)
-        self.connections = 0
-
-    async def open(self) -> trio.abc.Stream:
-        ours, theirs = memory_link_pair()
-        serve = self.serves[min(self.connections, len(self.serves) - 1)]
-        self.connections += 1
-        self.nursery.start_soon(serve, theirs)
-        return ours
 
 
 async def pushing(stream: trio.abc.Stream) -> None:
@@ -60,7 +45,7 @@ async def test_actor_publishes_each_telegram(autojump_clock):
     readings, hooks = collector(5, done)
     status = LinkStatus("p1", "p1")
     async with trio.open_nursery() as nursery:
-        meter = Meter(nursery, pushing)
+        meter = Meters(nursery, pushing)
         nursery.start_soon(partial(run_p1, P1Link("memory"), hooks, status, meter.open))
         await done.wait()
         nursery.cancel_scope.cancel()
@@ -82,7 +67,7 @@ async def test_silence_for_three_push_intervals_makes_the_link_stale(autojump_cl
     readings, hooks = collector(2, done)
     status = LinkStatus("p1", "p1")
     async with trio.open_nursery() as nursery:
-        meter = Meter(nursery, two_then_silent)
+        meter = Meters(nursery, two_then_silent)
         nursery.start_soon(partial(run_p1, P1Link("memory", push_interval=1.0), hooks, status, meter.open))
         await done.wait()
         start = trio.current_time()
@@ -113,7 +98,7 @@ async def test_peer_gone_mid_telegram_is_survived_under_the_supervisor(autojump_
     readings, hooks = collector(5, done)
     status = LinkStatus("p1", "p1")
     async with trio.open_nursery() as nursery:
-        meter = Meter(nursery, dies_mid_telegram, pushing)
+        meter = Meters(nursery, dies_mid_telegram, pushing)
         supervisor = Supervisor([ChildSpec("p1", partial(run_p1, P1Link("memory"), hooks, status, meter.open))])
         nursery.start_soon(supervisor.run)
         await done.wait()
@@ -139,7 +124,7 @@ async def test_a_telegram_that_never_ends_is_dropped_and_the_codec_resyncs(autoj
     readings, hooks = collector(1, done)
     status = LinkStatus("p1", "p1")
     async with trio.open_nursery() as nursery:
-        meter = Meter(nursery, stalls_then_recovers)
+        meter = Meters(nursery, stalls_then_recovers)
         nursery.start_soon(partial(run_p1, P1Link("memory"), hooks, status, meter.open))
         await done.wait()
         nursery.cancel_scope.cancel()

@@ -11,24 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-METERLINK = [sys.executable, "-m", "meterlink.cli"]
+from processes import METERLINK, free_port
+
 TOKEN = "service-test-token"
 KAIFA_KEY = "36C66639E48A8CA4D6BC8B282A793BBB"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Running:
