@@ -12,25 +12,21 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime
 
 import trio
 
 from ..actors.link import LinkHooks, LinkLost, LinkStatus, run_link
 from ..machines.mbus import MBusMeter
 from ..protocols.mbus import MBusFramer
+from .clock import local_zone
 from ..protocols.dlms.axdr import Data, DataTag, encode_data, octet_string, structure
 from ..protocols.dlms.cosem import CosemDateTime
 from ..protocols.dlms.security import encrypt
 from ..protocols.mbus import ADDRESS_BROADCAST_NO_REPLY, CField, split_segments
 from ..protocols.obis import Obis
 
-try:
-    from zoneinfo import ZoneInfo
-
-    VIENNA: tzinfo = ZoneInfo("Europe/Vienna")
-except Exception:  # no tz database on this box: winter time all year
-    VIENNA = timezone(timedelta(hours=1))
+VIENNA = local_zone("Europe/Vienna")
 
 METER_NUMBER = "1KFM0200999999"
 DEVICE_NAME = "KFM1200200999999"

@@ -11,18 +11,14 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import trio
 
 from ..protocols.p1 import telegram_bytes
+from .clock import local_zone
 
-try:
-    from zoneinfo import ZoneInfo
-
-    BRUSSELS: timezone | ZoneInfo = ZoneInfo("Europe/Brussels")
-except Exception:  # no tz database on this box: winter time all year
-    BRUSSELS = timezone(timedelta(hours=1))
+BRUSSELS = local_zone("Europe/Brussels")
 
 HEADER = "FLU5\\253769484_A"
 EQUIPMENT_ID = "1SAG3101021605"
