@@ -34,15 +34,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 import timeit
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 
 from dlms_cosem.exceptions import DecryptionError
@@ -57,6 +53,8 @@ from meterlink.protocols.dlms.push import Outcome, decode_push
 from meterlink.protocols.dlms.security import CipherKeys, decrypt, parse_ciphered
 from meterlink.protocols.mbus import LongFrame, MBusFramer, is_last_segment, segment_payload
 from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
+
+from machine import describe
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 AUTH_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
@@ -352,30 +350,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def machine_info() -> list[tuple[str, str]]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("meterlink", "dlms-cosem", "cryptography", "python-statemachine"))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    source = Path(decode_push.__code__.co_filename).resolve().parents[3]
-    try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "meterlink"], capture_output=True, text=True).stdout
-        where = f"{source} at {commit}" + (" with uncommitted changes in meterlink/" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        where = f"{source} (not a git work tree)"
-    return [
-        ("meterlink source", where),
-        ("CPU", f"{cpu}, {os.cpu_count()} logical CPUs (the benchmark uses one); load average at start {load}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} {platform.release()}"),
-        ("packages", versions),
-    ]
+    return describe(Path(decode_push.__code__.co_filename).resolve().parents[3], ["meterlink"],
+                    ("meterlink", "dlms-cosem", "cryptography", "python-statemachine"))
 
 
 def main() -> int:

@@ -27,17 +27,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import math
-import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -49,6 +45,8 @@ from dsmr_parser.parsers import TelegramParser
 from meterlink.protocols import p1 as p1_module
 from meterlink.protocols.p1 import CrcStatus, P1Framer, TelegramFramed
 from meterlink.simulators.p1 import P1MeterModel
+
+from machine import describe
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 EMUCS_FILES = ("emucs_p1_1phase.txt", "emucs_p1_3phase.txt")
@@ -277,32 +275,9 @@ def measure(run: Callable[[], int], passes: int, per_pass: int) -> float:
 
 
 def machine() -> list[tuple[str, str]]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("meterlink", "dsmr-parser"))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    source = Path(p1_module.__file__).resolve().parents[2]
-    p1_files = ["meterlink/protocols/p1.py", "meterlink/protocols/crc.py", "meterlink/protocols/readings.py"]
-    try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", *p1_files], capture_output=True,
-                               text=True).stdout
-        where = f"{source} at {commit}" + (" with uncommitted changes in the P1 codec" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        where = f"{source} (not a git work tree)"
-    return [
-        ("meterlink source", where),
-        ("CPU", f"{cpu}, {os.cpu_count()} logical CPUs (the benchmark uses one); load average at start {load}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} {platform.release()}"),
-        ("packages", versions),
-    ]
+    return describe(Path(p1_module.__file__).resolve().parents[2],
+                    ["meterlink/protocols/p1.py", "meterlink/protocols/crc.py", "meterlink/protocols/readings.py"],
+                    ("meterlink", "dsmr-parser"))
 
 
 def main() -> int:
