@@ -354,6 +354,21 @@ async def test_a_new_key_is_used_from_the_next_telegram_on(autojump_clock):
     assert collector.confirmed == [CipherKeys(DEMO_KEY)] * 2
 
 
+async def supervised(*serves, limit: int):
+    """The real actor under a Supervisor against meters served in turn, until `limit` readings."""
+    collector = Collector(limit=limit)
+    status = LinkStatus("mbus", "mbus")
+    async with trio.open_nursery() as nursery:
+        meters = Meters(nursery, *serves)
+        run = partial(run_mbus, MBusLink("memory"), lambda: KEYS, collector.hooks, status, meters.open)
+        supervisor = Supervisor([ChildSpec("mbus", run)])
+        nursery.start_soon(supervisor.run)
+        await collector.done.wait()
+        (child,) = supervisor.status()
+        nursery.cancel_scope.cancel()
+    return collector, status, meters, child
+
+
 async def test_link_lost_mid_telegram_is_survived_under_the_supervisor(autojump_clock):
     """The line closes after the first segment of a telegram (the meter heard its ack): the actor
     counts the half telegram, ends with LinkLost, and the supervisor's restart reads on."""
@@ -370,16 +385,7 @@ async def test_link_lost_mid_telegram_is_survived_under_the_supervisor(autojump_
     async def pushing(stream: trio.abc.Stream) -> None:
         await push_one_way(stream, model, 5.0, meter_clock())
 
-    collector = Collector(limit=4)
-    status = LinkStatus("mbus", "mbus")
-    async with trio.open_nursery() as nursery:
-        meters = Meters(nursery, dies_mid_telegram, pushing)
-        run = partial(run_mbus, MBusLink("memory"), lambda: KEYS, collector.hooks, status, meters.open)
-        supervisor = Supervisor([ChildSpec("mbus", run)])
-        nursery.start_soon(supervisor.run)
-        await collector.done.wait()
-        (child,) = supervisor.status()
-        nursery.cancel_scope.cancel()
+    collector, status, meters, child = await supervised(dies_mid_telegram, pushing, limit=4)
     assert meters.connections == 2
     assert child.restarts == 1 and LinkLost.__name__ in child.last_error
     assert status.counters["incomplete"] == 1  # the half telegram, counted across the restart
@@ -398,16 +404,7 @@ async def test_a_line_that_breaks_under_an_ack_is_restarted(autojump_clock):
     async def pushing(stream: trio.abc.Stream) -> None:
         await push_one_way(stream, model, 5.0, meter_clock())
 
-    collector = Collector(limit=2)
-    status = LinkStatus("mbus", "mbus")
-    async with trio.open_nursery() as nursery:
-        meters = Meters(nursery, gone_at_once, pushing)
-        run = partial(run_mbus, MBusLink("memory"), lambda: KEYS, collector.hooks, status, meters.open)
-        supervisor = Supervisor([ChildSpec("mbus", run)])
-        nursery.start_soon(supervisor.run)
-        await collector.done.wait()
-        (child,) = supervisor.status()
-        nursery.cancel_scope.cancel()
+    collector, status, meters, child = await supervised(gone_at_once, pushing, limit=2)
     assert meters.connections == 2 and child.restarts == 1
     assert status.counters["telegrams"] == 2
 
