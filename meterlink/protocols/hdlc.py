@@ -6,6 +6,11 @@ between the flags. Addresses use extended addressing (the low bit marks the last
 client address is one byte, the server address one, two or four bytes (upper = logical device,
 lower = physical device). HCS covers format to control, FCS format to the end of the
 information field; both are CRC-16/X.25, sent least significant byte first.
+
+The information field of SNRM and UA carries the negotiated parameters (IEC 62056-46 ch. 6.4.4.4.3.2:
+maximum information field length and window size, each way); I-frames carry the LLC header
+(E6 E6 00 to the meter, E6 E7 00 from it) and then the APDU, split over several frames with the
+S bit set on all but the last when it does not fit one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ LENGTH_MASK = 0x07FF
 LLC_REQUEST = b"\xe6\xe6\x00"
 LLC_RESPONSE = b"\xe6\xe7\x00"
 POLL_FINAL = 0x10
+DEFAULT_MAX_INFO = 128
+"""Maximum information field length when SNRM/UA do not negotiate one (IEC 62056-46 6.4.4.4.3.2)."""
 
 
 class HdlcError(ProtocolError):
@@ -93,13 +100,23 @@ class Address:
 
     @classmethod
     def client(cls, sap: int) -> Address:
+        if not 0 <= sap < 0x80:
+            raise HdlcError(f"client SAP {sap}: a one-byte HDLC address holds 0-127")
         return cls(sap, None, 1)
 
     @classmethod
     def server(cls, logical: int, physical: int | None = None) -> Address:
+        """The shortest form that holds both parts: 1 byte (logical only, < 128), 2 bytes (both
+        < 128) or 4 bytes (each up to 14 bits)."""
+        if not 0 <= logical < 0x4000 or not (physical is None or 0 <= physical < 0x4000):
+            raise HdlcError(f"server address {logical}/{physical}: each part holds 0-16383")
         if physical is None:
-            return cls(logical, None, 1 if logical < 0x80 else 2)
+            return cls(logical, None, 1) if logical < 0x80 else cls(logical, 0, 4)
         return cls(logical, physical, 2 if logical < 0x80 and physical < 0x80 else 4)
+
+    def same_station(self, other: Address) -> bool:
+        """The same logical and physical device, whatever the form on the wire."""
+        return self.upper == other.upper and (self.lower or 0) == (other.lower or 0)
 
     def to_bytes(self) -> bytes:
         if self.size == 1:
@@ -126,6 +143,9 @@ class Address:
             return cls(raw[0], raw[1], 2), end + 1
         return cls(raw[0] << 7 | raw[1], raw[2] << 7 | raw[3], 4), end + 1
 
+    def __str__(self) -> str:
+        return str(self.upper) if self.lower is None else f"{self.upper}/{self.lower}"
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -148,9 +168,27 @@ class Frame:
             body += crc16_x25(body).to_bytes(2, "little")
         return bytes((FLAG,)) + body + bytes((FLAG,))
 
+    @property
+    def kind(self) -> FrameType:
+        return self.control.kind
+
 
 def parse_frame(raw: bytes) -> Frame:
     """One frame between (and including) its flags."""
+    return _parse(raw)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """The check sequences of a frame as sent and as computed (for `meterlink decode hdlc`)."""
+
+    hcs: int | None
+    hcs_computed: int | None
+    fcs: int
+    fcs_computed: int
+
+
+def _parse(raw: bytes, check: bool = True) -> tuple[Frame, Checks]:
     if len(raw) < 9 or raw[0] != FLAG or raw[-1] != FLAG:
         raise HdlcError(f"frame {raw[:12].hex()}: not 7E ... 7E of at least 9 bytes")
     body = raw[1:-1]
@@ -166,28 +204,140 @@ def parse_frame(raw: bytes) -> Frame:
         raise HdlcError(f"frame {raw[:12].hex()}: ends inside its header")
     control = Control.from_byte(body[offset])
     header_end = offset + 1
-    if int.from_bytes(body[header_end : header_end + 2], "little") != crc16_x25(body[:header_end]):
-        raise HdlcError(f"frame {raw[:12].hex()}: header check sequence does not match")
-    information = b""
-    if len(body) > header_end + 2:
+    fcs, fcs_computed = int.from_bytes(body[-2:], "little"), crc16_x25(body[:-2])
+    if len(body) == header_end + 2:  # no information field: the one check sequence is the FCS
+        checks = Checks(None, None, fcs, fcs_computed)
+        information = b""
+    else:
         if len(body) < header_end + 4:
             raise HdlcError(f"frame {raw[:12].hex()}: information field without its frame check sequence")
-        if int.from_bytes(body[-2:], "little") != crc16_x25(body[:-2]):
-            raise HdlcError(f"frame {raw[:12].hex()}: frame check sequence does not match")
+        hcs = int.from_bytes(body[header_end : header_end + 2], "little")
+        checks = Checks(hcs, crc16_x25(body[:header_end]), fcs, fcs_computed)
         information = bytes(body[header_end + 2 : -2])
-    return Frame(destination, source, control, information, bool(format_field & SEGMENTED))
+    if check:
+        if checks.hcs != checks.hcs_computed:
+            raise HdlcError(f"frame {raw[:12].hex()}: header check sequence does not match")
+        if fcs != fcs_computed:
+            raise HdlcError(f"frame {raw[:12].hex()}: frame check sequence does not match")
+    return Frame(destination, source, control, information, bool(format_field & SEGMENTED)), checks
 
 
-FramerEvent = Frame | BadFrame | Noise
+def parse_unchecked(raw: bytes) -> tuple[Frame, Checks]:
+    """A frame whose structure parses, and its check sequences, whether they match or not."""
+    return _parse(raw, check=False)
+
+
+# -- SNRM / UA parameters ------------------------------------------------------------------------
+
+_PARAMETER_FORMAT = 0x81
+_PARAMETER_GROUP = 0x80
+_MAX_INFO_TX, _MAX_INFO_RX, _WINDOW_TX, _WINDOW_RX = 0x05, 0x06, 0x07, 0x08
+
+
+@dataclass(frozen=True, slots=True)
+class HdlcParameters:
+    """The negotiable link parameters, as the sender of SNRM or UA states them for itself:
+    `max_info_tx` is the longest information field it sends, `max_info_rx` the longest it takes."""
+
+    max_info_tx: int = DEFAULT_MAX_INFO
+    max_info_rx: int = DEFAULT_MAX_INFO
+    window_tx: int = 1
+    window_rx: int = 1
+
+    def to_bytes(self) -> bytes:
+        """The information field of SNRM or UA: `81 80 <length>` and four parameters. Lengths take
+        2 bytes and windows 4, as Kamstrup meters and the seed's sessions write them."""
+        group = (
+            _parameter(_MAX_INFO_TX, self.max_info_tx, 2) + _parameter(_MAX_INFO_RX, self.max_info_rx, 2)
+            + _parameter(_WINDOW_TX, self.window_tx, 4) + _parameter(_WINDOW_RX, self.window_rx, 4)
+        )
+        return bytes((_PARAMETER_FORMAT, _PARAMETER_GROUP, len(group))) + group
+
+    @classmethod
+    def parse(cls, information: bytes) -> HdlcParameters:
+        """The parameters of an SNRM or UA information field; an empty one means the defaults."""
+        if not information:
+            return cls()
+        if len(information) < 3 or information[0] != _PARAMETER_FORMAT or information[1] != _PARAMETER_GROUP:
+            raise HdlcError(f"SNRM/UA parameters {information[:3].hex()}: expected format 81 and group 80")
+        end = 3 + information[2]
+        if end != len(information):
+            raise HdlcError(f"SNRM/UA parameters: group length {information[2]}, {len(information) - 3} bytes follow")
+        values = {}
+        offset = 3
+        while offset < end:
+            if offset + 2 > end or offset + 2 + information[offset + 1] > end:
+                raise HdlcError(f"SNRM/UA parameters: parameter at byte {offset} is cut short")
+            identifier, size = information[offset], information[offset + 1]
+            if not 1 <= size <= 4:
+                raise HdlcError(f"SNRM/UA parameters: parameter 0x{identifier:02X} has {size} value bytes, expected 1-4")
+            values[identifier] = int.from_bytes(information[offset + 2 : offset + 2 + size], "big")
+            offset += 2 + size
+        default = cls()
+        return cls(
+            values.get(_MAX_INFO_TX, default.max_info_tx), values.get(_MAX_INFO_RX, default.max_info_rx),
+            values.get(_WINDOW_TX, default.window_tx), values.get(_WINDOW_RX, default.window_rx),
+        )
+
+    def answered_by(self, response: HdlcParameters) -> HdlcParameters:
+        """What the client may use after the server answered its proposal (`self`) with `response`:
+        it sends no more than the server takes and takes no more than it proposed."""
+        return HdlcParameters(
+            max_info_tx=max(1, min(self.max_info_tx, response.max_info_rx)),
+            max_info_rx=min(self.max_info_rx, response.max_info_tx),
+            window_tx=max(1, min(self.window_tx, response.window_rx)),
+            window_rx=min(self.window_rx, response.window_tx),
+        )
+
+    def answer(self, proposal: HdlcParameters) -> HdlcParameters:
+        """The server's UA parameters for a client's SNRM `proposal`, `self` being what the server
+        supports: no more than either side offers."""
+        return HdlcParameters(
+            max_info_tx=min(self.max_info_tx, proposal.max_info_rx),
+            max_info_rx=min(self.max_info_rx, proposal.max_info_tx),
+            window_tx=min(self.window_tx, proposal.window_rx),
+            window_rx=min(self.window_rx, proposal.window_tx),
+        )
+
+
+def _parameter(identifier: int, value: int, size: int) -> bytes:
+    return bytes((identifier, size)) + value.to_bytes(size, "big")
+
+
+def split_information(information: bytes, max_info: int) -> list[bytes]:
+    """The information fields of the I-frames that carry `information` (segmentation, S bit on all
+    but the last)."""
+    if max_info < 1:
+        raise HdlcError(f"maximum information field length {max_info}: must be at least 1")
+    return [information[i : i + max_info] for i in range(0, len(information), max_info)] or [b""]
+
+
+# -- framing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """The read ended inside a frame: `held` octets of it are kept until the rest arrives (the
+    inter-octet timeout, IEC 62056-46 6.4.4.4.3.3, runs from here)."""
+
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """The read ended between frames: nothing is held."""
+
+
+FramerEvent = Frame | BadFrame | Noise | Partial | Quiet
 
 
 class HdlcFramer:
     """Sans-IO: feed bytes, get frames. Uses the length field (not flag hunting) to find a frame's
-    end, so a 0x7E inside the information field does no harm; resynchronises on the next flag."""
+    end, so a 0x7E inside the information field does no harm; resynchronises on the next flag.
+    Every feed ends with `Partial` or `Quiet`, so the link can time a frame that stops half-way."""
 
-    def __init__(self, max_frame: int = LENGTH_MASK + 2) -> None:
+    def __init__(self) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
 
     def reset(self) -> None:
         self._buffer.clear()
@@ -203,10 +353,12 @@ class HdlcFramer:
         while True:
             event = self._next()
             if event is None:
+                held = self.pending
+                events.append(Partial(held) if held else Quiet())
                 return events
             events.append(event)
 
-    def _next(self) -> FramerEvent | None:
+    def _next(self) -> Frame | BadFrame | Noise | None:
         buffer = self._buffer
         start = buffer.find(FLAG)
         if start < 0:
@@ -223,7 +375,7 @@ class HdlcFramer:
             del buffer[:1]
         if len(buffer) < 3:
             return None
-        format_field = int.from_bytes(buffer[1:3], "big")
+        format_field = (buffer[1] << 8) | buffer[2]
         if format_field & 0xF000 != FORMAT_TYPE_3:
             del buffer[:1]
             return BadFrame(f"format field 0x{format_field:04X} is not type 3", 1)

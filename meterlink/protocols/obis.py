@@ -17,6 +17,8 @@ class ObisError(ProtocolError):
 
 
 _TEXT = re.compile(r"^(\d{1,3})-(\d{1,3}):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[.*](\d{1,3}))?$")
+_DOTTED = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+"""The six groups with dots only, as DLMS tools and seed 002's object lists write logical names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,10 @@ class Obis:
 
     @classmethod
     def parse(cls, text: str) -> Obis:
-        """Parse `A-B:C.D.E.F`, `A-B:C.D.E*F` or `A-B:C.D.E` (F then defaults to 255)."""
-        match = _TEXT.match(text.strip())
+        """Parse `A-B:C.D.E.F`, `A-B:C.D.E*F`, `A-B:C.D.E` (F then defaults to 255) or `A.B.C.D.E.F`."""
+        match = _TEXT.match(text.strip()) or _DOTTED.match(text.strip())
         if match is None:
-            raise ObisError(f"OBIS code {text!r}: expected A-B:C.D.E.F, A-B:C.D.E*F or A-B:C.D.E")
+            raise ObisError(f"OBIS code {text!r}: expected A-B:C.D.E.F, A-B:C.D.E*F, A-B:C.D.E or A.B.C.D.E.F")
         groups = [int(g) for g in match.groups(default="255")]
         if any(g > 255 for g in groups):
             raise ObisError(f"OBIS code {text!r}: each value group must be 0-255")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-Scalar = Union[int, float, str, None]
+Json = Union[int, float, str, bool, None, tuple["Json", ...]]
+"""A value as JSON shows it: structured COSEM data becomes nested tuples (JSON arrays)."""
 
 
 def scaled(raw: int, scaler: int) -> int | float:
@@ -25,9 +26,10 @@ def scaled(raw: int, scaler: int) -> int | float:
 
 @dataclass(frozen=True, slots=True)
 class ProfileRow:
-    """One row of a profile value such as P1 0-0:98.1.0 (max demand of the last months)."""
+    """One row of a profile value: P1 0-0:98.1.0 (max demand of the last months, one value a row) or
+    a DLMS profile buffer (every captured column of the row in `value`, `time` from its clock)."""
 
-    value: Scalar
+    value: Json
     time: str | None = None
     entry_time: str | None = None
     unit: str | None = None
@@ -47,7 +49,7 @@ class Value:
     """One object of a telegram or GET result."""
 
     obis: str
-    value: Scalar | tuple[ProfileRow, ...]
+    value: Json | tuple[ProfileRow, ...]
     unit: str | None = None
     raw: int | None = None
     scaler: int | None = None
@@ -56,7 +58,7 @@ class Value:
 
     def to_json(self) -> dict[str, Any]:
         value = self.value
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and value and isinstance(value[0], ProfileRow):
             value = [row.to_json() for row in value]
         return _without_none(
             {"obis": self.obis, "value": value, "unit": self.unit, "raw": self.raw,

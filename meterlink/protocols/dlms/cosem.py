@@ -56,3 +56,11 @@ class CosemDateTime:
             raise DateTimeError(f"date-time {self.to_bytes().hex()}: out of range")
         second = 0 if self.second == 0xFF else self.second
         return f"{self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:{second:02d}"
+
+    @classmethod
+    def range_bound(cls, moment: datetime) -> CosemDateTime:
+        """A bound of a profile range (seed 002 ch. 3.4.3 and the request of ch. 4.2): the meter's
+        local time with day-of-week 0xFF, hundredths 0, deviation not specified and clock status
+        0x80, as the seed's client sends them."""
+        return cls(moment.year, moment.month, moment.day, 0xFF, moment.hour, moment.minute, moment.second, 0,
+                   UNSPECIFIED_DEVIATION, 0x80)

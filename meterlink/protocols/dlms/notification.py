@@ -125,13 +125,13 @@ def object_value(obj: CosemObject) -> Value:
     if data.tag in (DataTag.VISIBLE_STRING, DataTag.UTF8_STRING):
         return Value(obis, data.value)
     if data.tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME):
-        return Value(obis, _octets(data.value))
+        return Value(obis, octet_text(data.value))
     if data.tag is DataTag.NULL_DATA:
         return Value(obis, None)
     raise NotificationError(f"object {obis}: a {data.tag.name.lower()} value cannot be shown as a reading")
 
 
-def _octets(raw: bytes) -> str:
+def octet_text(raw: bytes) -> str:
     """An octet-string: a date-time when it is one, text when printable, else hex."""
     if len(raw) == 12:
         try:
@@ -163,5 +163,5 @@ def to_reading(notification: DataNotification, link: str, received_at: float | N
             meter_id = value.value
             break
     if meter_id is None and system_title is not None:
-        meter_id = _octets(system_title)
+        meter_id = octet_text(system_title)
     return Reading(meter_id, link, received_at, captured_at, values)
