@@ -87,19 +87,13 @@ async def _loop(
     status: LinkStatus,
     wallclock: Callable[[], float],
 ) -> None:
-    armed_epoch = -1
-    deadline, timeout_event = math.inf, ""
+    deadlines = Deadlines()
     while True:
-        if machine.epoch != armed_epoch:
-            armed_epoch = machine.epoch
-            pending = machine.pending_timeout()
-            deadline, timeout_event = (trio.current_time() + pending[0], pending[1]) if pending else (math.inf, "")
         data = None
-        with trio.move_on_at(deadline):
+        with trio.move_on_at(deadlines.earliest(machine)):
             data = await stream.receive_some(RECEIVE_SIZE)
         if data is None:
-            machine.send(timeout_event)
-            armed_epoch = -1  # the deadline has passed: arm the next one even if the state stays
+            machine.send(deadlines.fire())
         elif not data:
             machine.send("link_lost")
         else:
@@ -117,6 +111,38 @@ async def _loop(
         status.state = machine.state_name
         if data == b"":
             raise LinkLost(f"{status.name}: the peer closed the link")
+        if machine.is_terminated:
+            return  # the machine finished its work (a one-shot DLMS session released)
+
+
+class Deadlines:
+    """The deadline of each active state that declares one, armed when the state is entered.
+
+    A flat machine has at most one; a parallel one may run one per region. A deadline restarts
+    when its state is entered again, and is armed afresh after it fired if the state stays.
+    """
+
+    def __init__(self) -> None:
+        self._armed: dict[str, tuple[int, float, str]] = {}
+        """state -> (its entry count when armed, trio time, event)"""
+        self._due = ""
+
+    def earliest(self, machine: LinkMachine) -> float:
+        """The trio time of the next deadline (inf when there is none); `fire` names its event."""
+        now = trio.current_time()
+        armed = {}
+        for timeout, seconds in machine.active_timeouts():
+            entered = machine.entries[timeout.state]
+            kept = self._armed.get(timeout.state)
+            armed[timeout.state] = kept if kept is not None and kept[0] == entered else (entered, now + seconds, timeout.event)
+        self._armed = armed
+        self._due, (_, at, _) = min(armed.items(), key=lambda item: item[1][1], default=("", (0, math.inf, "")))
+        return at
+
+    def fire(self) -> str:
+        """The event of the deadline that passed; that state's deadline is re-armed if it stays."""
+        _, _, event = self._armed.pop(self._due)
+        return event
 
 
 async def _carry_out(stream: trio.abc.Stream, codec: Codec, actions: list[Any], hooks: LinkHooks, status: LinkStatus) -> None:

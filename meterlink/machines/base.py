@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from statemachine import StateChart
+from statemachine.engines.sync import SyncEngine
 from statemachine.graph import iterate_states
 
 from ..protocols.dlms.security import CipherKeys
@@ -74,6 +75,19 @@ observers: list[Any] = []
 recorder is the one user (python-statemachine calls their `on_transition`)."""
 
 
+class _Engine(SyncEngine):
+    """python-statemachine 3.2.2 takes an internal self-transition of a state inside a parallel
+    region for an entry of every ancestor up to the root, and re-enters the other regions at their
+    initial states. SCXML enters nothing on such a transition; with self-transition entries off
+    (below) this restores that."""
+
+    def add_ancestor_states_to_enter(self, info: Any, ancestor: Any, *args: Any) -> None:
+        transition = info.transition
+        if transition.internal and transition.is_self and not self.sm.enable_self_transition_entries:
+            return
+        super().add_ancestor_states_to_enter(info, ancestor, *args)
+
+
 class LinkMachine(StateChart):
     """Base class: strict event handling, actions recorded for the actor, declared timeouts.
 
@@ -83,14 +97,22 @@ class LinkMachine(StateChart):
 
     allow_event_without_transition = False
     catch_errors_as_events = False
+    enable_self_transition_entries = False
+    """An internal transition stays in its state: it neither leaves nor enters it, so its deadline
+    keeps running (SCXML); an external self-transition leaves and enters, restarting it."""
 
     timeouts: ClassVar[tuple[StateTimeout, ...]] = ()
 
     def __init__(self, counters: Counter[str] | None = None) -> None:
         self.actions: list[Action] = []
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.epoch = 0
+        self.entries: Counter[str] = Counter()
+        """How often each state was entered: a state's deadline starts when it is entered."""
         super().__init__(listeners=list(observers))
+
+    def _get_engine(self) -> SyncEngine:
+        # Sync callbacks only (ARCHITECTURE.md): the async engine would need asyncio.
+        return _Engine(self)
 
     @classmethod
     def check_timeouts(cls) -> None:
@@ -101,10 +123,13 @@ class LinkMachine(StateChart):
             if timeout.state not in state_ids or timeout.event not in event_ids:
                 raise TypeError(f"{cls.__name__}: timeout {timeout} names an unknown state or event")
 
-    def after_transition(self, transition: Any) -> None:
-        # An internal transition does not re-enter its state, so it must not restart the deadline.
-        if not transition.internal:
-            self.epoch += 1
+    def on_enter_state(self, state: Any) -> None:
+        self.entries[state.id] += 1
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever a state is entered, i.e. whenever some deadline restarts."""
+        return sum(self.entries.values())
 
     def handle(self, event: Any, received_at: float | None = None) -> None:
         """Feed one codec event; each machine maps its codec's events to its own events."""
@@ -115,17 +140,25 @@ class LinkMachine(StateChart):
         actions, self.actions = self.actions, []
         return actions
 
-    def pending_timeout(self) -> tuple[float, str] | None:
-        """(seconds, event) of the deadline of the current state, if it has one."""
+    def active_timeouts(self) -> list[tuple[StateTimeout, float]]:
+        """The declared timeouts of the active states, each with its seconds. A flat machine has at
+        most one; each region of a parallel one may have its own."""
         active = {state.id for state in self.configuration}
-        for timeout in self.timeouts:
-            if timeout.state in active:
-                return float(getattr(self, timeout.after)), timeout.event
-        return None
+        return [(timeout, float(getattr(self, timeout.after))) for timeout in self.timeouts if timeout.state in active]
+
+    def pending_timeout(self) -> tuple[float, str] | None:
+        """(seconds, event) of the first active timeout, if there is one."""
+        timeouts = self.active_timeouts()
+        return (timeouts[0][1], timeouts[0][0].event) if timeouts else None
 
     @property
     def state_name(self) -> str:
-        return ",".join(sorted(state.id for state in self.configuration))
+        """The active leaf states (one per region), as the link status shows them."""
+        return ",".join(sorted(state.id for state in self.configuration if not state.states))
+
+    def accepts(self, event: str) -> bool:
+        """Whether some active state declares a transition on `event` (guards aside)."""
+        return any(event in transition.events for state in self.configuration for transition in state.transitions)
 
     def count_noise(self, count: int) -> None:
         self.counters["noise_bytes"] += count

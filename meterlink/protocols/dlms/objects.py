@@ -122,6 +122,8 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
         return Value(obis, profile_rows(data))
     if ref.class_id == PROFILE_GENERIC and ref.attribute == 3:
         return Value(obis, capture_objects(data))
+    if ref.class_id == ASSOCIATION_LN and ref.attribute == 2:
+        return Value(obis, object_list(data))
     if ref.scaled and scaler_unit is not None and data.tag is not DataTag.STRUCTURE:
         return object_value(CosemObject(ref.obis, data, scaler_unit.scaler, scaler_unit.unit, obis))
     if data.tag in (DataTag.ARRAY, DataTag.STRUCTURE, DataTag.BIT_STRING):
@@ -174,6 +176,17 @@ def capture_objects(data: Data) -> tuple[str, ...]:
             raise ObjectError("capture_objects: expected structures {class_id, logical_name, attribute_index, data_index}")
         name = f"{fields[0].value}:{Obis.from_bytes(fields[1].value)}:{fields[2].value}"
         names.append(name + (f":{fields[3].value}" if fields[3].value else ""))
+    return tuple(names)
+
+
+def object_list(data: Data) -> tuple[str, ...]:
+    """An association's object_list (class 15 attribute 2) as `CLASS:OBIS`, what a client may read."""
+    names = []
+    for item in data.value if data.tag is DataTag.ARRAY else ():
+        fields = item.value if item.tag is DataTag.STRUCTURE else ()
+        if len(fields) < 3 or not fields[2].is_obis:
+            raise ObjectError("object_list: expected structures {class_id, version, logical_name, access_rights}")
+        names.append(f"{fields[0].value}:{Obis.from_bytes(fields[2].value)}")
     return tuple(names)
 
 

@@ -1,0 +1,515 @@
+"""The DLMS/COSEM client link over HDLC or the IEC 62056-47 wrapper (seed 002 ch. 2, 4; IEC 62056-46).
+
+The meter is the server. A session connects the data link (SNRM, answered by UA with the
+negotiated maximum information field lengths and windows), associates (AARQ, answered by AARE:
+the public association without security, or Low Level Security with a password), sends its GET
+requests one at a time (long answers come in blocks fetched with GET-request-next, or in HDLC
+segments each acknowledged with RR) and ends with DISC, answered by UA or DM. Over the wrapper there
+is no data link: the session associates at once and releases with RLRQ.
+
+Timeouts (ch. 2.5): no answer within the response timeout (2 s) sends the same frame again, up to
+three times, then the session gives up; a frame that stops for longer than the inter-octet timeout
+(HDLC setup attribute 7, 500 ms) is discarded; the meter drops an idle association after its
+inactivity timeout (attribute 8, 20 s), so an association kept open between polls is kept alive
+with RR, or released and built again at the next poll.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from statemachine import State
+
+from ..protocols.dlms.acse import LLS_CONFORMANCE, MECHANISM_LLS, PUBLIC_CONFORMANCE, Aare, Aarq, Conformance, InitiateRequest
+from ..protocols.dlms.acse import InitiateResponse, ReleaseRequest, ReleaseResponse
+from ..protocols.dlms.apdu import Apdu
+from ..protocols.dlms.axdr import AxdrError, decode_data
+from ..protocols.dlms.objects import CLOCK, AttributeRef, ObjectError, ScalerUnit, attribute_value, meter_id_of
+from ..protocols.dlms.xdlms import INVOKE_ID_AND_PRIORITY, DataAccessResult, GetRequestNext, GetRequestNormal, GetResponseNormal
+from ..protocols.dlms.xdlms import GetResponseWithDataBlock
+from ..protocols.errors import ProtocolError
+from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameType, HdlcParameters
+from ..protocols.readings import Reading, Value
+from ..protocols.wrapper import WrapperFrame
+from .base import LinkMachine, Publish, Resync, StateTimeout
+from .hdlc_station import HdlcStation
+
+PUBLIC_CLIENT, PUBLIC_SERVER = 16, 1
+"""The public association without security (seed 002 ch. 2.4.2)."""
+LLS_CLIENT, LLS_SERVER = 18, 16
+"""The primary module port's association with Low Level Security (seed 002 ch. 2.4.3)."""
+
+
+class Framing(enum.Enum):
+    HDLC = "hdlc"
+    WRAPPER = "wrapper"
+
+
+@dataclass(frozen=True, repr=False)
+class Association:
+    """Whom the client talks to and how: addresses, password, framing, what it proposes.
+
+    The defaults are the seed's sessions (ch. 4): without a password the public association (client
+    SAP 16, server logical device 1), with one LLS on the primary module port (18 and 16); SNRM
+    proposes 512-byte information fields and window 1, AARQ the seed's conformance and a maximum
+    PDU of 0xFFFF. The repr never shows the password.
+    """
+
+    password: bytes | None = None
+    client_sap: int | None = None
+    server_logical: int | None = None
+    server_physical: int | None = None
+    framing: Framing = Framing.HDLC
+    proposal: HdlcParameters = HdlcParameters(512, 512, 1, 1)
+    max_pdu: int = 0xFFFF
+
+    @property
+    def client(self) -> int:
+        if self.client_sap is not None:
+            return self.client_sap
+        return LLS_CLIENT if self.password is not None else PUBLIC_CLIENT
+
+    @property
+    def server(self) -> int:
+        if self.server_logical is not None:
+            return self.server_logical
+        return LLS_SERVER if self.password is not None else PUBLIC_SERVER
+
+    def aarq(self) -> Aarq:
+        if self.password is None:
+            return Aarq(InitiateRequest(PUBLIC_CONFORMANCE, self.max_pdu))
+        return Aarq(InitiateRequest(LLS_CONFORMANCE, self.max_pdu), mechanism=MECHANISM_LLS,
+                    authentication_value=self.password)
+
+    def __repr__(self) -> str:
+        secret = "****" if self.password is not None else "None"
+        return (f"Association(client={self.client}, server={self.server}/{self.server_physical}, "
+                f"framing={self.framing.value}, password={secret})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Get:
+    """One GET of the current cycle; `for_scaler` marks the scaler_unit read before a register's value."""
+
+    ref: AttributeRef
+    for_scaler: bool = False
+
+
+@dataclass
+class _Cycle:
+    """What one round of reads has gathered."""
+
+    values: list[Value] = field(default_factory=list)
+    received_at: float | None = None
+    captured_at: str | None = None
+    """The meter's clock, when the round read it."""
+
+
+class DlmsClient(HdlcStation, LinkMachine):
+    """Client side: connect (SNRM/UA), associate (AARQ/AARE), GET with blocks and segments, release."""
+
+    class link(State.Parallel, name="DLMS client"):
+        class session(State.Compound, name="Session"):
+            disconnected = State("Disconnected", initial=True)
+            snrm_sent = State("SNRM sent")
+            connected = State("Connected (UA: parameters applied)")
+            aarq_sent = State("AARQ sent")
+            associated = State("Associated")
+            awaiting_response = State("Request in progress")
+            rlrq_sent = State("RLRQ sent (wrapper)")
+            disc_sent = State("DISC sent")
+
+            connect = (
+                disconnected.to(snrm_sent, cond="hdlc", on="send_snrm")
+                | disconnected.to(connected, on="open_wrapper")
+            )
+            ua = (
+                snrm_sent.to(connected, on="apply_parameters")
+                | disc_sent.to(disconnected, on="end_session")
+            )
+            associate = connected.to(aarq_sent, on="send_aarq")
+            i_frame = (
+                aarq_sent.to.itself(internal=True, cond="not in_sequence", on="drop_out_of_sequence")
+                | aarq_sent.to(aarq_sent, cond="segmented", on="collect_segment")
+                | aarq_sent.to.itself(internal=True, on="collect_apdu")
+                | awaiting_response.to.itself(internal=True, cond="not in_sequence", on="drop_out_of_sequence")
+                | awaiting_response.to(awaiting_response, cond="segmented", on="collect_segment")
+                | awaiting_response.to.itself(internal=True, on="collect_apdu")
+            )
+            apdu = (
+                aarq_sent.to(associated, cond="association_accepted", on="apply_initiate_response")
+                | aarq_sent.to(disc_sent, cond="association_refused and hdlc", on=["report_refusal", "send_disc"])
+                | aarq_sent.to(disconnected, cond="association_refused", on=["report_refusal", "end_session"])
+                | aarq_sent.to.itself(internal=True, on="drop_unexpected_apdu")
+                | awaiting_response.to(awaiting_response, cond="block_follows", on="request_next_block")
+                | awaiting_response.to(associated, cond="answers_request", on="complete_get")
+                | awaiting_response.to.itself(internal=True, on="drop_unexpected_apdu")
+                | rlrq_sent.to(disconnected, cond="release_answered", on="end_session")
+                | rlrq_sent.to.itself(internal=True, on="drop_unexpected_apdu")
+            )
+            next = (
+                associated.to(awaiting_response, cond="get_pending", on="send_get")
+                | associated.to(disc_sent, cond="release_due and hdlc", on="send_disc")
+                | associated.to(rlrq_sent, cond="release_due", on="send_rlrq")
+                | associated.to.itself(internal=True)
+            )
+            idle = associated.to(awaiting_response, on=["start_cycle", "send_get"])
+            rr = (
+                aarq_sent.to(aarq_sent, cond="segments_to_send", on="send_next_segment")
+                | aarq_sent.to.itself(internal=True, on="count_receive_ready")
+                | awaiting_response.to(awaiting_response, cond="segments_to_send", on="send_next_segment")
+                | awaiting_response.to.itself(internal=True, on="count_receive_ready")
+            )
+            rnr = (
+                aarq_sent.to.itself(internal=True, on="count_receiver_busy")
+                | awaiting_response.to.itself(internal=True, on="count_receiver_busy")
+            )
+            dm = (
+                snrm_sent.to(disconnected, on=["report_connection_refused", "end_session"])
+                | aarq_sent.to(disconnected, on=["report_disconnected_mode", "end_session"])
+                | awaiting_response.to(disconnected, on=["report_disconnected_mode", "end_session"])
+                | disc_sent.to(disconnected, on="end_session")
+            )
+            frmr = (
+                snrm_sent.to(disconnected, on=["report_frame_reject", "end_session"])
+                | aarq_sent.to(disc_sent, on=["report_frame_reject", "send_disc"])
+                | awaiting_response.to(disc_sent, on=["report_frame_reject", "send_disc"])
+                | disc_sent.to(disconnected, on="end_session")
+            )
+            no_response = (
+                snrm_sent.to(snrm_sent, cond="retries_left", on="send_again")
+                | aarq_sent.to(aarq_sent, cond="retries_left", on="send_again")
+                | awaiting_response.to(awaiting_response, cond="retries_left", on="send_again")
+                | rlrq_sent.to(rlrq_sent, cond="retries_left", on="send_again")
+                | disc_sent.to(disc_sent, cond="retries_left", on="send_again")
+                | snrm_sent.to(disconnected, on=["give_up", "end_session"])
+                | aarq_sent.to(disconnected, on=["give_up", "end_session"])
+                | awaiting_response.to(disconnected, on=["give_up", "end_session"])
+                | rlrq_sent.to(disconnected, on=["give_up", "end_session"])
+                | disc_sent.to(disconnected, on=["give_up", "end_session"])
+            )
+
+        class receiver(State.Compound, name="Receiver"):
+            quiet = State("Between frames", initial=True)
+            receiving = State("Inside a frame")
+
+            partial_frame = quiet.to(receiving) | receiving.to(receiving)
+            frame_ended = receiving.to(quiet) | quiet.to.itself(internal=True)
+            inter_octet_timeout = receiving.to(quiet, on="drop_stalled_frame")
+            noise = quiet.to.itself(internal=True, on="count_noise") | receiving.to.itself(internal=True, on="count_noise")
+            bad_frame = (
+                quiet.to.itself(internal=True, on="count_bad_frame")
+                | receiving.to.itself(internal=True, on="count_bad_frame")
+            )
+            stray_frame = (
+                quiet.to.itself(internal=True, on="count_stray_frame")
+                | receiving.to.itself(internal=True, on="count_stray_frame")
+            )
+
+    closed = State("Link closed", final=True)
+
+    finished = link.to(closed)
+    link_lost = link.to(closed, on="lose_session")
+
+    timeouts = (
+        StateTimeout("disconnected", after="connect_after", event="connect"),
+        StateTimeout("snrm_sent", after="response_timeout", event="no_response"),
+        StateTimeout("aarq_sent", after="response_timeout", event="no_response"),
+        StateTimeout("associated", after="idle_after", event="idle"),
+        StateTimeout("awaiting_response", after="response_timeout", event="no_response"),
+        StateTimeout("rlrq_sent", after="response_timeout", event="no_response"),
+        StateTimeout("disc_sent", after="response_timeout", event="no_response"),
+        StateTimeout("receiving", after="inter_octet", event="inter_octet_timeout"),
+    )
+
+    def __init__(
+        self,
+        association: Association = Association(),
+        reads: tuple[AttributeRef, ...] = (),
+        poll_interval: float | None = None,
+        response_timeout: float = 2.0,
+        retries: int = 3,
+        inter_octet: float = 0.5,
+        inactivity_timeout: float = 20.0,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.association = association
+        self.reads = reads
+        self.poll_interval = poll_interval
+        self.response_timeout = response_timeout
+        self.retries = retries
+        self.inter_octet = inter_octet
+        # Keep the association between polls only while the next poll comes well within the meter's
+        # inactivity timeout (the poll itself keeps it alive); otherwise release it after each poll
+        # and associate again at the next.
+        keep_for = 0.75 * inactivity_timeout
+        self.lingering = bool(reads) and poll_interval is not None and poll_interval <= keep_for
+        self.idle_after = poll_interval if self.lingering and poll_interval is not None else keep_for
+        self.connect_after = 0.0
+        self.local = Address.client(association.client)
+        self.peer = Address.server(association.server, association.server_physical)
+        self.llc_out, self.llc_in = LLC_REQUEST, LLC_RESPONSE
+        self.reset_link()
+        self.initiate: InitiateResponse | None = None
+        self.meter_id: str | None = None
+        self._gets: deque[_Get] = deque()
+        self._current: _Get | None = None
+        self._blocks: list[bytes] = []
+        self._scalers: dict[AttributeRef, ScalerUnit] = {}
+        self._cycle = _Cycle()
+        super().__init__(counters)
+        self._queue_cycle()
+
+    # -- codec events in ----------------------------------------------------------------------
+
+    def wrapper_frame(self, frame: WrapperFrame, received_at: float | None) -> None:
+        if frame.source != self.association.server or frame.destination != self.association.client:
+            self.send("stray_frame", detail=f"wrapper frame from wPort {frame.source} to {frame.destination}")
+        elif not self.accepts("apdu"):
+            self.send("stray_frame", detail=f"APDU in {self.state_name}")
+        else:
+            apdu = self.parse(frame.apdu)
+            if apdu is not None:
+                self.send("apdu", apdu=apdu, received_at=received_at)
+
+    # -- guards ---------------------------------------------------------------------------------
+
+    def hdlc(self) -> bool:
+        return self.association.framing is Framing.HDLC
+
+    def association_accepted(self, apdu: Apdu) -> bool:
+        return isinstance(apdu, Aare) and apdu.accepted and isinstance(apdu.user_information, InitiateResponse)
+
+    def association_refused(self, apdu: Apdu) -> bool:
+        return isinstance(apdu, Aare) and not self.association_accepted(apdu)
+
+    def block_follows(self, apdu: Apdu) -> bool:
+        return (isinstance(apdu, GetResponseWithDataBlock) and _ours(apdu) and not apdu.last_block
+                and isinstance(apdu.raw, bytes) and apdu.block_number == len(self._blocks) + 1)
+
+    def answers_request(self, apdu: Apdu) -> bool:
+        if isinstance(apdu, GetResponseNormal):
+            return _ours(apdu) and not self._blocks
+        return isinstance(apdu, GetResponseWithDataBlock) and _ours(apdu) and (
+            isinstance(apdu.raw, DataAccessResult) or apdu.block_number == len(self._blocks) + 1)
+
+    def release_answered(self, apdu: Apdu) -> bool:
+        return isinstance(apdu, ReleaseResponse)
+
+    def get_pending(self) -> bool:
+        return bool(self._gets)
+
+    def release_due(self) -> bool:
+        return not self.lingering
+
+    def polling(self) -> bool:
+        return self.poll_interval is not None
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _send_apdu(self, apdu: bytes) -> None:
+        if self.hdlc():
+            self.send_information(apdu)
+        else:
+            association = self.association
+            self.transmit(WrapperFrame(association.client, association.server, apdu).to_bytes())
+
+    def send_snrm(self) -> None:
+        self.reset_link()
+        self.transmit(self.control_frame(FrameType.SNRM, self.association.proposal.to_bytes()))
+
+    def open_wrapper(self) -> None:
+        self.raise_("associate")
+
+    def apply_parameters(self, frame: Frame) -> None:
+        try:
+            answered = HdlcParameters.parse(frame.information)
+        except ProtocolError as error:
+            self.drop("bad_parameters", f"UA: {error}; using the defaults")
+            answered = HdlcParameters()
+        self.parameters = self.association.proposal.answered_by(answered)
+        self.raise_("associate")
+
+    def send_aarq(self) -> None:
+        self._send_apdu(self.association.aarq().to_bytes())
+
+    def send_get(self) -> None:
+        self._current = self._gets.popleft()
+        self._blocks.clear()
+        self.counters["requests"] += 1
+        ref = self._current.ref
+        self._send_apdu(GetRequestNormal(ref.descriptor, ref.access).to_bytes())
+
+    def request_next_block(self, apdu: GetResponseWithDataBlock) -> None:
+        self._blocks.append(apdu.raw)  # type: ignore[arg-type]
+        self._send_apdu(GetRequestNext(apdu.block_number).to_bytes())
+
+    def send_rlrq(self) -> None:
+        self._send_apdu(ReleaseRequest().to_bytes())
+
+    def send_disc(self) -> None:
+        self.transmit(self.control_frame(FrameType.DISC))
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    def collect_apdu(self, frame: Frame, received_at: float | None) -> None:
+        apdu = self.joined_apdu(frame)
+        if apdu is not None:
+            self.raise_("apdu", apdu=apdu, received_at=received_at)
+
+    def apply_initiate_response(self, apdu: Aare) -> None:
+        self.initiate = apdu.user_information  # type: ignore[assignment]
+        self.counters["associations"] += 1
+        self.raise_("next")
+
+    def complete_get(self, apdu: GetResponseNormal | GetResponseWithDataBlock, received_at: float | None) -> None:
+        current = self._current
+        assert current is not None
+        self._current = None
+        result = self._result(apdu)
+        self._cycle.received_at = received_at
+        if isinstance(result, DataAccessResult):
+            self._failed(current, str(result))
+        elif current.for_scaler:
+            self._learn_scaler(current.ref, result)
+        else:
+            self._record(current.ref, result)
+        if not self._gets:
+            self._end_cycle()
+        self.raise_("next")
+
+    def _result(self, apdu: GetResponseNormal | GetResponseWithDataBlock) -> object:
+        if isinstance(apdu, GetResponseNormal):
+            return apdu.result
+        if isinstance(apdu.raw, DataAccessResult):
+            return apdu.raw
+        raw = b"".join(self._blocks) + apdu.raw
+        self._blocks.clear()
+        try:
+            data, end = decode_data(raw)
+        except AxdrError as error:
+            return f"the blocks joined do not decode: {error}"
+        return data if end == len(raw) else f"{len(raw) - end} bytes left over after the value in the blocks"
+
+    def _failed(self, get: _Get, reason: str) -> None:
+        if get.for_scaler:
+            # The value is still read; it just stays unscaled.
+            self.counters["scaler_unavailable"] += 1
+            return
+        self.drop("get_failed", f"GET {get.ref}: {reason}")
+
+    def _learn_scaler(self, ref: AttributeRef, result: object) -> None:
+        try:
+            self._scalers[ref] = ScalerUnit.from_data(result)  # type: ignore[arg-type]
+        except (ObjectError, AttributeError):
+            self.counters["scaler_unavailable"] += 1
+
+    def _record(self, ref: AttributeRef, result: object) -> None:
+        if isinstance(result, str):
+            self.drop("get_failed", f"GET {ref}: {result}")
+            return
+        try:
+            value = attribute_value(ref, result, self._scalers.get(ref.scaler_unit))  # type: ignore[arg-type]
+        except ProtocolError as error:
+            self.drop("get_failed", f"GET {ref}: {error}")
+            return
+        self.meter_id = meter_id_of([value]) or self.meter_id
+        if ref.class_id == CLOCK and ref.attribute == 2 and isinstance(value.value, str):
+            self._cycle.captured_at = value.value
+        if self.polling():
+            self._cycle.values.append(value)
+        else:
+            self._publish([value])
+
+    def _end_cycle(self) -> None:
+        if self.polling() and self._cycle.values:
+            self._publish(self._cycle.values)
+        self._cycle = _Cycle()
+
+    def _publish(self, values: list[Value]) -> None:
+        cycle = self._cycle
+        self.counters["readings"] += 1
+        self.actions.append(Publish(Reading(self.meter_id, "dlms", cycle.received_at, cycle.captured_at, tuple(values))))
+
+    def start_cycle(self) -> None:
+        self._queue_cycle()
+
+    def _queue_cycle(self) -> None:
+        for ref in self.reads:
+            if ref.scaled and ref.scaler_unit not in self._scalers:
+                self._gets.append(_Get(ref.scaler_unit, for_scaler=True))
+            self._gets.append(_Get(ref))
+
+    # -- endings ----------------------------------------------------------------------------------
+
+    def end_session(self) -> None:
+        """The session is over: a one-shot client is finished, a polling one connects again later."""
+        self._outgoing.clear()
+        self._incoming.clear()
+        self.initiate = None
+        if self._current is not None or self._gets:
+            self._abandon("the session ended")
+        if self.polling():
+            self.connect_after = self.poll_interval or 0.0
+            self._queue_cycle()
+        else:
+            self.raise_("finished")
+
+    def _abandon(self, why: str) -> None:
+        pending = ([self._current] if self._current is not None else []) + list(self._gets)
+        self._current = None
+        self._gets.clear()
+        self._blocks.clear()
+        for get in pending:
+            if not get.for_scaler:
+                self.drop("get_failed", f"GET {get.ref}: not answered ({why})")
+        self._cycle = _Cycle()
+
+    def report_refusal(self, apdu: Aare) -> None:
+        self._abandon("no association")
+        self.drop("association_refused", f"the meter refused the association ({apdu.reason()})")
+
+    def report_connection_refused(self) -> None:
+        self.drop("connection_refused", "the meter answered SNRM with DM: it does not take a connection now")
+
+    def report_disconnected_mode(self) -> None:
+        self._abandon("the meter is disconnected")
+        self.drop("disconnected_mode", "the meter answered DM: it dropped the connection (inactivity timeout?)")
+
+    def report_frame_reject(self, frame: Frame) -> None:
+        self._abandon("frame rejected")
+        self.drop("frame_rejected", f"the meter rejected a frame (FRMR {frame.information.hex()})")
+
+    def give_up(self) -> None:
+        self.actions.append(Resync())
+        self._abandon("no answer")
+        self.drop("no_response", f"no answer after {self._attempts} attempts of {self.response_timeout:g} s in {self.state_name}")
+
+    def lose_session(self) -> None:
+        self._abandon("the link closed")
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def drop_out_of_sequence(self, frame: Frame) -> None:
+        control = frame.control
+        self.drop("out_of_sequence", f"I-frame N(S)={control.send_sequence} N(R)={control.receive_sequence}, "
+                                     f"expected N(S)={self._receive_sequence} N(R)={self._send_sequence} (a repeat?)")
+
+    def drop_unexpected_apdu(self, apdu: Apdu) -> None:
+        self.drop("unexpected_apdu", f"{type(apdu).__name__} does not answer the request in {self.state_name}")
+
+    def count_receive_ready(self) -> None:
+        self.counters["receive_ready"] += 1
+
+    def count_receiver_busy(self) -> None:
+        self.counters["receiver_busy"] += 1
+
+
+def _ours(apdu: GetResponseNormal | GetResponseWithDataBlock) -> bool:
+    """A response to our request: the same invoke id (meters may answer with other priority bits)."""
+    return apdu.invoke_id & 0x0F == INVOKE_ID_AND_PRIORITY & 0x0F
+
+
+
