@@ -14,12 +14,17 @@ import sys
 from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from .protocols.dlms.security import CipherKeys
 from .protocols.readings import Reading
 from .transports import SerialSettings, TransportError
+
+if TYPE_CHECKING:
+    from .machines.dlms import Association
+    from .protocols.dlms.objects import AttributeRef
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -149,6 +154,63 @@ def decode_mbus(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def read_dlms(args: argparse.Namespace) -> int:
+    from .actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
+    from .service.read import read_session
+
+    link = DlmsLink(args.port, dlms_association(args), dlms_reads(args), serial=serial_settings(args, DLMS_SERIAL))
+    return trio.run(read_session, "dlms", link.opener(), partial(run_dlms, link), len(link.reads), print_reading, warn)
+
+
+def dlms_association(args: argparse.Namespace) -> Association:
+    """--password, --client-sap, --server-logical, --server-physical and --framing; errors never repeat the password."""
+    from .machines.dlms import Association, Framing
+    from .protocols.hdlc import Address
+
+    try:
+        association = Association(
+            password=args.password.encode("utf-8") if args.password is not None else None,
+            client_sap=args.client_sap, server_logical=args.server_logical, server_physical=args.server_physical,
+            framing=Framing(args.framing),
+        )
+        Address.client(association.client)
+        Address.server(association.server, association.server_physical)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return association
+
+
+def dlms_reads(args: argparse.Namespace) -> tuple[AttributeRef, ...]:
+    """The --get attributes; with --from and --to, profile buffers are read by that range of their clock."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from .protocols.dlms.objects import PROFILE_GENERIC, AttributeRef, ObjectError, range_access
+    from .protocols.dlms.xdlms import AttributeDescriptor
+    from .protocols.obis import Obis, ObisError
+
+    try:
+        reads = tuple(AttributeRef.parse(text) for text in args.get)
+        clock = AttributeDescriptor(8, Obis.parse(args.clock_obis), 2)
+    except (ObjectError, ObisError) as error:
+        raise UsageError(str(error)) from None
+    if args.date_from is None and args.date_to is None:
+        return reads
+    if args.date_from is None or args.date_to is None:
+        raise UsageError("--from and --to go together: the range of a profile's rows")
+    try:
+        bounds = [datetime.fromisoformat(text) for text in (args.date_from, args.date_to)]
+    except ValueError as error:
+        raise UsageError(f"--from/--to: {error} (ISO 8601, e.g. 2013-10-25 or 2013-10-25T06:00)") from None
+    if any(bound.tzinfo is not None for bound in bounds):
+        raise UsageError("--from/--to: give the meter's local time, without a UTC offset")
+    profiles = [ref.class_id == PROFILE_GENERIC and ref.attribute == 2 for ref in reads]
+    if not any(profiles):
+        raise UsageError("--from/--to select the rows of a profile buffer: --get CLASS 7, attribute 2")
+    access = range_access(clock, bounds[0], bounds[1])
+    return tuple(replace(ref, access=access) if profile else ref for ref, profile in zip(reads, profiles))
+
+
 def hex_or_binary(data: bytes) -> bytes:
     """Hex text (whitespace and line breaks allowed) becomes bytes; anything else is taken as binary."""
     text = b"".join(data.split())
@@ -185,6 +247,21 @@ def simulate_kaifa(args: argparse.Namespace) -> int:
             await push_one_way(stream, model, args.interval)
         else:
             await run_kaifa_meter(stream, model, args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+def simulate_kamstrup(args: argparse.Namespace) -> int:
+    from .machines.dlms import Framing
+    from .simulators.kamstrup import DEFAULT_PASSWORD, KamstrupMeterModel, run_kamstrup_meter
+    from .simulators.serve import serve_meter
+
+    password = args.password.encode("utf-8") if args.password is not None else DEFAULT_PASSWORD
+    framing = Framing(args.framing)
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        await run_kamstrup_meter(stream, KamstrupMeterModel(password=password), framing, block_transfer=not args.no_blocks)
 
     trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
@@ -274,6 +351,15 @@ def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
 
 
+def _add_dlms_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password", metavar="PW", help="LLS password: then client SAP 18, server logical 16")
+    parser.add_argument("--client-sap", type=int, metavar="N", help="client SAP (default 16, or 18 with --password)")
+    parser.add_argument("--server-logical", type=int, metavar="N", help="server logical device (default 1, or 16 with --password)")
+    parser.add_argument("--server-physical", type=int, metavar="N", help="server physical address (default: none)")
+    parser.add_argument("--framing", choices=["hdlc", "wrapper"], default="hdlc",
+                        help="HDLC (default, also over TCP) or the IEC 62056-47 wrapper (TCP port 4059)")
+
+
 def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", metavar="tcp://HOST:PORT", help="serve over TCP (port 0: pick one)")
@@ -318,6 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     read_mbus_cmd.add_argument("--count", type=int, help="exit after N readings")
     read_mbus_cmd.add_argument("--push-interval", type=float, default=5.0, help="seconds between telegrams (stale after 3)")
     read_mbus_cmd.set_defaults(handler=read_mbus, data_request=None)
+    read_dlms_cmd = read.add_parser("dlms", help="be a DLMS/COSEM client over HDLC or the wrapper (9600 8N1)")
+    _add_serial_options(read_dlms_cmd)
+    _add_dlms_options(read_dlms_cmd)
+    read_dlms_cmd.add_argument("--get", action="extend", nargs="+", required=True, metavar="CLASS:OBIS:ATTR",
+                               help="attribute to read, e.g. 3:1-1:1.8.0.255:2 (repeat or list several)")
+    read_dlms_cmd.add_argument("--from", dest="date_from", metavar="ISO", help="profile rows from this local time")
+    read_dlms_cmd.add_argument("--to", dest="date_to", metavar="ISO", help="profile rows up to this local time")
+    read_dlms_cmd.add_argument("--clock-obis", default="0.1.1.0.0.255", metavar="OBIS",
+                               help="the clock a profile's rows are selected by (default: Kamstrup's 0.1.1.0.0.255)")
+    read_dlms_cmd.set_defaults(handler=read_dlms, data_request=None)
 
     simulate = commands.add_parser("simulate", help="a simulated meter").add_subparsers(dest="meter", required=True)
     simulate_p1_cmd = simulate.add_parser("p1", help="a P1 meter pushing a telegram every second")
@@ -330,6 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kaifa_cmd.add_argument("--interval", type=float, default=5.0, help="seconds between telegrams")
     simulate_kaifa_cmd.add_argument("--one-way", action="store_true", help="push without search telegram or waiting for acks")
     simulate_kaifa_cmd.set_defaults(handler=simulate_kaifa)
+    simulate_kamstrup_cmd = simulate.add_parser("kamstrup", help="a Kamstrup K351C / OMNIPOWER answering DLMS/COSEM")
+    _add_listen_options(simulate_kamstrup_cmd)
+    simulate_kamstrup_cmd.add_argument("--framing", choices=["hdlc", "wrapper"], default="hdlc",
+                                       help="HDLC (default) or the IEC 62056-47 wrapper")
+    simulate_kamstrup_cmd.add_argument("--password", metavar="PW", help="the LLS password (default 12345)")
+    simulate_kamstrup_cmd.add_argument("--no-blocks", action="store_true",
+                                       help="send long answers in HDLC segments instead of GET blocks")
+    simulate_kamstrup_cmd.set_defaults(handler=simulate_kamstrup)
 
     diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")
     diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")

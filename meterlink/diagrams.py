@@ -383,8 +383,10 @@ def _relabel(graph: Any, chart: Chart) -> None:
         drawn.event = edge.trigger
     for state in _diagram_states(graph.states):
         # The library lists an internal transition in its state's box only when it has an action,
-        # and without its guard; list every one, in full.
-        state.actions = [action for action in state.actions if action.type is not ActionType.INTERNAL]
+        # and without its guard; list every one, in full. Entry and exit actions as chart_of()
+        # reads them: LinkMachine's own bookkeeping (on_enter_state) is no action of this state.
+        state.actions = [DiagramAction(ActionType.ENTRY, body) for body in nodes[state.id].entry]
+        state.actions += [DiagramAction(ActionType.EXIT, body) for body in nodes[state.id].exit]
         state.actions += [DiagramAction(ActionType.INTERNAL, edge.label) for edge in nodes[state.id].edges if edge.internal]
 
 

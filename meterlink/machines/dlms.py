@@ -416,22 +416,22 @@ class DlmsClient(HdlcStation, LinkMachine):
             self.drop("get_failed", f"GET {ref}: {error}")
             return
         self.meter_id = meter_id_of([value]) or self.meter_id
-        if ref.class_id == CLOCK and ref.attribute == 2 and isinstance(value.value, str):
-            self._cycle.captured_at = value.value
+        clock = value.value if ref.class_id == CLOCK and ref.attribute == 2 and isinstance(value.value, str) else None
         if self.polling():
             self._cycle.values.append(value)
+            self._cycle.captured_at = clock or self._cycle.captured_at
         else:
-            self._publish([value])
+            self._publish([value], clock)
 
     def _end_cycle(self) -> None:
         if self.polling() and self._cycle.values:
-            self._publish(self._cycle.values)
+            self._publish(self._cycle.values, self._cycle.captured_at)
         self._cycle = _Cycle()
 
-    def _publish(self, values: list[Value]) -> None:
-        cycle = self._cycle
+    def _publish(self, values: list[Value], captured_at: str | None) -> None:
+        """One reading: of one GET (a one-off session) or of one round of polls."""
         self.counters["readings"] += 1
-        self.actions.append(Publish(Reading(self.meter_id, "dlms", cycle.received_at, cycle.captured_at, tuple(values))))
+        self.actions.append(Publish(Reading(self.meter_id, "dlms", self._cycle.received_at, captured_at, tuple(values))))
 
     def start_cycle(self) -> None:
         self._queue_cycle()
@@ -468,24 +468,24 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._cycle = _Cycle()
 
     def report_refusal(self, apdu: Aare) -> None:
-        self._abandon("no association")
         self.drop("association_refused", f"the meter refused the association ({apdu.reason()})")
+        self._abandon("no association")
 
     def report_connection_refused(self) -> None:
         self.drop("connection_refused", "the meter answered SNRM with DM: it does not take a connection now")
 
     def report_disconnected_mode(self) -> None:
-        self._abandon("the meter is disconnected")
         self.drop("disconnected_mode", "the meter answered DM: it dropped the connection (inactivity timeout?)")
+        self._abandon("the meter is disconnected")
 
     def report_frame_reject(self, frame: Frame) -> None:
-        self._abandon("frame rejected")
         self.drop("frame_rejected", f"the meter rejected a frame (FRMR {frame.information.hex()})")
+        self._abandon("frame rejected")
 
     def give_up(self) -> None:
         self.actions.append(Resync())
-        self._abandon("no answer")
         self.drop("no_response", f"no answer after {self._attempts} attempts of {self.response_timeout:g} s in {self.state_name}")
+        self._abandon("no answer")
 
     def lose_session(self) -> None:
         self._abandon("the link closed")

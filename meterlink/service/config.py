@@ -7,13 +7,18 @@ what is wrong with it; unknown keys are errors too, so a typo never silently doe
 from __future__ import annotations
 
 import ipaddress
+import logging
+import stat
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from ..protocols.dlms.objects import AttributeRef, ObjectError
 from ..transports import SerialSettings, parse_tcp_url
+
+log = logging.getLogger("meterlink.config")
 
 
 class ConfigError(Exception):
@@ -84,7 +89,7 @@ class SupervisorSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus"]
+    kind: Literal["p1", "mbus", "dlms"]
     port: str
     """A serial device path or tcp://HOST:PORT."""
     baud: int | None = Field(default=None, gt=0)
@@ -96,6 +101,19 @@ class LinkSection(_Section):
     """Seconds between telegrams (default: P1 1 s, M-Bus 5 s); stale after 3 missing."""
     legacy: bool = False
     """P1: DSMR 2.2/3 telegrams without CRC (9600 7E1 unless given)."""
+    objects: list[str] = []
+    """DLMS: the attributes polled, CLASS:OBIS:ATTR (registers are read with their scaler and unit)."""
+    poll_interval: float | None = Field(default=None, gt=0)
+    """DLMS: seconds between polls (default 10)."""
+    password: SecretStr | None = None
+    """DLMS: the LLS password; with it the defaults become client SAP 18, server logical 16."""
+    client_sap: int | None = Field(default=None, ge=0, le=127)
+    server_logical: int | None = Field(default=None, ge=0, le=0x3FFF)
+    server_physical: int | None = Field(default=None, ge=0, le=0x3FFF)
+    framing: Literal["hdlc", "wrapper"] = "hdlc"
+    """DLMS: HDLC (serial, or over TCP) or the IEC 62056-47 wrapper (TCP port 4059)."""
+    inactivity_timeout: float = Field(default=20.0, gt=0)
+    """DLMS: the meter's inactivity timeout (HDLC setup attribute 8), so the association outlives no poll."""
 
     @field_validator("port")
     @classmethod
@@ -105,6 +123,27 @@ class LinkSection(_Section):
         elif not value.startswith("/"):
             raise ValueError(f"expected a device path such as /dev/ttyUSB0 or tcp://HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("objects")
+    @classmethod
+    def _attributes(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                AttributeRef.parse(text)
+            except ObjectError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _dlms_keys(self) -> LinkSection:
+        dlms_only = ("objects", "poll_interval", "password", "client_sap", "server_logical", "server_physical")
+        if self.kind != "dlms":
+            misplaced = [key for key in dlms_only if getattr(self, key)]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: only for kind = \"dlms\"")
+        elif not self.objects:
+            raise ValueError("objects: a dlms link polls at least one attribute, e.g. \"3:1-1:1.8.0.255:2\"")
+        return self
 
     def serial(self, default: SerialSettings) -> SerialSettings:
         return SerialSettings(
@@ -143,7 +182,10 @@ def load_config(path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return parse_config(document, str(path))
+    config = parse_config(document, str(path))
+    if any(link.password is not None for link in config.link) and stat.S_IMODE(path.stat().st_mode) & 0o077:
+        log.warning("%s holds a meter password and is readable by group or others: chmod 600 %s", path, path)
+    return config
 
 
 def parse_config(document: dict, source: str = "config") -> Config:

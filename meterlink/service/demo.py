@@ -1,4 +1,4 @@
-"""`meterlink demo`: the adapter with simulated meters on every link implemented so far.
+"""`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, DLMS).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import trio
 
-from ..protocols.readings import Reading
+from ..protocols.readings import Reading, Value
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
+from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..transports import serve_tcp
 from .config import parse_config
@@ -32,6 +33,7 @@ async def run_demo(
         async with trio.open_nursery() as nursery:
             p1_url = await nursery.start(serve_tcp, _p1_meter, "tcp://127.0.0.1:0")
             mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
+            dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
@@ -39,6 +41,8 @@ async def run_demo(
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
+                        {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
+                         "objects": DEMO_OBJECTS},
                     ],
                 },
                 "demo",
@@ -46,6 +50,14 @@ async def run_demo(
             outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY)})
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
+
+
+DEMO_OBJECTS = [
+    "1:1-1:0.0.1.255:2", "8:0-1:1.0.0.255:2", "3:1-1:1.7.0.255:2", "3:1-1:2.7.0.255:2", "3:1-1:1.8.0.255:2",
+    "3:1-1:2.8.0.255:2", "3:1-1:32.7.0.255:2", "3:1-1:52.7.0.255:2", "3:1-1:72.7.0.255:2", "3:1-1:31.7.0.255:2",
+    "3:1-1:51.7.0.255:2", "3:1-1:71.7.0.255:2",
+]
+"""What the demo polls from the simulated Kamstrup meter every 2 s (LLS association)."""
 
 
 async def _p1_meter(stream: trio.abc.Stream) -> None:
@@ -58,19 +70,28 @@ async def _kaifa_meter(stream: trio.abc.Stream) -> None:
         await run_kaifa_meter(stream, KaifaMeterModel(), interval=1.0)
 
 
+async def _kamstrup_meter(stream: trio.abc.Stream) -> None:
+    async with stream:
+        await run_kamstrup_meter(stream, KamstrupMeterModel())
+
+
 def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
-    def watts(obis: str) -> float:
-        value = reading.value_of(obis)
+    def value_of(cde: str) -> Value | None:
+        # Channel 1 (1-1:...) is how Kamstrup numbers the same registers.
+        return reading.value_of(f"1-0:{cde}") or reading.value_of(f"1-1:{cde}")
+
+    def watts(cde: str) -> float:
+        value = value_of(cde)
         if value is None or not isinstance(value.value, (int, float)):
             return 0.0
         return float(value.value) * (1000 if value.unit == "kW" else 1)
 
-    def volts(obis: str) -> str:
-        value = reading.value_of(obis)
+    def volts(cde: str) -> str:
+        value = value_of(cde)
         return f"{value.value:.1f}" if value is not None and isinstance(value.value, (int, float)) else "-"
 
-    power = watts("1-0:1.7.0.255") - watts("1-0:2.7.0.255")
-    phases = " ".join(volts(f"1-0:{c}.7.0.255") for c in (32, 52, 72))
-    return f"{reading.captured_at}  {reading.link:<5} {reading.meter_id}  {power:+8.0f} W  {phases} V"
+    power = watts("1.7.0.255") - watts("2.7.0.255")
+    phases = " ".join(volts(f"{c}.7.0.255") for c in (32, 52, 72))
+    return f"{reading.captured_at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"

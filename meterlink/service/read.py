@@ -12,7 +12,7 @@ from functools import partial
 
 import trio
 
-from ..actors.link import LinkHooks, LinkStatus
+from ..actors.link import LinkHooks, LinkLost, LinkStatus
 from ..machines.base import Dropped
 from ..protocols.readings import Reading
 from ..supervisor import ChildSpec, IntensityExceeded, Supervisor
@@ -81,3 +81,32 @@ async def read_one_link(
 async def _run_until_escalation(supervisor: Supervisor, done: trio.Event) -> None:
     await supervisor.run()
     done.set()
+
+
+async def read_session(
+    kind: str,
+    opener: Opener,
+    run_link: RunLink,
+    expected: int,
+    on_reading: Callable[[Reading], None],
+    on_warning: Callable[[str], None],
+) -> int:
+    """One session and no restart (`meterlink read dlms`): redoing it would print twice what was read.
+    Exit 0 when all `expected` readings came, else 1."""
+    status = LinkStatus(name=kind, kind=kind)
+    printed = 0
+
+    def publish(reading: Reading) -> None:
+        nonlocal printed
+        on_reading(reading)
+        printed += 1
+
+    def dropped(drop: Dropped) -> None:
+        on_warning(f"{drop.cause}: {drop.detail}")
+
+    stream = await opener()
+    try:
+        await run_link(LinkHooks(publish=publish, dropped=dropped), status, reopen_after_first(stream, opener))
+    except (LinkLost, trio.BrokenResourceError) as error:
+        on_warning(f"the link broke off: {error}")
+    return EXIT_OK if printed == expected else EXIT_FAILED

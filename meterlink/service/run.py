@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
@@ -30,6 +31,8 @@ from .adapter import Adapter, ApiPolicy
 from .config import Config, LinkSection, MqttSection, SupervisorSection
 from .hub import ReadingsHub
 from .mqtt import MqttSettings, mqtt_child
+from ..machines.dlms import Association, Framing
+from ..protocols.dlms.objects import AttributeRef
 from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey
 
 log = logging.getLogger("meterlink.service")
@@ -50,9 +53,23 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
         keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
         return ChildSpec(section.name, partial(run_mbus, link, partial(cipher_keys, keys, section.name), keyed, status))
+    if section.kind == "dlms":
+        return ChildSpec(section.name, partial(run_dlms, dlms_link(section), hooks, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     return ChildSpec(section.name, partial(run_p1, p1, hooks, status))
+
+
+DLMS_POLL_INTERVAL = 10.0
+
+
+def dlms_link(section: LinkSection) -> DlmsLink:
+    password = section.password.get_secret_value().encode("utf-8") if section.password is not None else None
+    association = Association(password, section.client_sap, section.server_logical, section.server_physical,
+                              Framing(section.framing))
+    reads = tuple(AttributeRef.parse(text) for text in section.objects)
+    return DlmsLink(section.port, association, reads, section.poll_interval or DLMS_POLL_INTERVAL,
+                    section.serial(DLMS_SERIAL), section.inactivity_timeout)
 
 
 def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:
