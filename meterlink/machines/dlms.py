@@ -437,10 +437,17 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._queue_cycle()
 
     def _queue_cycle(self) -> None:
+        self.counters["reads_queued"] += len(self.reads)
         for ref in self.reads:
             if ref.scaled and ref.scaler_unit not in self._scalers:
                 self._gets.append(_Get(ref.scaler_unit, for_scaler=True))
             self._gets.append(_Get(ref))
+
+    @property
+    def pending_reads(self) -> int:
+        """Reads of the current round not yet answered: each ends as a published value or a drop."""
+        pending = [*self._gets, *([self._current] if self._current is not None else [])]
+        return sum(not get.for_scaler for get in pending)
 
     # -- endings ----------------------------------------------------------------------------------
 

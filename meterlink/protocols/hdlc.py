@@ -209,8 +209,9 @@ def _parse(raw: bytes, check: bool = True) -> tuple[Frame, Checks]:
         checks = Checks(None, None, fcs, fcs_computed)
         information = b""
     else:
-        if len(body) < header_end + 4:
-            raise HdlcError(f"frame {raw[:12].hex()}: information field without its frame check sequence")
+        if len(body) < header_end + 5:
+            # An empty information field is no information field: no HCS then (seed 002 ch. 2.6.4).
+            raise HdlcError(f"frame {raw[:12].hex()}: a header check sequence without an information field")
         hcs = int.from_bytes(body[header_end : header_end + 2], "little")
         checks = Checks(hcs, crc16_x25(body[:header_end]), fcs, fcs_computed)
         information = bytes(body[header_end + 2 : -2])
@@ -360,26 +361,35 @@ class HdlcFramer:
 
     def _next(self) -> Frame | BadFrame | Noise | None:
         buffer = self._buffer
-        start = buffer.find(FLAG)
-        if start < 0:
-            if buffer:
-                count = len(buffer)
-                buffer.clear()
-                return Noise(count)
-            return None
-        if start > 0:
-            del buffer[:start]
-            return Noise(start)
-        # Flags between frames may be shared or repeated: skip the extra ones.
-        while len(buffer) > 1 and buffer[1] == FLAG:
-            del buffer[:1]
+        while True:
+            start = buffer.find(FLAG)
+            if start < 0:
+                if buffer:
+                    count = len(buffer)
+                    buffer.clear()
+                    return Noise(count)
+                return None
+            if start > 0:
+                del buffer[:start]
+                return Noise(start)
+            # Flags between frames may be shared or repeated: skip the extra ones.
+            while len(buffer) > 1 and buffer[1] == FLAG:
+                del buffer[:1]
+            if len(buffer) < 2:
+                return None
+            if buffer[1] & 0xF0 != FORMAT_TYPE_3 >> 8:
+                # Not the start of a frame: the flag closed the last one, what follows is noise.
+                del buffer[:1]
+                continue
+            break
         if len(buffer) < 3:
             return None
         format_field = (buffer[1] << 8) | buffer[2]
-        if format_field & 0xF000 != FORMAT_TYPE_3:
-            del buffer[:1]
-            return BadFrame(f"format field 0x{format_field:04X} is not type 3", 1)
         total = (format_field & LENGTH_MASK) + 2
+        header = _header_check(buffer, total)
+        if header is False:
+            del buffer[:1]
+            return BadFrame(f"format 0x{format_field:04X}: the header check sequence does not match", 1)
         if len(buffer) < total:
             return None
         raw = bytes(buffer[:total])
@@ -390,3 +400,19 @@ class HdlcFramer:
             return BadFrame(str(error), 1)
         del buffer[: total - 1]  # keep the closing flag: it may open the next frame
         return frame
+
+
+def _header_check(buffer: bytearray, total: int) -> bool | None:
+    """Whether the header of the frame starting at buffer[0] checks out (HCS), as soon as its bytes
+    are in: a corrupt length field must not hold back the frames behind it. None: not known yet, or
+    a frame without information field (its one check sequence is the FCS at its end)."""
+    end = 3
+    for _ in range(2):  # destination, then source: up to 4 bytes each, the last with the low bit set
+        while end < len(buffer) and not buffer[end] & 1 and end < 3 + 8:
+            end += 1
+        end += 1
+    header_end = end + 1  # the control field
+    if header_end + 2 > len(buffer) or total <= header_end + 3:
+        return None
+    hcs = buffer[header_end] | buffer[header_end + 1] << 8
+    return hcs == crc16_x25(bytes(buffer[1:header_end]))

@@ -52,10 +52,12 @@ class CosemDateTime:
         """Local time as the meter states it (no UTC offset, as every link's captured_at)."""
         if 0xFFFF in (self.year,) or 0xFF in (self.month, self.day, self.hour, self.minute):
             raise DateTimeError(f"date-time {self.to_bytes().hex()}: date or time not specified")
-        if not (1 <= self.month <= 12 and 1 <= self.day <= 31 and self.hour < 24 and self.minute < 60):
-            raise DateTimeError(f"date-time {self.to_bytes().hex()}: out of range")
         second = 0 if self.second == 0xFF else self.second
-        return f"{self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:{second:02d}"
+        try:
+            moment = datetime(self.year, self.month, self.day, self.hour, self.minute, second)
+        except ValueError:
+            raise DateTimeError(f"date-time {self.to_bytes().hex()}: out of range") from None
+        return moment.isoformat()
 
     @classmethod
     def range_bound(cls, moment: datetime) -> CosemDateTime:

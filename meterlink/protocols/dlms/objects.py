@@ -8,6 +8,7 @@ clock column; selective access by range (selector 1) and by entry (selector 2) a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,9 @@ ASSOCIATION = Obis(0, 0, 40, 0, 0, 255)
 """The current association (class 15); its logical_name is readable in every association."""
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,6}")
+
+
 class ObjectError(ProtocolError):
     """An attribute reference or a value that does not fit its COSEM class."""
 
@@ -46,7 +50,7 @@ class AttributeRef:
         """`CLASS:OBIS:ATTR`, the OBIS code in any form `Obis.parse` takes (it may hold a colon)."""
         head, _, rest = text.strip().partition(":")
         obis_text, _, attribute = rest.rpartition(":")
-        if not head.isdigit() or not attribute.lstrip("-").isdigit() or not obis_text:
+        if not _INTEGER.fullmatch(head) or not _INTEGER.fullmatch(attribute) or not obis_text:
             raise ObjectError(f"attribute {text!r}: expected CLASS:OBIS:ATTR, e.g. 3:1-1:1.8.0.255:2")
         try:
             obis = Obis.parse(obis_text)
@@ -124,11 +128,21 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
         return Value(obis, capture_objects(data))
     if ref.class_id == ASSOCIATION_LN and ref.attribute == 2:
         return Value(obis, object_list(data))
-    if ref.scaled and scaler_unit is not None and data.tag is not DataTag.STRUCTURE:
+    if ref.scaled and scaler_unit is not None and data.tag in (DataTag.FLOAT32, DataTag.FLOAT64):
+        return Value(obis, data.value * 10**scaler_unit.scaler, unit_symbol(scaler_unit.unit), scaler=scaler_unit.scaler,
+                     unit_code=scaler_unit.unit)
+    if ref.scaled and scaler_unit is not None and data.tag in _SCALABLE:
         return object_value(CosemObject(ref.obis, data, scaler_unit.scaler, scaler_unit.unit, obis))
-    if data.tag in (DataTag.ARRAY, DataTag.STRUCTURE, DataTag.BIT_STRING):
-        return Value(obis, json_of(data))
-    return object_value(CosemObject(ref.obis, data, code=obis))
+    if data.tag in _SCALARS:
+        return object_value(CosemObject(ref.obis, data, code=obis))
+    return Value(obis, json_of(data))
+
+
+_SCALABLE = {DataTag.DOUBLE_LONG, DataTag.DOUBLE_LONG_UNSIGNED, DataTag.INTEGER, DataTag.LONG, DataTag.UNSIGNED,
+             DataTag.LONG_UNSIGNED, DataTag.LONG64, DataTag.LONG64_UNSIGNED}
+_SCALARS = _SCALABLE | {DataTag.ENUM, DataTag.FLOAT32, DataTag.FLOAT64, DataTag.BOOLEAN, DataTag.VISIBLE_STRING,
+                        DataTag.UTF8_STRING, DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA}
+"""What object_value shows as one number or text; anything else (date, time, BCD, structures) as JSON."""
 
 
 def json_of(data: Data) -> Json:
@@ -137,12 +151,31 @@ def json_of(data: Data) -> Json:
     tag = data.tag
     if tag in (DataTag.ARRAY, DataTag.STRUCTURE):
         return tuple(json_of(item) for item in data.value)
-    if tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.DATE, DataTag.TIME):
+    if tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME):
         return octet_text(data.value)
+    if tag is DataTag.DATE:
+        return _date_text(data.value)
+    if tag is DataTag.TIME:
+        return _time_text(data.value)
     if tag is DataTag.BIT_STRING:
         bits = int.from_bytes(data.value.data, "big") if data.value.data else 0
         return format(bits, f"0{len(data.value.data) * 8}b")[: data.value.bits] if data.value.bits else ""
     return data.value
+
+
+def _date_text(raw: bytes) -> str:
+    """A COSEM date (year(2) month day day-of-week) as ISO 8601, else its hex when any part is unspecified."""
+    year, month, day = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    try:
+        return datetime(year, month, day).date().isoformat()
+    except ValueError:
+        return raw.hex()
+
+
+def _time_text(raw: bytes) -> str:
+    """A COSEM time (hour minute second hundredths) as hh:mm:ss, else its hex."""
+    hour, minute, second = raw[0], raw[1], raw[2] if raw[2] != 0xFF else 0
+    return f"{hour:02d}:{minute:02d}:{second:02d}" if hour < 24 and minute < 60 and second < 60 else raw.hex()
 
 
 def profile_rows(buffer: Data) -> tuple[ProfileRow, ...]:
@@ -169,8 +202,10 @@ def _row_time(cells: tuple[Data, ...]) -> str | None:
 
 def capture_objects(data: Data) -> tuple[str, ...]:
     """A profile's capture_objects as `CLASS:OBIS:ATTR` (with `:INDEX` when a data index is set)."""
+    if data.tag is not DataTag.ARRAY:
+        raise ObjectError(f"capture_objects: expected an array, got {data.tag.name.lower()}")
     names = []
-    for item in data.value if data.tag is DataTag.ARRAY else ():
+    for item in data.value:
         fields = item.value if item.tag is DataTag.STRUCTURE else ()
         if len(fields) != 4 or not fields[1].is_obis:
             raise ObjectError("capture_objects: expected structures {class_id, logical_name, attribute_index, data_index}")
@@ -181,8 +216,10 @@ def capture_objects(data: Data) -> tuple[str, ...]:
 
 def object_list(data: Data) -> tuple[str, ...]:
     """An association's object_list (class 15 attribute 2) as `CLASS:OBIS`, what a client may read."""
+    if data.tag is not DataTag.ARRAY:
+        raise ObjectError(f"object_list: expected an array, got {data.tag.name.lower()}")
     names = []
-    for item in data.value if data.tag is DataTag.ARRAY else ():
+    for item in data.value:
         fields = item.value if item.tag is DataTag.STRUCTURE else ()
         if len(fields) < 3 or not fields[2].is_obis:
             raise ObjectError("object_list: expected structures {class_id, version, logical_name, access_rights}")
@@ -193,7 +230,7 @@ def object_list(data: Data) -> tuple[str, ...]:
 _IDENTITIES = ((96, 1, 0), (0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 0, 4), (42, 0, 0))
 """C.D.E of the objects that name a meter, most telling first: the serial / meter number (96.1.0),
 the device ids of value group 0.0 (Kamstrup's MeterNo, IdentificationNumber: seed 002 table 2-1),
-the logical device name (42.0.0)."""
+the logical device name (42.0.0). A and B do not matter: Kamstrup numbers them 1-1."""
 
 
 def meter_id_of(values: list[Value]) -> str | None:

@@ -83,6 +83,10 @@ class ServiceError(enum.IntEnum):
     OPERATION_NOT_POSSIBLE = 1
     SERVICE_NOT_SUPPORTED = 2
     OTHER_REASON = 3
+    PDU_TOO_LONG = 4
+    DECIPHERING_ERROR = 5
+    INVOCATION_COUNTER_ERROR = 6
+    """Followed by the expected invocation counter (4 bytes)."""
 
 
 def _result(value: int, kind: type[enum.IntEnum], what: str, offset: int) -> enum.IntEnum:
@@ -274,9 +278,12 @@ class ExceptionResponse:
 
     state_error: StateError
     service_error: ServiceError
+    invocation_counter: int | None = None
+    """What the server expected, with INVOCATION_COUNTER_ERROR."""
 
     def to_bytes(self) -> bytes:
-        return bytes((EXCEPTION_RESPONSE, self.state_error, self.service_error))
+        counter = b"" if self.invocation_counter is None else self.invocation_counter.to_bytes(4, "big")
+        return bytes((EXCEPTION_RESPONSE, self.state_error, self.service_error)) + counter
 
     def __str__(self) -> str:
         return (f"exception-response: {self.state_error.name.lower().replace('_', '-')}, "
@@ -458,7 +465,11 @@ def _exception_response(apdu: bytes) -> ExceptionResponse:
         raise XdlmsError(f"exception-response {apdu.hex()}: expected D8, state-error and service-error")
     state = _result(apdu[1], StateError, "exception-response state-error", 1)
     service = _result(apdu[2], ServiceError, "exception-response service-error", 2)
-    return ExceptionResponse(state, service)  # type: ignore[arg-type]
+    expected = 7 if service is ServiceError.INVOCATION_COUNTER_ERROR else 3
+    if len(apdu) != expected:
+        raise XdlmsError(f"exception-response {apdu.hex()}: {len(apdu)} bytes, expected {expected}")
+    counter = int.from_bytes(apdu[3:7], "big") if expected == 7 else None
+    return ExceptionResponse(state, service, counter)  # type: ignore[arg-type]
 
 
 _PARSERS = {
