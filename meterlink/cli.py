@@ -211,6 +211,26 @@ def dlms_reads(args: argparse.Namespace) -> tuple[AttributeRef, ...]:
     return tuple(replace(ref, access=access) if profile else ref for ref, profile in zip(reads, profiles))
 
 
+def decode_hdlc(args: argparse.Namespace) -> int:
+    """Annotate every HDLC frame and the APDU in it: one JSON object per frame, a line on stderr for
+    each frame that does not check or decode."""
+    from .protocols.dlms.describe import describe_capture, read_capture
+
+    entries = describe_capture(read_capture(read_input(args.file)))
+    frames = failed = 0
+    for entry in entries:
+        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        if "noise" not in entry:
+            frames += 1
+        if "error" in entry:
+            failed += 1
+            warn(f"frame {entry['frame']} at byte {entry['offset']}: {entry['error']}")
+    if frames == 0:
+        warn("no HDLC frame (7E A0.. .. 7E) in the input")
+        return EXIT_FAILED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def hex_or_binary(data: bytes) -> bytes:
     """Hex text (whitespace and line breaks allowed) becomes bytes; anything else is taken as binary."""
     text = b"".join(data.split())
@@ -389,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_mbus_cmd, required=True)
     decode_mbus_cmd.set_defaults(handler=decode_mbus)
+    decode_hdlc_cmd = decode.add_parser("hdlc", help="annotate HDLC frames and their APDUs (hex text or binary)")
+    decode_hdlc_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    decode_hdlc_cmd.set_defaults(handler=decode_hdlc)
 
     read = commands.add_parser("read", help="be the adapter on one link").add_subparsers(dest="link", required=True)
     read_p1_cmd = read.add_parser("p1", help="read a P1 port (115200 8N1)")

@@ -172,7 +172,7 @@ def classify(event) -> str:
 
 def ciphered_header(apdu: bytes) -> int | None:
     """The frame counter of a general-glo/ded-ciphering APDU that parses, else None."""
-    if len(apdu) < 11 or apdu[0] not in (0xDB, 0xDD) or apdu[1] != 8:
+    if len(apdu) < 11 or apdu[0] not in (0xDB, 0xDC) or apdu[1] != 8:
         return None
     first = apdu[10]
     length, offset = first, 11

@@ -153,8 +153,9 @@ class LinkMachine(StateChart):
 
     @property
     def state_name(self) -> str:
-        """The active leaf states (one per region), as the link status shows them."""
-        return ",".join(sorted(state.id for state in self.configuration if not state.states))
+        """The active leaf states, one per region in the order the class declares them."""
+        active = {state.id for state in self.configuration}
+        return ",".join(state.id for state in iterate_states(self.states) if state.id in active and not state.states)
 
     def accepts(self, event: str) -> bool:
         """Whether some active state declares a transition on `event` (guards aside)."""

@@ -42,11 +42,15 @@ VAA_NAME_LN = 0x0007
 class Conformance(enum.IntFlag):
     """The xDLMS conformance block (Green Book 9.4.6.1): bit n of the 24-bit string is 1 << (23 - n)."""
 
+    RESERVED_ZERO = 1 << 23
     GENERAL_PROTECTION = 1 << 22
     GENERAL_BLOCK_TRANSFER = 1 << 21
     READ = 1 << 20
     WRITE = 1 << 19
     UNCONFIRMED_WRITE = 1 << 18
+    DELTA_VALUE_ENCODING = 1 << 17
+    """Bit 6, reserved-six in Green Book 7, delta-value-encoding since."""
+    RESERVED_SEVEN = 1 << 16
     ATTRIBUTE0_SUPPORTED_WITH_SET = 1 << 15
     PRIORITY_MGMT_SUPPORTED = 1 << 14
     ATTRIBUTE0_SUPPORTED_WITH_GET = 1 << 13

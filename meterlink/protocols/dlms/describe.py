@@ -18,7 +18,6 @@ AARQ with any one byte changed, added or lost still hides its password.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -87,23 +86,21 @@ _HEX_PAIRS = re.compile(rb"(?:0[xX])?((?:[0-9A-Fa-f]{2})+)")
 
 
 def read_capture(data: bytes) -> bytes:
-    """The bytes of a capture given as hex text or binary. Hex text may contain whitespace, line
-    breaks, the seed's "-->" / "<--" arrows and `**` bold marks, "#"-comments to end of line (so
-    markdown headings too), and optional "0x" prefixes or ":"/"," separators between bytes;
-    anything that is not such hex text is taken as binary as is."""
+    """The bytes of a capture given as hex text or binary. In hex text every line that holds only
+    hex bytes counts: whitespace, the seed's "-->" / "<--" arrows and `**` bold marks, "#"-comments,
+    "0x" prefixes and ":"/"," separators allowed; lines with words (headings, "Connect:", markdown
+    fences) are left out. Anything else is taken as binary as is."""
     data = bytes(data)
     # A binary capture always holds a format byte 0xA0-0xA7, which no text does.
     if not _TEXT.fullmatch(data):
         return data
     digits = []
-    for token in _SEPARATORS.split(_ARROW.sub(b" ", _COMMENT.sub(b"", data))):
-        if not token:
-            continue
-        pairs = _HEX_PAIRS.fullmatch(token)
-        if pairs is None:
-            return data
-        digits.append(pairs.group(1))
-    return bytes.fromhex(b"".join(digits).decode("ascii"))
+    for line in _COMMENT.sub(b"", data).splitlines():
+        tokens = [token for token in _SEPARATORS.split(_ARROW.sub(b" ", line)) if token]
+        pairs = [_HEX_PAIRS.fullmatch(token) for token in tokens]
+        if tokens and all(pairs):
+            digits += [pair.group(1) for pair in pairs if pair is not None]
+    return bytes.fromhex(b"".join(digits).decode("ascii")) if digits else data
 
 
 # -- cutting a capture into frames ---------------------------------------------------------------
@@ -551,17 +548,12 @@ def _ciphered(apdu: bytes) -> Entry:
 
 
 def _json(data: Data) -> Any:
-    return _finite(json_of(data))
+    """json_of with lists for tuples, so that the annotations are plain JSON values."""
+    return _lists(json_of(data))
 
 
-def _finite(value: Any) -> Any:
-    """Lists for tuples, and text for NaN and infinities, which a float32/float64 may hold and
-    JSON cannot."""
-    if isinstance(value, tuple):
-        return [_finite(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def _lists(value: Any) -> Any:
+    return [_lists(item) for item in value] if isinstance(value, tuple) else value
 
 
 def _type_name(tag: DataTag) -> str:

@@ -8,6 +8,7 @@ clock column; selective access by range (selector 1) and by entry (selector 2) a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,8 +130,9 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
     if ref.class_id == ASSOCIATION_LN and ref.attribute == 2:
         return Value(obis, object_list(data))
     if ref.scaled and scaler_unit is not None and data.tag in (DataTag.FLOAT32, DataTag.FLOAT64):
-        return Value(obis, data.value * 10**scaler_unit.scaler, unit_symbol(scaler_unit.unit), scaler=scaler_unit.scaler,
-                     unit_code=scaler_unit.unit)
+        value = json_of(data)
+        return Value(obis, value * 10**scaler_unit.scaler if value is not None else None, unit_symbol(scaler_unit.unit),
+                     scaler=scaler_unit.scaler, unit_code=scaler_unit.unit)
     if ref.scaled and scaler_unit is not None and data.tag in _SCALABLE:
         return object_value(CosemObject(ref.obis, data, scaler_unit.scaler, scaler_unit.unit, obis))
     if data.tag in _SCALARS:
@@ -140,8 +142,8 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
 
 _SCALABLE = {DataTag.DOUBLE_LONG, DataTag.DOUBLE_LONG_UNSIGNED, DataTag.INTEGER, DataTag.LONG, DataTag.UNSIGNED,
              DataTag.LONG_UNSIGNED, DataTag.LONG64, DataTag.LONG64_UNSIGNED}
-_SCALARS = _SCALABLE | {DataTag.ENUM, DataTag.FLOAT32, DataTag.FLOAT64, DataTag.BOOLEAN, DataTag.VISIBLE_STRING,
-                        DataTag.UTF8_STRING, DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA}
+_SCALARS = _SCALABLE | {DataTag.ENUM, DataTag.BOOLEAN, DataTag.VISIBLE_STRING, DataTag.UTF8_STRING,
+                        DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA}
 """What object_value shows as one number or text; anything else (date, time, BCD, structures) as JSON."""
 
 
@@ -157,6 +159,8 @@ def json_of(data: Data) -> Json:
         return _date_text(data.value)
     if tag is DataTag.TIME:
         return _time_text(data.value)
+    if tag in (DataTag.FLOAT32, DataTag.FLOAT64) and not math.isfinite(data.value):
+        return None  # JSON has no NaN or infinity
     if tag is DataTag.BIT_STRING:
         bits = int.from_bytes(data.value.data, "big") if data.value.data else 0
         return format(bits, f"0{len(data.value.data) * 8}b")[: data.value.bits] if data.value.bits else ""

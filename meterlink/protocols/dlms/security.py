@@ -1,6 +1,6 @@
 """General-glo-ciphering and general-ded-ciphering (DLMS UA Green Book 9.2.7; seed 001 ch. B.3).
 
-`DB|DD 08 <system title> <length> <SC> <frame counter(4)> <ciphertext>[<tag(12)>]`. The security
+`DB|DC 08 <system title> <length> <SC> <frame counter(4)> <ciphertext>[<tag(12)>]`. The security
 control byte SC: bit 4 authentication, bit 5 encryption, low nibble the security suite (0 or 1:
 both AES-GCM-128 here). IV = system title ‖ frame counter. Without the authentication bit there is
 no tag, and GCM without its tag is AES-CTR from the counter block IV ‖ 00000002. With it, the last
@@ -19,7 +19,7 @@ from ..errors import ProtocolError
 from .axdr import AxdrError, decode_length, encode_length
 
 GENERAL_GLO_CIPHERING = 0xDB
-GENERAL_DED_CIPHERING = 0xDD
+GENERAL_DED_CIPHERING = 0xDC  # Green Book 9.5: [220]; 0xDD [221] is general-ciphering, another layout
 TAG_SIZE = 12
 
 
@@ -78,7 +78,7 @@ class CipherKeys:
 
 def parse_ciphered(apdu: bytes) -> CipheredApdu:
     if len(apdu) < 2 or apdu[0] not in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
-        raise SecurityError(f"ciphered APDU: expected tag 0xDB or 0xDD, got {apdu[:1].hex() or 'nothing'}")
+        raise SecurityError(f"ciphered APDU: expected tag 0xDB or 0xDC, got {apdu[:1].hex() or 'nothing'}")
     title_length = apdu[1]
     if title_length != 8 or len(apdu) < 10:
         raise SecurityError(f"ciphered APDU: system title length {title_length}, expected 8")
