@@ -32,6 +32,13 @@ def test_the_annotated_example_loads():
         ({"http": {"lisen": "0.0.0.0:80"}}, "http.lisen: unknown key"),
         ({"supervisor": {"max_restarts": -1}}, "supervisor.max_restarts"),
         ({"adapter": {"token": "short"}}, "adapter.token"),
+        ({"link": [{"name": "k", "kind": "dlms", "port": "/dev/x"}]}, "link[0]: objects: a dlms link polls at least one"),
+        ({"link": [{"name": "k", "kind": "dlms", "port": "/dev/x", "objects": ["3:1.1.1.8.0:2x"]}]}, "link[0].objects: attribute"),
+        ({"link": [{"name": "k", "kind": "dlms", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"], "framing": "ip"}]},
+         "link[0].framing"),
+        ({"link": [{"name": "k", "kind": "dlms", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"], "client_sap": 300}]},
+         "link[0].client_sap"),
+        ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "password": "12345"}]}, "password: only for kind"),
     ],
 )
 def test_mistakes_name_the_key(document, message):
@@ -39,6 +46,30 @@ def test_mistakes_name_the_key(document, message):
         parse_config(document, "test.toml")
     assert message in str(error.value)
     assert str(error.value).startswith("test.toml: ")
+
+
+def test_the_example_dlms_link_loads_when_uncommented(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    kamstrup = text[text.index("# [[link]]\n# name = \"kamstrup\""):]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in kamstrup.splitlines())
+    config = tmp_path / "dlms.toml"
+    config.write_text(uncommented, encoding="utf-8")
+    config.chmod(0o600)
+    (link,) = load_config(config).link
+    assert link.kind == "dlms" and len(link.objects) == 9 and link.poll_interval == 10
+
+
+def test_a_dlms_password_is_neither_echoed_nor_shown(tmp_path, caplog):
+    document = {"link": [{"name": "k", "kind": "dlms", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"],
+                          "password": "pa55word-lls"}]}
+    (link,) = parse_config(document).link
+    assert "pa55word-lls" not in repr(link) and "pa55word-lls" not in str(link)
+    config = tmp_path / "open.toml"
+    config.write_text('[[link]]\nname = "k"\nkind = "dlms"\nport = "/dev/x"\nobjects = ["1:1.1.0.0.1.255:2"]\n'
+                      'password = "pa55word-lls"\n', encoding="utf-8")
+    config.chmod(0o644)
+    load_config(config)
+    assert "readable by group or others" in caplog.text and "pa55word-lls" not in caplog.text
 
 
 def test_a_short_token_is_not_echoed():

@@ -62,17 +62,19 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     port = free_port()
     demo = Running("demo", "--http", f"127.0.0.1:{port}", "--token", TOKEN)
     try:
-        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus)"
+        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, dlms)"
         assert demo.line() == f"API token: {TOKEN}"
-        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=2)
+        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=3)
     finally:
         took, code, stderr = demo.stop()
     assert answer["result"] == "OK" and answer["id"] == "7"
     meters = {meter["meterid"]: meter for meter in answer["meter"]}
-    assert set(meters) == {"1SAG3101021605", "1KFM0200999999"}
+    assert set(meters) == {"1SAG3101021605", "1KFM0200999999", "12345679"}
     voltage = next(d for d in meters["1KFM0200999999"]["data"] if d["OBIS"] == "1-0:32.7.0.255")
     assert voltage["scale"] == "-1" and voltage["unit"] == "35"
     assert all(isinstance(entry["val"], str) and entry["ts"].isdigit() for entry in voltage["entry"])
+    energy = next(d for d in meters["12345679"]["data"] if d["OBIS"] == "1-1:1.8.0.255")  # polled over DLMS/HDLC
+    assert energy["scale"] == "1" and energy["unit"] == "30"
     assert took < 2.0, f"SIGTERM took {took:.2f} s"
     assert code == 0, stderr
 
