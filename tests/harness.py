@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from meterlink.machines import key_of
 from meterlink.machines.base import LinkMachine
 
 
@@ -69,3 +70,14 @@ def machine_harness(
                 self.link.restart()
 
     return Harness
+
+
+class Recorder:
+    """A listener that notes every transition taken (append to meterlink.machines.base.observers
+    before the machines are made)."""
+
+    def __init__(self) -> None:
+        self.taken: set = set()
+
+    def on_transition(self, machine: LinkMachine, event: object, transition: object) -> None:
+        self.taken.add(key_of(type(machine).__name__, transition, str(event)))

@@ -9,7 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from meterlink.machines import base, key_of, transition_keys
+from harness import Recorder
+from meterlink.machines import base, transition_keys
 from meterlink.machines.base import Dropped, Publish, Resync, Send
 from meterlink.machines.dlms import Association, DlmsClient, Framing
 from meterlink.machines.dlms_meter import DlmsMeter
@@ -531,14 +532,6 @@ def test_the_meters_receiver_region(inside):
 
 
 # -- every transition ----------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.taken: set = set()
-
-    def on_transition(self, machine, event, transition) -> None:
-        self.taken.add(key_of(type(machine).__name__, transition, str(event)))
 
 
 def test_the_scenarios_take_every_declared_transition():

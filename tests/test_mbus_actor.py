@@ -24,7 +24,7 @@ from meterlink.simulators.kaifa import DEMO_KEY, METER_NUMBER, KaifaMeterModel, 
 from meterlink.supervisor import ChildSpec, Supervisor
 from meterlink.transports import memory_link_pair
 
-from links import Meters
+from links import Meters, Tap
 
 DATA = Path(__file__).parent / "data"
 START = datetime(2026, 11, 23, 12, 0)
@@ -39,31 +39,7 @@ def meter_clock():
     return lambda: START + timedelta(seconds=trio.current_time() - origin)
 
 
-class Tap(trio.abc.Stream):
-    """A stream that notes, with trio's time, what passes through it."""
-
-    def __init__(self, inner: trio.abc.Stream, close: bool = True) -> None:
-        self.inner = inner
-        self.close = close
-        self.sent: list[tuple[float, bytes]] = []
-        self.received: list[tuple[float, bytes]] = []
-
-    async def send_all(self, data) -> None:
-        self.sent.append((trio.current_time(), bytes(data)))
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes=None) -> bytes:
-        data = await self.inner.receive_some(max_bytes)
-        self.received.append((trio.current_time(), bytes(data)))
-        return data
-
-    async def aclose(self) -> None:
-        if self.close:
-            await self.inner.aclose()
-
+class MeterTap(Tap):
     def kinds(self) -> list[tuple[float, str]]:
         return [(at, "search" if data == SEARCH else "data") for at, data in self.sent]
 
@@ -104,7 +80,7 @@ def spaced(times: list[float], interval: float) -> bool:
 
 async def test_handshake_then_one_reading_per_push_interval(autojump_clock):
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
+    meter = MeterTap(theirs)
     collector = Collector(limit=4)
     status = LinkStatus("mbus", "mbus")
     async with trio.open_nursery() as nursery:
@@ -137,7 +113,7 @@ async def ack_search_only(stream: trio.abc.Stream) -> None:
 
 async def test_ten_missed_acks_send_the_meter_back_to_search(autojump_clock):
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
+    meter = MeterTap(theirs)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_kaifa_meter, meter, KaifaMeterModel(), 5.0, meter_clock())
         nursery.start_soon(ack_search_only, ours)
@@ -152,7 +128,7 @@ async def test_ten_missed_acks_send_the_meter_back_to_search(autojump_clock):
 
 async def test_a_peer_that_never_acks_keeps_the_meter_searching(autojump_clock):
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
+    meter = MeterTap(theirs)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_kaifa_meter, meter, KaifaMeterModel(), 5.0, meter_clock())
         await trio.sleep(200)
@@ -166,8 +142,8 @@ async def test_the_adapter_going_away_and_coming_back(autojump_clock):
     """Readings, then the adapter is gone (the line stays open, nobody acks): after 10 missed acks
     the meter searches again; a new adapter acknowledges the search and readings resume."""
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
-    line = Tap(ours, close=False)
+    meter = MeterTap(theirs)
+    line = MeterTap(ours, close=False)
     status = LinkStatus("mbus", "mbus")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_kaifa_meter, meter, KaifaMeterModel(), 5.0, meter_clock())
@@ -322,7 +298,7 @@ async def test_a_meter_without_a_key_keeps_the_link_up_and_acknowledged(autojump
         await trio.sleep_forever()
 
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
+    meter = MeterTap(theirs)
     collector = Collector()
     status = LinkStatus("mbus", "mbus")
     async with trio.open_nursery() as nursery:
@@ -411,7 +387,7 @@ async def test_a_line_that_breaks_under_an_ack_is_restarted(autojump_clock):
 
 async def test_the_simulated_meter_ends_quietly_when_the_adapter_hangs_up(autojump_clock):
     ours, theirs = memory_link_pair()
-    meter = Tap(theirs)
+    meter = MeterTap(theirs)
     collector = Collector(limit=1)
     ended = []
 

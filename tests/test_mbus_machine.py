@@ -22,7 +22,7 @@ from hypothesis import event, settings
 from hypothesis.errors import InvalidArgument
 from hypothesis import strategies as st
 
-from harness import machine_harness
+from harness import Recorder, machine_harness
 from meterlink.machines import base, transition_keys
 from meterlink.machines.base import Dropped, KeyConfirmed, Publish, Send
 from meterlink.machines.mbus import MBusAdapter, MBusMeter
@@ -804,16 +804,6 @@ def test_meter_stops_when_the_adapter_hangs_up(state):
     meter = meter_in(state)
     meter.machine.send("link_lost")
     assert meter.machine.is_terminated and meter.machine.pending_timeout() is None
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.taken: set = set()
-
-    def on_transition(self, machine, event, transition) -> None:
-        from meterlink.machines import key_of
-
-        self.taken.add(key_of(type(machine).__name__, transition, str(event)))
 
 
 def test_the_scenarios_take_every_declared_transition():

@@ -34,7 +34,7 @@ from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameTyp
 from ..protocols.readings import Reading, Value
 from ..protocols.wrapper import WrapperFrame
 from .base import LinkMachine, Publish, Resync, StateTimeout
-from .hdlc_station import HdlcStation
+from .hdlc_station import HdlcStation, receiver_region
 
 PUBLIC_CLIENT, PUBLIC_SERVER = 16, 1
 """The public association without security (seed 002 ch. 2.4.2)."""
@@ -191,22 +191,7 @@ class DlmsClient(HdlcStation, LinkMachine):
                 | disc_sent.to(disconnected, on=["give_up", "end_session"])
             )
 
-        class receiver(State.Compound, name="Receiver"):
-            quiet = State("Between frames", initial=True)
-            receiving = State("Inside a frame")
-
-            partial_frame = quiet.to(receiving) | receiving.to(receiving)
-            frame_ended = receiving.to(quiet) | quiet.to.itself(internal=True)
-            inter_octet_timeout = receiving.to(quiet, on="drop_stalled_frame")
-            noise = quiet.to.itself(internal=True, on="count_noise") | receiving.to.itself(internal=True, on="count_noise")
-            bad_frame = (
-                quiet.to.itself(internal=True, on="count_bad_frame")
-                | receiving.to.itself(internal=True, on="count_bad_frame")
-            )
-            stray_frame = (
-                quiet.to.itself(internal=True, on="count_stray_frame")
-                | receiving.to.itself(internal=True, on="count_stray_frame")
-            )
+        receiver = receiver_region()
 
     closed = State("Link closed", final=True)
 

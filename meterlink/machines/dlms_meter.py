@@ -41,7 +41,7 @@ from ..protocols.dlms.xdlms import (
 from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameType, HdlcParameters
 from ..protocols.wrapper import WrapperFrame
 from .base import LinkMachine, StateTimeout
-from .hdlc_station import HdlcStation
+from .hdlc_station import HdlcStation, receiver_region
 
 BLOCK_OVERHEAD = 15
 """LLC (3) + C4 02 invoke (3) + last-block (1) + block number (4) + raw-data choice (1) + 82 LL LL (3)."""
@@ -112,22 +112,7 @@ class DlmsMeter(HdlcStation, LinkMachine):
             )
             inactivity = nrm.to(ndm, on="drop_connection") | associated.to(ndm, on="drop_connection")
 
-        class receiver(State.Compound, name="Receiver"):
-            quiet = State("Between frames", initial=True)
-            receiving = State("Inside a frame")
-
-            partial_frame = quiet.to(receiving) | receiving.to(receiving)
-            frame_ended = receiving.to(quiet) | quiet.to.itself(internal=True)
-            inter_octet_timeout = receiving.to(quiet, on="drop_stalled_frame")
-            noise = quiet.to.itself(internal=True, on="count_noise") | receiving.to.itself(internal=True, on="count_noise")
-            bad_frame = (
-                quiet.to.itself(internal=True, on="count_bad_frame")
-                | receiving.to.itself(internal=True, on="count_bad_frame")
-            )
-            stray_frame = (
-                quiet.to.itself(internal=True, on="count_stray_frame")
-                | receiving.to.itself(internal=True, on="count_stray_frame")
-            )
+        receiver = receiver_region()
 
     closed = State("Link closed", final=True)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from statemachine import State
+
 from ..protocols.dlms.apdu import Apdu, parse_apdu
 from ..protocols.errors import ProtocolError
 from ..protocols.framing import BadFrame, Noise
@@ -25,10 +27,34 @@ FRAME_EVENTS = {
 """The machine event each kind of frame becomes; a kind the current state does not take is stray."""
 
 
+def receiver_region() -> State:
+    """The receiving side of a station, a region of its machine: between frames, or inside one
+    until it ends or stops for longer than the inter-octet timeout (IEC 62056-46 6.4.4.4.3.3, HDLC
+    setup attribute 7). What is not a frame for us is counted here, without touching the session."""
+
+    class receiver(State.Compound, name="Receiver"):
+        quiet = State("Between frames", initial=True)
+        receiving = State("Inside a frame")
+
+        partial_frame = quiet.to(receiving) | receiving.to(receiving)
+        frame_ended = receiving.to(quiet) | quiet.to.itself(internal=True)
+        inter_octet_timeout = receiving.to(quiet, on="drop_stalled_frame")
+        noise = quiet.to.itself(internal=True, on="count_noise") | receiving.to.itself(internal=True, on="count_noise")
+        bad_frame = (
+            quiet.to.itself(internal=True, on="count_bad_frame")
+            | receiving.to.itself(internal=True, on="count_bad_frame")
+        )
+        stray_frame = (
+            quiet.to.itself(internal=True, on="count_stray_frame")
+            | receiving.to.itself(internal=True, on="count_stray_frame")
+        )
+
+    return receiver
+
+
 class HdlcStation:
     """The data-link bookkeeping of one end; the machine it is mixed into sets `local`, `peer`,
-    `llc_out` and `llc_in` and declares the receiver region's events (partial_frame, frame_ended,
-    noise, bad_frame, stray_frame)."""
+    `llc_out` and `llc_in`, and has a `receiver_region()` beside its session."""
 
     local: Address
     peer: Address

@@ -206,13 +206,8 @@ def _row_time(cells: tuple[Data, ...]) -> str | None:
 
 def capture_objects(data: Data) -> tuple[str, ...]:
     """A profile's capture_objects as `CLASS:OBIS:ATTR` (with `:INDEX` when a data index is set)."""
-    if data.tag is not DataTag.ARRAY:
-        raise ObjectError(f"capture_objects: expected an array, got {data.tag.name.lower()}")
     names = []
-    for item in data.value:
-        fields = item.value if item.tag is DataTag.STRUCTURE else ()
-        if len(fields) != 4 or not fields[1].is_obis:
-            raise ObjectError("capture_objects: expected structures {class_id, logical_name, attribute_index, data_index}")
+    for fields in _elements(data, "capture_objects", "{class_id, logical_name, attribute_index, data_index}", 1, exact=4):
         name = f"{fields[0].value}:{Obis.from_bytes(fields[1].value)}:{fields[2].value}"
         names.append(name + (f":{fields[3].value}" if fields[3].value else ""))
     return tuple(names)
@@ -220,15 +215,21 @@ def capture_objects(data: Data) -> tuple[str, ...]:
 
 def object_list(data: Data) -> tuple[str, ...]:
     """An association's object_list (class 15 attribute 2) as `CLASS:OBIS`, what a client may read."""
+    elements = _elements(data, "object_list", "{class_id, version, logical_name, access_rights}", 2)
+    return tuple(f"{fields[0].value}:{Obis.from_bytes(fields[2].value)}" for fields in elements)
+
+
+def _elements(data: Data, what: str, layout: str, name_at: int, exact: int | None = None) -> list[tuple[Data, ...]]:
+    """The fields of each structure in an array of `layout`, whose logical name is field `name_at`."""
     if data.tag is not DataTag.ARRAY:
-        raise ObjectError(f"object_list: expected an array, got {data.tag.name.lower()}")
-    names = []
+        raise ObjectError(f"{what}: expected an array, got {data.tag.name.lower()}")
+    elements = []
     for item in data.value:
         fields = item.value if item.tag is DataTag.STRUCTURE else ()
-        if len(fields) < 3 or not fields[2].is_obis:
-            raise ObjectError("object_list: expected structures {class_id, version, logical_name, access_rights}")
-        names.append(f"{fields[0].value}:{Obis.from_bytes(fields[2].value)}")
-    return tuple(names)
+        if len(fields) <= name_at or (exact is not None and len(fields) != exact) or not fields[name_at].is_obis:
+            raise ObjectError(f"{what}: expected structures {layout}")
+        elements.append(fields)
+    return elements
 
 
 _IDENTITIES = ((96, 1, 0), (0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 0, 4), (42, 0, 0))
