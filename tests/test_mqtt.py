@@ -30,23 +30,30 @@ CONFIG = f"homeassistant/sensor/meterlink_{METER}/{{}}/config"
 CLIENT_ID = "meterlink-test"
 
 
-T0 = float(int(time.time()))
-"""received_at of reading number 0; readings must be recent, older than 60 s they expire."""
+T0 = 0.0
+"""received_at of reading number 0, the start of the test in whole seconds: readings must be recent,
+older than 60 s they expire (so it is taken when each test starts, not when the suite is collected)."""
 
 
-def p1_reading(received_at: float = T0) -> Reading:
+@pytest.fixture(autouse=True)
+def recent_t0() -> None:
+    global T0
+    T0 = float(int(time.time()))
+
+
+def p1_reading(received_at: float | None = None) -> Reading:
     events = P1Framer().feed((DATA / "emucs_p1_1phase.txt").read_bytes())
-    return events[-1].telegram.to_reading(received_at)
+    return events[-1].telegram.to_reading(T0 if received_at is None else received_at)
 
 
-def numbered(count: int, start: int = 0, t0: float = T0) -> list[Reading]:
-    """Readings told apart by received_at: reading n was received at t0 + n."""
+def numbered(count: int, start: int = 0) -> list[Reading]:
+    """Readings told apart by received_at: reading n was received at T0 + n."""
     reading = p1_reading()
-    return [replace(reading, received_at=t0 + n) for n in range(start, start + count)]
+    return [replace(reading, received_at=T0 + n) for n in range(start, start + count)]
 
 
-def received_numbers(subscriber: Subscriber, t0: float = T0) -> list[int]:
-    return [round(json.loads(m.payload)["received_at"] - t0) for m in subscriber.on(READING_TOPIC)]
+def received_numbers(subscriber: Subscriber) -> list[int]:
+    return [round(json.loads(m.payload)["received_at"] - T0) for m in subscriber.on(READING_TOPIC)]
 
 
 def settings(broker: Mosquitto | Proxy, **overrides: object) -> MqttSettings:
