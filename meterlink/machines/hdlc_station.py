@@ -30,14 +30,16 @@ FRAME_EVENTS = {
 def receiver_region() -> State:
     """The receiving side of a station, a region of its machine: between frames, or inside one
     until it ends or stops for longer than the inter-octet timeout (IEC 62056-46 6.4.4.4.3.3, HDLC
-    setup attribute 7). What is not a frame for us is counted here, without touching the session."""
+    setup attribute 7). What is not a frame for us is counted here, without touching the session.
+    A read that ends between frames while no frame was begun tells the receiver nothing, so
+    `handle` sends `frame_ended` only from inside a frame."""
 
     class receiver(State.Compound, name="Receiver"):
         quiet = State("Between frames", initial=True)
         receiving = State("Inside a frame")
 
         partial_frame = quiet.to(receiving) | receiving.to(receiving)
-        frame_ended = receiving.to(quiet) | quiet.to.itself(internal=True)
+        frame_ended = receiving.to(quiet)
         inter_octet_timeout = receiving.to(quiet, on="drop_stalled_frame")
         noise = quiet.to.itself(internal=True, on="count_noise") | receiving.to.itself(internal=True, on="count_noise")
         bad_frame = (
@@ -90,7 +92,7 @@ class HdlcStation:
                 self.wrapper_frame(event, received_at)
             case Partial():
                 self.send("partial_frame")
-            case Quiet():
+            case Quiet() if self.receiving.is_active:  # type: ignore[attr-defined]
                 self.send("frame_ended")
             case BadFrame(reason):
                 self.send("bad_frame", reason=reason)
