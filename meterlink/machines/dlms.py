@@ -17,6 +17,7 @@ with RR, or released and built again at the next poll.
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from ..protocols.dlms.acse import LLS_CONFORMANCE, MECHANISM_LLS, PUBLIC_CONFORM
 from ..protocols.dlms.acse import InitiateResponse, ReleaseRequest, ReleaseResponse
 from ..protocols.dlms.apdu import Apdu
 from ..protocols.dlms.axdr import AxdrError, decode_data
-from ..protocols.dlms.objects import CLOCK, AttributeRef, ObjectError, ScalerUnit, attribute_value, meter_id_of
+from ..protocols.dlms.objects import CLOCK, AttributeRef, ObjectError, ScalerUnit, attribute_value, meter_name
 from ..protocols.dlms.xdlms import INVOKE_ID_AND_PRIORITY, DataAccessResult, GetRequestNext, GetRequestNormal, GetResponseNormal
 from ..protocols.dlms.xdlms import GetResponseWithDataBlock
 from ..protocols.errors import ProtocolError
@@ -239,6 +240,8 @@ class DlmsClient(HdlcStation, LinkMachine):
         self.reset_link()
         self.initiate: InitiateResponse | None = None
         self.meter_id: str | None = None
+        """The meter's number, from the most telling identity object read so far (objects.meter_name)."""
+        self._meter_rank: float = math.inf
         self._gets: deque[_Get] = deque()
         self._current: _Get | None = None
         self._blocks: list[bytes] = []
@@ -400,7 +403,9 @@ class DlmsClient(HdlcStation, LinkMachine):
         except ProtocolError as error:
             self.drop("get_failed", f"GET {ref}: {error}")
             return
-        self.meter_id = meter_id_of([value]) or self.meter_id
+        named = meter_name(ref.obis, value)
+        if named is not None and named[0] <= self._meter_rank:
+            self._meter_rank, self.meter_id = named
         clock = value.value if ref.class_id == CLOCK and ref.attribute == 2 and isinstance(value.value, str) else None
         if self.polling():
             self._cycle.values.append(value)

@@ -188,7 +188,7 @@ class Checks:
     fcs_computed: int
 
 
-def _parse(raw: bytes, check: bool = True) -> tuple[Frame, Checks]:
+def _parse(raw: bytes, check: bool = True, header_checked: bool = False) -> tuple[Frame, Checks]:
     if len(raw) < 9 or raw[0] != FLAG or raw[-1] != FLAG:
         raise HdlcError(f"frame {raw[:12].hex()}: not 7E ... 7E of at least 9 bytes")
     body = raw[1:-1]
@@ -213,7 +213,7 @@ def _parse(raw: bytes, check: bool = True) -> tuple[Frame, Checks]:
             # An empty information field is no information field: no HCS then (seed 002 ch. 2.6.4).
             raise HdlcError(f"frame {raw[:12].hex()}: a header check sequence without an information field")
         hcs = int.from_bytes(body[header_end : header_end + 2], "little")
-        checks = Checks(hcs, crc16_x25(body[:header_end]), fcs, fcs_computed)
+        checks = Checks(hcs, hcs if header_checked else crc16_x25(body[:header_end]), fcs, fcs_computed)
         information = bytes(body[header_end + 2 : -2])
     if check:
         if checks.hcs != checks.hcs_computed:
@@ -394,7 +394,7 @@ class HdlcFramer:
             return None
         raw = bytes(buffer[:total])
         try:
-            frame = parse_frame(raw)
+            frame = _parse(raw, header_checked=header is True)[0]
         except HdlcError as error:
             del buffer[:1]
             return BadFrame(str(error), 1)

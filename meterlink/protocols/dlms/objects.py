@@ -238,15 +238,15 @@ the device ids of value group 0.0 (Kamstrup's MeterNo, IdentificationNumber: see
 the logical device name (42.0.0). A and B do not matter: Kamstrup numbers them 1-1."""
 
 
+def meter_name(obis: Obis, value: Value) -> tuple[int, str] | None:
+    """(rank, text) when the value names the meter, rank 0 the most telling; else None."""
+    key = (obis.c, obis.d, obis.e)
+    if key not in _IDENTITIES or isinstance(value.value, bool) or not isinstance(value.value, (str, int)) or value.value == "":
+        return None
+    return _IDENTITIES.index(key), str(value.value)
+
+
 def meter_id_of(values: list[Value]) -> str | None:
     """The meter's number from among the values read, if one of them is an identity object."""
-    found: dict[tuple[int, int, int], str] = {}
-    for value in values:
-        obis = Obis.parse(value.obis)
-        key = (obis.c, obis.d, obis.e)
-        if key in _IDENTITIES and isinstance(value.value, (str, int)) and not isinstance(value.value, bool) and value.value != "":
-            found.setdefault(key, str(value.value))
-    for key in _IDENTITIES:
-        if key in found:
-            return found[key]
-    return None
+    names = [name for value in values if (name := meter_name(Obis.parse(value.obis), value)) is not None]
+    return min(names)[1] if names else None
