@@ -114,7 +114,7 @@ class CosemObject:
 class KamstrupMeterModel:
     """The meter's state and objects; `wallclock` is its local time (naive, as it keeps it)."""
 
-    password: bytes = DEFAULT_PASSWORD
+    password: bytes = field(default=DEFAULT_PASSWORD, repr=False)
     meter_number: int = 12345679
     seed: int = 1
     wallclock: Callable[[], datetime] = field(default=lambda: datetime.now(COPENHAGEN).replace(tzinfo=None))
