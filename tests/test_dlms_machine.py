@@ -116,13 +116,19 @@ class WireMonitor:
         if frame.kind is FrameType.UA and self.last_i_frame is None:
             self.ua_since_snrm = True
             self.next_from_meter, self.segments = 0, []
-        if frame.kind is FrameType.I and frame.control.send_sequence == self.next_from_meter:
-            # Join the meter's segments in sequence, as HDLC does; repeats are skipped.
+        if frame.kind is FrameType.I and frame.control.send_sequence == self.next_from_meter and self._acknowledges(frame):
+            # Join the meter's segments in sequence, as HDLC does; repeats and strays are skipped.
             self.next_from_meter = (self.next_from_meter + 1) % 8
             self.segments.append(frame.information)
             if not frame.segmented:
                 self._answer(b"".join(self.segments)[len(LLC_RESPONSE):])
                 self.segments = []
+
+    def _acknowledges(self, frame: Frame) -> bool:
+        """The meter's I-frame acknowledges the client's last one (N(R) one past its N(S))."""
+        if self.last_i_frame is None:
+            return False
+        return frame.control.receive_sequence == (parse_unchecked(self.last_i_frame)[0].control.send_sequence + 1) % 8
 
     def _answer(self, apdu: bytes) -> None:
         if apdu[:1] == bytes((AARE,)):
@@ -232,6 +238,17 @@ def flush(chunk: int):
     return apply
 
 
+def some(count: int):
+    """Part of an exchange: the next `count` frames in flight arrive, then the line waits."""
+    def apply(session: Session) -> None:
+        for _ in range(count):
+            if not (session.to_meter or session.to_client):
+                return
+            to_meter = bool(session.to_meter)
+            session.pass_on(to_meter, session.queue(to_meter).popleft(), 4096)
+    return apply
+
+
 def drop(to_meter: bool):
     def apply(session: Session) -> None:
         if session.queue(to_meter):
@@ -298,7 +315,7 @@ def stimuli(hdlc: bool) -> st.SearchStrategy:
     common = [
         st.builds(flush, st.sampled_from([5, 64, 4096])),
         st.builds(flush, st.just(4096)),
-        st.builds(flush, st.just(4096)),
+        st.builds(some, st.integers(1, 12)),
         st.builds(deliver, direction, st.sampled_from([1, 9, 4096])),
         st.builds(drop, direction),
         st.builds(repeat, direction),
@@ -330,6 +347,7 @@ def values_are_what_the_meter_holds(session: Session) -> None:
 
 
 def no_read_is_lost(session: Session) -> None:
+    """Every read queued ends as a published value or a named drop, or is still on its way."""
     published = sum(len(reading.values) for reading in session.published)
     failed = sum(1 for drop in session.drops if drop.cause == "get_failed")
     pending = 0 if session.machine.is_terminated else session.machine.pending_reads

@@ -333,6 +333,16 @@ def test_polling_rarely_associates_each_time():
     assert len(line.readings()) == 2 and [f.kind for f in line.sent()].count(FrameType.SNRM) == 2
 
 
+def test_a_round_cut_short_publishes_what_it_read():
+    line = started(reads=(METER_NUMBER, PROFILE), poll_interval=5.0)
+    profile_get = GetRequestNormal(PROFILE.descriptor, PROFILE.access).to_bytes()
+    while not any(isinstance(a, Send) and profile_get in a.data for a in line.client_actions):
+        line.meter_takes() if line.to_meter else line.client_takes()
+    line.fire("link_lost")  # the profile's GET is on its way
+    (reading,) = line.readings()
+    assert [v.obis for v in reading.values] == ["1-1:0.0.1.255"] and line.drops() == ["get_failed"]
+
+
 def test_the_meter_forgetting_the_connection_is_answered_with_dm():
     line = started(poll_interval=5.0).until("associated")
     line.fire("inactivity", on_meter=True).fire("idle").exchange()

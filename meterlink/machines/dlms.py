@@ -26,7 +26,7 @@ from statemachine import State
 from ..protocols.dlms.acse import LLS_CONFORMANCE, MECHANISM_LLS, PUBLIC_CONFORMANCE, Aare, Aarq, Conformance, InitiateRequest
 from ..protocols.dlms.acse import InitiateResponse, ReleaseRequest, ReleaseResponse
 from ..protocols.dlms.apdu import Apdu
-from ..protocols.dlms.axdr import AxdrError, decode_data
+from ..protocols.dlms.axdr import AxdrError, Data, decode_data
 from ..protocols.dlms.objects import CLOCK, AttributeRef, ObjectError, ScalerUnit, attribute_value, meter_name
 from ..protocols.dlms.xdlms import INVOKE_ID_AND_PRIORITY, DataAccessResult, GetRequestNext, GetRequestNormal, GetResponseNormal
 from ..protocols.dlms.xdlms import GetResponseWithDataBlock
@@ -247,6 +247,7 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._blocks: list[bytes] = []
         self._scalers: dict[AttributeRef, ScalerUnit] = {}
         self._cycle = _Cycle()
+        self._invoke_id = INVOKE_ID_AND_PRIORITY
         super().__init__(counters)
         self._queue_cycle()
 
@@ -274,14 +275,19 @@ class DlmsClient(HdlcStation, LinkMachine):
         return isinstance(apdu, Aare) and not self.association_accepted(apdu)
 
     def block_follows(self, apdu: Apdu) -> bool:
-        return (isinstance(apdu, GetResponseWithDataBlock) and _ours(apdu) and not apdu.last_block
+        return (isinstance(apdu, GetResponseWithDataBlock) and self._ours(apdu) and not apdu.last_block
                 and isinstance(apdu.raw, bytes) and apdu.block_number == len(self._blocks) + 1)
 
     def answers_request(self, apdu: Apdu) -> bool:
         if isinstance(apdu, GetResponseNormal):
-            return _ours(apdu) and not self._blocks
-        return isinstance(apdu, GetResponseWithDataBlock) and _ours(apdu) and (
+            return self._ours(apdu) and not self._blocks
+        return isinstance(apdu, GetResponseWithDataBlock) and self._ours(apdu) and (
             isinstance(apdu.raw, DataAccessResult) or apdu.block_number == len(self._blocks) + 1)
+
+    def _ours(self, apdu: GetResponseNormal | GetResponseWithDataBlock) -> bool:
+        """The answer to the request in progress: the same invoke id (meters may answer with other
+        priority and service-class bits)."""
+        return apdu.invoke_id & 0x0F == self._invoke_id & 0x0F
 
     def release_answered(self, apdu: Apdu) -> bool:
         return isinstance(apdu, ReleaseResponse)
@@ -327,12 +333,18 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._current = self._gets.popleft()
         self._blocks.clear()
         self.counters["requests"] += 1
+        if not self.hdlc():
+            # The wrapper numbers nothing: a late answer to a repeated request would be taken for
+            # the next one's, so each GET gets its own invoke id (1-15). Over HDLC N(S)/N(R) tell
+            # repeats apart, and every request carries the seed's 0x81.
+            invoke = self._invoke_id & 0x0F
+            self._invoke_id = self._invoke_id & 0xF0 | (invoke % 15 + 1)
         ref = self._current.ref
-        self._send_apdu(GetRequestNormal(ref.descriptor, ref.access).to_bytes())
+        self._send_apdu(GetRequestNormal(ref.descriptor, ref.access, self._invoke_id).to_bytes())
 
     def request_next_block(self, apdu: GetResponseWithDataBlock) -> None:
         self._blocks.append(apdu.raw)  # type: ignore[arg-type]
-        self._send_apdu(GetRequestNext(apdu.block_number).to_bytes())
+        self._send_apdu(GetRequestNext(apdu.block_number, self._invoke_id).to_bytes())
 
     def send_rlrq(self) -> None:
         self._send_apdu(ReleaseRequest().to_bytes())
@@ -388,10 +400,12 @@ class DlmsClient(HdlcStation, LinkMachine):
             return
         self.drop("get_failed", f"GET {get.ref}: {reason}")
 
-    def _learn_scaler(self, ref: AttributeRef, result: object) -> None:
+    def _learn_scaler(self, ref: AttributeRef, result: Data | str) -> None:
         try:
-            self._scalers[ref] = ScalerUnit.from_data(result)  # type: ignore[arg-type]
-        except (ObjectError, AttributeError):
+            if isinstance(result, str):
+                raise ObjectError(result)
+            self._scalers[ref] = ScalerUnit.from_data(result)
+        except ObjectError:
             self.counters["scaler_unavailable"] += 1
 
     def _record(self, ref: AttributeRef, result: object) -> None:
@@ -435,9 +449,10 @@ class DlmsClient(HdlcStation, LinkMachine):
 
     @property
     def pending_reads(self) -> int:
-        """Reads of the current round not yet answered: each ends as a published value or a drop."""
+        """Reads of the current round that have not ended yet, in a published reading or a drop
+        (a polled value waits for the round's reading)."""
         pending = [*self._gets, *([self._current] if self._current is not None else [])]
-        return sum(not get.for_scaler for get in pending)
+        return sum(not get.for_scaler for get in pending) + len(self._cycle.values)
 
     # -- endings ----------------------------------------------------------------------------------
 
@@ -455,6 +470,7 @@ class DlmsClient(HdlcStation, LinkMachine):
             self.raise_("finished")
 
     def _abandon(self, why: str) -> None:
+        """The reads not answered yet fail; what the round did read is published all the same."""
         pending = ([self._current] if self._current is not None else []) + list(self._gets)
         self._current = None
         self._gets.clear()
@@ -462,7 +478,7 @@ class DlmsClient(HdlcStation, LinkMachine):
         for get in pending:
             if not get.for_scaler:
                 self.drop("get_failed", f"GET {get.ref}: not answered ({why})")
-        self._cycle = _Cycle()
+        self._end_cycle()
 
     def report_refusal(self, apdu: Aare) -> None:
         self.drop("association_refused", f"the meter refused the association ({apdu.reason()})")
@@ -502,11 +518,6 @@ class DlmsClient(HdlcStation, LinkMachine):
 
     def count_receiver_busy(self) -> None:
         self.counters["receiver_busy"] += 1
-
-
-def _ours(apdu: GetResponseNormal | GetResponseWithDataBlock) -> bool:
-    """A response to our request: the same invoke id (meters may answer with other priority bits)."""
-    return apdu.invoke_id & 0x0F == INVOKE_ID_AND_PRIORITY & 0x0F
 
 
 
