@@ -9,7 +9,6 @@ feed random bytes and mutated seed frames to check that nothing raises and all i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,8 +53,7 @@ from meterlink.protocols.hdlc import (
 )
 from meterlink.protocols.obis import Obis
 
-DATA = Path(__file__).parent / "data"
-VECTORS = json.loads((DATA / "kamstrup_hdlc.json").read_text())
+from kamstrup_session import SEED as VECTORS
 
 
 def session_frames(name: str) -> list[bytes]:

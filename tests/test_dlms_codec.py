@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -94,8 +93,7 @@ from meterlink.protocols.obis import Obis, ObisError
 from meterlink.protocols.readings import ProfileRow, Value, scaled
 from meterlink.protocols.wrapper import WrapperError, WrapperFrame, WrapperFramer
 
-DATA = Path(__file__).parent / "data"
-SEED = json.loads((DATA / "kamstrup_hdlc.json").read_text())
+from kamstrup_session import SEED
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

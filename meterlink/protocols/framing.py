@@ -19,3 +19,18 @@ class Noise:
     """Bytes that are no frame start, skipped while resynchronising."""
 
     count: int
+
+
+class BufferedFramer:
+    """What a framer holds of a frame that has not ended; `reset` forgets it (the link's resync)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def reset(self) -> None:
+        self._buffer.clear()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of a frame that has not ended yet."""
+        return len(self._buffer)

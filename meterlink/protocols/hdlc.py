@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .crc import crc16_x25
 from .errors import ProtocolError
-from .framing import BadFrame, Noise
+from .framing import BadFrame, BufferedFramer, Noise
 
 FLAG = 0x7E
 FORMAT_TYPE_3 = 0xA000
@@ -332,16 +332,10 @@ class Quiet:
 FramerEvent = Frame | BadFrame | Noise | Partial | Quiet
 
 
-class HdlcFramer:
+class HdlcFramer(BufferedFramer):
     """Sans-IO: feed bytes, get frames. Uses the length field (not flag hunting) to find a frame's
     end, so a 0x7E inside the information field does no harm; resynchronises on the next flag.
     Every feed ends with `Partial` or `Quiet`, so the link can time a frame that stops half-way."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def reset(self) -> None:
-        self._buffer.clear()
 
     @property
     def pending(self) -> int:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from .errors import ProtocolError
-from .framing import BadFrame, Noise
+from .framing import BadFrame, BufferedFramer, Noise
 
 ACK = 0xE5
 SHORT_START = 0x10
@@ -104,19 +104,8 @@ def encode_long(c: int, a: int, ci: int, data: bytes) -> bytes:
     return bytes((LONG_START, len(body), len(body), LONG_START)) + body + bytes((checksum(body), STOP))
 
 
-class MBusFramer:
+class MBusFramer(BufferedFramer):
     """Sans-IO framing: feed bytes as they arrive, get frames (and noise) out."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def reset(self) -> None:
-        self._buffer.clear()
-
-    @property
-    def pending(self) -> int:
-        """Bytes held of a frame that has not ended yet."""
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[FramerEvent]:
         self._buffer += data

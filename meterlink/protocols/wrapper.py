@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ProtocolError
-from .framing import BadFrame
+from .framing import BadFrame, BufferedFramer
 from .hdlc import Partial, Quiet
 
 VERSION = 0x0001
@@ -39,19 +39,9 @@ class WrapperFrame:
 FramerEvent = WrapperFrame | BadFrame | Partial | Quiet
 
 
-class WrapperFramer:
+class WrapperFramer(BufferedFramer):
     """Sans-IO: feed bytes, get wrapper frames. A header with another version is dropped byte by
     byte until a header with version 1 lines up again (TCP loses nothing, so this is for garbage)."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def reset(self) -> None:
-        self._buffer.clear()
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[FramerEvent]:
         self._buffer += data
