@@ -20,10 +20,12 @@ import trio
 
 from .protocols.dlms.security import CipherKeys
 from .protocols.readings import Reading
+from .service.version import software_version
 from .transports import SerialSettings, TransportError
 
 if TYPE_CHECKING:
     from .machines.dlms import Association
+    from .service.config import Config
     from .protocols.dlms.objects import AttributeRef
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -295,7 +297,14 @@ def _announce(where: str) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
+    from .service.config import HttpSection
     from .service.demo import run_demo, summary
+    from .service.secrets import MIN_PASSWORD_LENGTH
+
+    if args.token is not None and len(args.token) < MIN_PASSWORD_LENGTH:
+        raise UsageError(f"--token: an API token has at least {MIN_PASSWORD_LENGTH} characters")
+    if HttpSection.listen_problem(args.http):
+        raise UsageError(f"--http: {HttpSection.listen_problem(args.http)}")
 
     def show(reading: Reading) -> None:
         print(summary(reading), flush=True)
@@ -304,31 +313,67 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .service.config import ConfigError, load_config
     from .service.run import run_service
 
+    return _service_exit(run_service, _load_config(args.config), _announce)
+
+
+def token(args: argparse.Namespace) -> int:
+    """A fresh API token: its hash replaces the stored one, the token is printed once."""
+    import secrets as random_tokens
+
+    from .service.secrets import Credentials, SecretsError
+    from .service.startup import StartupError, prepare_state_dir
+
+    config = _load_config(args.config)
     try:
-        config = load_config(args.config)
+        credentials = Credentials(prepare_state_dir(config.adapter.state_dir) / "token.hash")
+        new_token = random_tokens.token_urlsafe(24)
+        credentials.set(new_token)
+    except (StartupError, SecretsError) as error:
+        raise UsageError(str(error)) from None
+    if config.adapter.token is not None:
+        warn(f"{args.config}: adapter.token is set, and the service puts it back at its next start")
+    print(new_token, flush=True)
+    return EXIT_OK
+
+
+def _load_config(path: Path) -> Config:
+    from .service.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    return _service_exit(run_service, config, _announce)
 
 
 def _service_exit(main: Callable[..., Awaitable[None]], *args: object) -> int:
-    """Run the service; exit non-zero when the root supervisor gave up, so systemd restarts us."""
+    """Run the service; exit non-zero when the root supervisor gave up, so systemd restarts us,
+    and 2 for what a restart cannot mend (a busy port, a damaged state file)."""
+    from .service.config import ConfigError
+    from .service.startup import StartupError
     from .supervisor import IntensityExceeded, exit_code_for
 
     try:
         trio.run(main, *args)
-    except (IntensityExceeded, BaseExceptionGroup) as error:
-        escalation = error.subgroup(IntensityExceeded) if isinstance(error, BaseExceptionGroup) else error
+    except (IntensityExceeded, StartupError, ConfigError, BaseExceptionGroup) as error:
+        startup = _innermost(error, (StartupError, ConfigError))
+        if startup is not None:
+            raise UsageError(str(startup)) from None
+        escalation = _innermost(error, (IntensityExceeded,))
         if escalation is None:
             raise
-        while isinstance(escalation, BaseExceptionGroup):
-            escalation = escalation.exceptions[0]
         warn(f"giving up: {escalation}")
         return exit_code_for(error)
     return EXIT_OK
+
+
+def _innermost(error: BaseException, kinds: tuple[type[Exception], ...]) -> BaseException | None:
+    """The first exception of `kinds` in `error`, which trio may have wrapped in nurseries' groups."""
+    found = error.subgroup(kinds) if isinstance(error, BaseExceptionGroup) else error if isinstance(error, kinds) else None
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
 
 
 # -- diagrams -----------------------------------------------------------------------------------
@@ -388,6 +433,7 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterlink", description="Smart-meter customer-interface adapter.")
+    parser.add_argument("--version", action="version", version=f"meterlink {software_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the links do on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -399,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd = commands.add_parser("run", help="the real service, configured by a TOML file")
     run_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="see meterlink.example.toml")
     run_cmd.set_defaults(handler=run)
+
+    token_cmd = commands.add_parser("token", help="set a new API token (prints it once; only its hash is stored)")
+    token_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    token_cmd.set_defaults(handler=token)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams")

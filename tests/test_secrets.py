@@ -14,6 +14,7 @@ from meterlink.service.secrets import (
     Credentials,
     KeyPair,
     KeyStore,
+    KeyStoreUnreadable,
     LoginThrottle,
     MeterKey,
     SecretsError,
@@ -114,33 +115,35 @@ def test_store_file_holds_no_key_in_any_form(paths: tuple[Path, Path]) -> None:
 
 
 def test_device_key_file_is_created_0600_with_32_bytes(paths: tuple[Path, Path]) -> None:
-    store(paths)
+    store(paths).links()
     assert stat.S_IMODE(paths[1].stat().st_mode) == 0o600
     assert len(paths[1].read_bytes()) == 32
 
 
 def test_device_key_is_kept_not_replaced(paths: tuple[Path, Path]) -> None:
-    store(paths)
+    store(paths).links()
     before = paths[1].read_bytes()
-    store(paths)
+    store(paths).links()
     assert paths[1].read_bytes() == before
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
 def test_device_key_open_to_others_is_refused(paths: tuple[Path, Path], mode: int) -> None:
-    store(paths)
+    store(paths).links()
     os.chmod(paths[1], mode)
+    keys = store(paths)  # the adapter still starts, and says what is wrong
     with pytest.raises(SecretsError) as info:
-        store(paths)
+        keys.links()
+    assert keys.problem() == str(info.value)
     assert str(paths[1]) in str(info.value)
     assert f"chmod 600 {paths[1]}" in str(info.value)
 
 
 def test_damaged_device_key_is_refused(paths: tuple[Path, Path]) -> None:
-    store(paths)
+    store(paths).links()
     paths[1].write_bytes(paths[1].read_bytes()[:20])
     with pytest.raises(SecretsError, match="damaged"):
-        store(paths)
+        store(paths).links()
 
 
 def tamper_flip(raw: bytes) -> bytes:
@@ -156,15 +159,79 @@ def test_tampered_store_is_refused_without_key_material(paths: tuple[Path, Path]
     with pytest.raises(SecretsError) as info:
         again.candidates("mbus")
     message = str(info.value)
-    assert message.startswith(f"key store {paths[0]} cannot be decrypted with {paths[1]}: ")
+    assert message.startswith(f"key store unreadable: {paths[0]} cannot be decrypted with {paths[1]}: ")
     assert_no_key_material(message)
 
 
 def test_store_under_another_device_key_is_refused(paths: tuple[Path, Path], tmp_path: Path) -> None:
     store(paths).set_key("mbus", KEY_A)
+    KeyStore(tmp_path / "elsewhere" / "keys.bin", tmp_path / "other.key").links()
     other = KeyStore(paths[0], tmp_path / "other.key")
     with pytest.raises(SecretsError, match="cannot be decrypted with .*other.key"):
         other.links()
+
+
+def test_a_missing_device_key_is_named_not_silently_replaced(paths: tuple[Path, Path]) -> None:
+    """Issue 11 item 6: a new device key would hide why the stored keys stopped working."""
+    store(paths).set_key("mbus", KEY_A)
+    paths[1].unlink()
+    keys = store(paths)
+    assert keys.problem() == (f"key store unreadable: device key file {paths[1]} is missing, so {paths[0]} cannot "
+                              "be decrypted; meter_factreset clears it (the meter keys must then be set again with "
+                              "meter_setkey)")
+    assert not paths[1].exists()
+    keys.clear()
+    keys.set_key("mbus", KEY_B)
+    assert store(paths).candidates("mbus") == [PAIR_B]
+
+
+@pytest.mark.parametrize("damage", ["empty", "directory", "short device key"])
+def test_damaged_state_files_are_reported_and_cleared_by_a_reset(paths: tuple[Path, Path], damage: str) -> None:
+    store(paths).set_key("mbus", KEY_A)
+    if damage == "empty":
+        paths[0].write_bytes(b"")
+    elif damage == "directory":
+        paths[0].unlink()
+        paths[0].mkdir()
+    else:
+        paths[1].write_bytes(paths[1].read_bytes()[:31])
+    keys = store(paths)
+    problem = keys.problem()
+    assert problem is not None and problem.startswith("key store unreadable: ")
+    assert str(paths[0] if damage != "short device key" else paths[1]) in problem
+    with pytest.raises(KeyStoreUnreadable):
+        keys.set_key("mbus", KEY_B)
+    keys.clear()
+    assert keys.problem() is None
+    keys.set_key("mbus", KEY_B)
+    assert store(paths).candidates("mbus") == [PAIR_B]
+
+
+def test_a_reset_replaces_the_device_key_and_removes_leftover_temporaries(paths: tuple[Path, Path]) -> None:
+    """Issue 11 item 5: a copy of the store that an interrupted write left must not be readable after a reset."""
+    store(paths).set_key("mbus", KEY_A, AUTH)
+    leftover = paths[0].parent / ".keys.bin.k1ll3d.tmp"
+    leftover.write_bytes(paths[0].read_bytes())
+    old_device_key = paths[1].read_bytes()
+    keys = store(paths)
+    assert not leftover.exists()  # removed at start
+    leftover.write_bytes(paths[0].read_bytes())
+    keys.clear()
+    assert not leftover.exists() and not paths[0].exists()
+    assert len(paths[1].read_bytes()) == 32 and paths[1].read_bytes() != old_device_key
+
+
+def test_an_interrupted_device_key_write_leaves_no_short_key(paths: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # stands for the power cut between the write and the link
+
+    monkeypatch.setattr(os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store(paths).links()
+    monkeypatch.undo()
+    assert not paths[1].exists() and list(paths[1].parent.iterdir()) == []
+    store(paths).links()
+    assert len(paths[1].read_bytes()) == 32
 
 
 def test_clear_recovers_from_a_store_that_cannot_be_decrypted(paths: tuple[Path, Path]) -> None:

@@ -6,6 +6,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
 import trio
@@ -331,7 +332,26 @@ async def test_an_exception_group_from_a_child_is_a_failure(autojump_clock: trio
     with trio.move_on_after(5):
         await sup.run()
     assert runs == 2
-    assert sup.status()[0].last_error == "ExceptionGroup: link down (2 sub-exceptions)"
+    assert sup.status()[0].last_error == "OSError: reset; ValueError: bad frame"
+
+
+async def test_a_failure_inside_a_nursery_names_its_innermost_cause(autojump_clock: trio.testing.MockClock) -> None:
+    """Issue 11 item 3: never "ExceptionGroup: Exceptions from Trio nursery (1 sub-exception)"."""
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(partial(_raise, OSError(98, "Address already in use")))
+            nursery.start_soon(trio.sleep_forever)
+
+    sup = Supervisor([ChildSpec("http", serve)], backoff=STEADY, intensity=Intensity(0, 60))
+    with pytest.raises(IntensityExceeded) as info:
+        await sup.run()
+    assert info.value.last_error == "OSError: [Errno 98] Address already in use"
+
+
+async def _raise(error: Exception) -> None:
+    raise error
 
 
 # --- backoff ----------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 from statemachine import State
 
-from ..protocols.dlms.push import Outcome, PushResult, decode_push
-from ..protocols.dlms.security import CipherKeys
+from ..protocols.dlms.push import NO_KEY_SET, Outcome, PushResult, decode_push
+from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.mbus import (
     ACK,
     ADDRESS_BROADCAST_NO_REPLY,
@@ -200,8 +200,16 @@ class MBusAdapter(LinkMachine):
     def complete(self) -> None:
         apdu = b"".join(self._parts)
         self._parts.clear()
-        self._result = decode_push(apdu, self.keys(), self.last_frame_counter, "mbus", self._received_at)
+        keys, no_key = self._keys()
+        self._result = decode_push(apdu, keys, self.last_frame_counter, "mbus", self._received_at, no_key)
         self.raise_("telegram")
+
+    def _keys(self) -> tuple[Sequence[CipherKeys], str]:
+        """The keys to try, and what to say when there are none."""
+        try:
+            return self.keys(), NO_KEY_SET
+        except KeysUnavailable as error:
+            return (), f"the telegram is encrypted and cannot be decrypted: {error}"
 
     def publish(self) -> None:
         result = self._result

@@ -46,10 +46,18 @@ class HttpSection(_Section):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
+        problem = cls.listen_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @staticmethod
+    def listen_problem(value: str) -> str | None:
+        """What is wrong with a HOST:PORT to listen on, or None."""
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
+            return f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}"
+        return None
 
     @field_validator("open_reads")
     @classmethod
@@ -178,6 +186,10 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        line = error.object.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02X} on line {line}); "
+                          "save it as UTF-8") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -203,7 +215,15 @@ def _key(location: tuple) -> str:
     return key
 
 
+KEY_HINTS = {"key", "auth_key", "encryption_key", "authentication_key"}
+"""Keys a user may try in a [[link]] for the meter key, which never goes into this file."""
+
+
 def _message(problem: dict) -> str:
+    location = problem["loc"]
+    if problem["type"] == "extra_forbidden" and location[0] == "link" and location[-1] in KEY_HINTS:
+        return ("unknown key: meter keys are not kept in this file; set them with meter_setkey "
+                "(see README, \"Setting the meter key\")")
     if problem["type"] == "extra_forbidden":
         return "unknown key"
     return problem["msg"].removeprefix("Value error, ")

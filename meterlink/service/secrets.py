@@ -13,6 +13,7 @@ milliseconds): call them from a worker thread (`trio.to_thread.run_sync`) where 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import hmac
 import json
@@ -55,6 +56,14 @@ class SecretsError(Exception):
 
     The message names files and what is wrong with them, never key bytes or passwords.
     """
+
+
+class KeyStoreUnreadable(SecretsError):
+    """The key store's files cannot be used; the message says which file, what is wrong and what to do."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"key store unreadable: {problem}; meter_factreset clears it (the meter keys "
+                         "must then be set again with meter_setkey)")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -102,15 +111,18 @@ class KeyStore:
     """Meter keys per link name, encrypted at rest with AES-GCM under a device key kept in a separate 0600 file.
 
     Seed 001 ch. C.1: "no key in plain text". The store file is nonce(12) || AES-256-GCM(device
-    key, JSON, aad=STORE_AAD) and is only ever replaced whole. It is read on first use rather than
-    here, so that a store that cannot be decrypted still allows `clear()` (the factory reset).
+    key, JSON, aad=STORE_AAD) and is only ever replaced whole. Both files are read on first use
+    rather than here, so that damaged files still let the adapter start, say what is wrong
+    (`problem`) and allow `clear()` (the factory reset); every use raises `KeyStoreUnreadable`
+    until then. Temporary files that a power cut or a SIGKILL left behind are removed here.
     """
 
     def __init__(self, path: Path, device_key_path: Path) -> None:
         self._path = Path(path)
         self._device_key_path = Path(device_key_path)
-        self._aead = AESGCM(_load_or_create_device_key(self._device_key_path))
+        self._aead: AESGCM | None = None
         self._loaded: dict[str, _Slot] | None = None
+        remove_temporaries(self._path, self._device_key_path)
 
     def set_key(self, link: str, key: MeterKey, auth_key: MeterKey | None = None) -> None:
         """Store a link's key; if it has one already, the new one is pending until `confirm()`.
@@ -161,35 +173,78 @@ class KeyStore:
     def links(self) -> list[str]:
         return sorted(self._slots())
 
+    def problem(self) -> str | None:
+        """Why the store cannot be used (naming the file and what to do), or None when it can."""
+        try:
+            self._slots()
+        except KeyStoreUnreadable as error:
+            return str(error)
+        return None
+
     def clear(self) -> None:
-        """Factory reset: forget every key, even when the store cannot be decrypted."""
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
-        _fsync_dir(self._path.parent)
+        """Factory reset: forget every key, even when the store cannot be decrypted.
+
+        The device key is replaced too: a copy of the old store, or a block of it that the flash
+        has not erased yet, can then never be decrypted again.
+        """
+        try:
+            _remove(self._path)
+        except OSError as error:
+            raise SecretsError(f"cannot remove key store {self._path}: {error.strerror}") from None
+        remove_temporaries(self._path, self._device_key_path)
+        key = AESGCM.generate_key(bit_length=DEVICE_KEY_SIZE * 8)
+        try:
+            _write_private(self._device_key_path, key)
+        except OSError as error:
+            raise SecretsError(f"cannot write device key file {self._device_key_path}: {error.strerror}") from None
+        self._aead = AESGCM(key)
         self._loaded = {}
-        log.info("key store cleared")
+        log.info("key store cleared, device key replaced")
 
     def _slots(self) -> dict[str, _Slot]:
         if self._loaded is None:
             self._loaded = self._read()
         return self._loaded
 
+    def _device_aead(self) -> AESGCM:
+        if self._aead is None:
+            self._aead = AESGCM(self._device_key())
+        return self._aead
+
+    def _device_key(self) -> bytes:
+        try:
+            return _read_device_key(self._device_key_path)
+        except FileNotFoundError:
+            if self._path.exists():
+                # A new device key would never decrypt the store: say so instead of hiding it.
+                raise KeyStoreUnreadable(f"device key file {self._device_key_path} is missing, "
+                                         f"so {self._path} cannot be decrypted") from None
+        except OSError as error:
+            raise KeyStoreUnreadable(f"cannot read device key file {self._device_key_path}: {error.strerror}") from None
+        try:
+            return _create_device_key(self._device_key_path)
+        except OSError as error:
+            raise KeyStoreUnreadable(f"cannot create device key file {self._device_key_path}: {error.strerror}") from None
+
     def _read(self) -> dict[str, _Slot]:
+        aead = self._device_aead()
         try:
             blob = self._path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as error:
+            raise KeyStoreUnreadable(f"cannot read {self._path}: {error.strerror}") from None
         try:
-            plaintext = self._aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], STORE_AAD)
+            plaintext = aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], STORE_AAD)
         except (InvalidTag, ValueError):
             # ValueError: a file too short to hold a nonce.
-            raise SecretsError(
-                f"key store {self._path} cannot be decrypted with {self._device_key_path}: "
+            raise KeyStoreUnreadable(
+                f"{self._path} cannot be decrypted with {self._device_key_path}: "
                 "wrong device key, or the file was altered or truncated"
             ) from None
         slots = _parse_store(plaintext)
         if slots is None:
-            raise SecretsError(f"key store {self._path} has unexpected content (written by another version?)")
+            raise KeyStoreUnreadable(f"{self._path} has unexpected content (written by another version?)")
         return slots
 
     def _save(self, slots: dict[str, _Slot]) -> None:
@@ -198,7 +253,11 @@ class KeyStore:
             {"version": STORE_VERSION, "links": {link: _slot_to_json(slot) for link, slot in slots.items()}}
         ).encode()
         nonce = os.urandom(NONCE_SIZE)
-        _write_private(self._path, nonce + self._aead.encrypt(nonce, plaintext, STORE_AAD))
+        blob = nonce + self._device_aead().encrypt(nonce, plaintext, STORE_AAD)
+        try:
+            _write_private(self._path, blob)
+        except OSError as error:
+            raise SecretsError(f"cannot write key store {self._path}: {error.strerror}") from None
         self._loaded = slots
 
 
@@ -234,28 +293,14 @@ def _parse_store(plaintext: bytes) -> dict[str, _Slot] | None:
         return None
 
 
-def _load_or_create_device_key(path: Path) -> bytes:
+def _create_device_key(path: Path) -> bytes:
+    """A new device key file, whole or not at all (a SIGKILL half-way leaves no short key), and
+    never over an existing key or a symlink planted in its place: then that key is read instead."""
+    key = AESGCM.generate_key(bit_length=DEVICE_KEY_SIZE * 8)
     try:
-        return _create_device_key(path)
+        _write_private(path, key, exclusive=True)
     except FileExistsError:
         return _read_device_key(path)
-
-
-def _create_device_key(path: Path) -> bytes:
-    """Create the device key file with O_EXCL, so it is never readable by others, even briefly,
-    and an existing key (or a symlink planted in its place) is never overwritten."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = AESGCM.generate_key(bit_length=DEVICE_KEY_SIZE * 8)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        path.unlink()
-        raise
-    _fsync_dir(path.parent)
     log.info("created device key file %s", path)
     return key
 
@@ -265,33 +310,67 @@ def _read_device_key(path: Path) -> bytes:
         # fstat on the open file: the mode checked is the mode of the file actually read.
         mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
         if mode & 0o077:
-            raise SecretsError(
+            raise KeyStoreUnreadable(
                 f"device key file {path} is accessible to group or others (mode {mode:04o}); "
                 f"fix it with `chmod 600 {path}`"
             )
         key = f.read(DEVICE_KEY_SIZE + 1)
     if len(key) != DEVICE_KEY_SIZE:
-        raise SecretsError(f"device key file {path} is damaged: it must hold exactly {DEVICE_KEY_SIZE} bytes")
+        raise KeyStoreUnreadable(f"device key file {path} is damaged: it must hold exactly {DEVICE_KEY_SIZE} bytes")
     return key
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def _write_private(path: Path, data: bytes, exclusive: bool = False) -> None:
     """Replace `path` with `data`, mode 0600, so that a power cut leaves either the old or the new file.
 
-    The adapter sits in a meter box and loses power without warning, hence the fsyncs.
+    The adapter sits in a meter box and loses power without warning, hence the fsyncs. `exclusive`
+    raises FileExistsError instead of replacing. Run as root (`meterlink token`), the file gets
+    the owner of the state directory, so that the service's own user can still read it.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
+            if os.geteuid() == 0:
+                directory = os.stat(path.parent)
+                os.fchown(f.fileno(), directory.st_uid, directory.st_gid)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def remove_temporaries(*paths: Path) -> None:
+    """Remove what `_write_private` left of these files when it was killed before its rename.
+
+    Such a file may hold a whole key store (readable with the device key): it must not outlive a
+    factory reset, nor pile up after every power cut.
+    """
+    for path in paths:
+        with contextlib.suppress(OSError):
+            for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+                log.info("removed %s, left by an interrupted write", leftover)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file; an empty directory in its place too (a file must go there)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        path.rmdir()
     _fsync_dir(path.parent)
 
 
@@ -339,6 +418,11 @@ class Credentials:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
+        remove_temporaries(self._path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     def is_set(self) -> bool:
         return self._path.exists()
@@ -350,7 +434,10 @@ class Credentials:
         salt = os.urandom(SALT_SIZE)
         doc = {"algorithm": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                "salt": salt.hex(), "hash": _scrypt(secret, salt).hex()}
-        _write_private(self._path, json.dumps(doc).encode())
+        try:
+            _write_private(self._path, json.dumps(doc).encode())
+        except OSError as error:
+            raise SecretsError(f"cannot write credentials file {self._path}: {error.strerror}") from None
         log.info("device password changed")
 
     def ensure(self, configured: str | None = None) -> str | None:
@@ -386,7 +473,9 @@ class Credentials:
             doc = json.loads(self._path.read_bytes())
         except FileNotFoundError:
             return None
-        except ValueError:
+        except OSError as error:
+            raise SecretsError(f"cannot read credentials file {self._path}: {error.strerror}") from None
+        except (ValueError, RecursionError):
             raise self._damaged() from None
         try:
             if doc["algorithm"] != "scrypt":
@@ -396,7 +485,8 @@ class Credentials:
             raise self._damaged() from None
 
     def _damaged(self) -> SecretsError:
-        return SecretsError(f"credentials file {self._path} is damaged; set the password again")
+        return SecretsError(f"credentials file {self._path} is damaged; set a new token with "
+                            "`meterlink token --config FILE` (or adapter.token in the config)")
 
 
 @dataclass(slots=True)

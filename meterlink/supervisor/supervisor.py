@@ -289,7 +289,11 @@ def _wants_restart(restart: Restart, *, failed: bool) -> bool:
     return restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and failed)
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
+    """"Type: message" of the innermost causes: a child that fails inside a nursery raises an
+    ExceptionGroup, whose own text ("Exceptions from Trio nursery") says nothing of what went wrong."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(dict.fromkeys(_describe(inner) for inner in error.exceptions))
     message = str(error)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 

@@ -26,6 +26,9 @@ class Outcome(enum.Enum):
     UNPARSEABLE = "unparseable"
 
 
+NO_KEY_SET = "the telegram is encrypted and no meter key is set"
+
+
 @dataclass(frozen=True, slots=True)
 class PushResult:
     outcome: Outcome
@@ -41,7 +44,9 @@ def decode_push(
     last_frame_counter: int | None,
     link: str,
     received_at: float | None,
+    no_key: str = NO_KEY_SET,
 ) -> PushResult:
+    """`no_key` is the drop's detail when the telegram is encrypted and `keys` is empty."""
     if apdu[:1] == bytes((DATA_NOTIFICATION,)):
         return _plaintext(apdu, link, received_at)
     if apdu[:1] not in (bytes((GENERAL_GLO_CIPHERING,)), bytes((GENERAL_DED_CIPHERING,))):
@@ -54,7 +59,7 @@ def decode_push(
     if last_frame_counter is not None and counter <= last_frame_counter:
         return PushResult(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", frame_counter=counter)
     if not keys:
-        return PushResult(Outcome.NO_KEY, "the telegram is encrypted and no meter key is set", frame_counter=counter)
+        return PushResult(Outcome.NO_KEY, no_key, frame_counter=counter)
     failure = f"no key decrypts the telegram (frame counter {counter})"
     for candidate in keys:
         try:

@@ -65,6 +65,11 @@ class CipheredApdu:
         return self.system_title + self.frame_counter.to_bytes(4, "big")
 
 
+class KeysUnavailable(Exception):
+    """Raised by a key provider whose store cannot be read: the telegram is dropped with this
+    message, and the link goes on (a plaintext telegram is still read)."""
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class CipherKeys:
     """The keys one meter's telegrams are protected with; the repr never shows them."""
