@@ -393,6 +393,8 @@ def diagrams(args: argparse.Namespace) -> int:
         written, removed = generated.write(args.root)
     except generated.ToolMissing as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"{error.filename}: {error.strerror}") from None
     for name in written:
         print(args.root / name, flush=True)
     for name in removed:
@@ -542,7 +544,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Under a trio nursery Ctrl-C arrives wrapped in a group: still just the user stopping us.
         if group.split(KeyboardInterrupt)[1] is None:
             return EXIT_OK
-        raise
+        # So does a port that cannot be opened inside a simulator's or a link's nursery.
+        usage = _innermost(group, (UsageError, TransportError))
+        if usage is None:
+            raise
+        warn(str(usage))
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -207,3 +207,27 @@ def test_a_device_key_of_the_wrong_size_is_one_line_and_the_service_still_serves
                              "exactly 32 bytes; meter_factreset clears it (the meter keys must then be set again "
                              "with meter_setkey)")
     assert code == 0
+
+
+# --- the same kind of defect next to them ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("meter", ["p1", "kaifa", "kamstrup"])
+def test_a_simulator_on_a_busy_port_is_one_line(meter: str) -> None:
+    with busy_port() as port:
+        result = meterlink("simulate", meter, "--listen", f"tcp://127.0.0.1:{port}", timeout=20)
+    assert result.returncode == 2
+    assert one_line(result.stderr) == f"meterlink: cannot listen on tcp://127.0.0.1:{port}: address already in use"
+
+
+def test_diagrams_into_a_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    result = meterlink("diagrams", "--root", str(tmp_path / "plain" / "diagrams"))
+    assert result.returncode == 2
+    assert one_line(result.stderr) == f"meterlink: {tmp_path / 'plain' / 'diagrams'}: Not a directory"
+
+
+def test_version() -> None:
+    result = meterlink("--version")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("meterlink 0.")
