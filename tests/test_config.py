@@ -85,3 +85,27 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", ["key", "auth_key"])
+def test_a_meter_key_in_a_link_points_to_meter_setkey(name):
+    document = {"link": [{"name": "mbus", "kind": "mbus", "port": "/dev/ttyAMA0", name: "36C66639E48A8CA4D6BC8B282A793BBB"}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "m.toml")
+    assert str(info.value) == (f"m.toml: link[0].{name}: unknown key: meter keys are not kept in this file; set them "
+                               'with meter_setkey (see README, "Setting the meter key")')
+    assert "36C66639" not in str(info.value)
+
+
+def test_the_readme_says_how_to_set_the_meter_key():
+    """The curl example of the README's section that the config's answer points to is a valid command."""
+    import json
+    import re
+
+    from meterlink.service.meterextension import MeterSetKeyCommand
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Setting the meter key")[1].split("\n## ")[0]
+    body = re.search(r"-d '(\{.*?\})'", section).group(1)
+    command = MeterSetKeyCommand.model_validate(json.loads(body))
+    assert command.link == "mbus" and len(command.key.get_secret_value()) == 32

@@ -9,6 +9,7 @@ a bounded schemathesis run against the served OpenAPI finds no 5xx.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -65,8 +66,12 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
         assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, dlms)"
         assert demo.line() == f"API token: {TOKEN}"
         answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=3)
+        printed = [demo.line() for _ in range(3)]
+        while len({line[21:25] for line in printed}) < 3 and len(printed) < 30:
+            printed.append(demo.line())  # until each link printed a line
     finally:
         took, code, stderr = demo.stop()
+    assert_readme_shows(printed, port)
     assert answer["result"] == "OK" and answer["id"] == "7"
     meters = {meter["meterid"]: meter for meter in answer["meter"]}
     assert set(meters) == {"1SAG3101021605", "1KFM0200999999", "12345679"}
@@ -172,3 +177,15 @@ def test_a_root_supervisor_that_gives_up_exits_non_zero_for_systemd(tmp_path):
     assert result.returncode == 1, result.stderr
     assert b"giving up" in result.stderr and b"no such device" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def assert_readme_shows(printed: list[str], port: int) -> None:
+    """The README's demo output is what the demo prints (issue 11 item 10)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("one line per reading")[1].split("```")[1].strip().splitlines()
+    assert block[0] == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, dlms)".replace(str(port), "8080")
+    assert block[1].startswith("API token (shown once, stored only as a hash): ")
+    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  (p1   |mbus |dlms ) (\S+) +[+-]\d+ W  [\d. ]+ V")
+    shown = {shape.fullmatch(line).group(1, 2) for line in block[2:]}
+    seen = {shape.fullmatch(line).group(1, 2) for line in printed}
+    assert shown == seen
