@@ -20,6 +20,7 @@ from meterlink.protocols.p1 import P1Framer
 from meterlink.protocols.readings import Reading, Value
 from meterlink.service.hub import ReadingsHub
 from meterlink.service.mqtt import WINDOW, MqttPublisher, MqttSettings, manufacturer, obis_key, safe_name, sensors
+from homeassistant import available, render
 from mosquitto import Mosquitto, Received, Subscriber
 
 DATA = Path(__file__).parent / "data"
@@ -172,7 +173,12 @@ async def test_discovery_for_a_p1_meter(broker: Mosquitto, subscriber: Subscribe
         "unit_of_measurement": "kWh",
         "device_class": "energy",
         "state_class": "total_increasing",
-        "availability_topic": "meterlink/status",
+        "availability": [
+            {"topic": "meterlink/status"},
+            {"topic": "meterlink/p1/status",
+             "value_template": "{{ 'online' if value_json.connected and not value_json.stale else 'offline' }}"},
+        ],
+        "availability_mode": "all",
         "device": {"identifiers": [METER], "name": f"Meter {METER}", "manufacturer": "SAG", "model": "p1",
                    "via_device": CLIENT_ID},
         "origin": energy["origin"],
@@ -381,6 +387,65 @@ async def test_link_status_when_it_changes(broker: Mosquitto, subscriber: Subscr
     ]
 
 
+async def retained_payloads(broker: Mosquitto, topics: list[str]) -> dict[str, bytes]:
+    """The retained payload of each topic that has one, as a client subscribing now gets it."""
+    return {topic: found[-1].payload for topic in topics if (found := await retained_on(broker, topic))}
+
+
+async def test_a_meters_sensors_are_unavailable_while_its_link_is_down(
+    broker: Mosquitto, subscriber: Subscriber
+) -> None:
+    status = LinkStatus("p1", "p1", state="reading", connected=True)
+    hub = ReadingsHub()
+    publisher = MqttPublisher(settings(broker), hub, {"p1": status})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher.run)
+        hub.publish(p1_reading())
+        await until(lambda: subscriber.on(CONFIG.format("1-0_1_8_1")))
+        config = json.loads(subscriber.on(CONFIG.format("1-0_1_8_1"))[0].payload)
+        topics = [entry["topic"] for entry in config["availability"]]
+        assert topics == ["meterlink/status", "meterlink/p1/status"]
+        await until(lambda: subscriber.on("meterlink/p1/status"))
+        assert available(config, await retained_payloads(broker, topics))
+
+        status.connected = False  # the link goes down: its status is checked once a second
+        await until(lambda: len(subscriber.on("meterlink/p1/status")) == 2)
+        down = await retained_payloads(broker, topics)
+        assert json.loads(down["meterlink/p1/status"])["connected"] is False
+        assert render(config["availability"][1]["value_template"], down["meterlink/p1/status"]) == "offline"
+        assert not available(config, down)
+
+        status.connected, status.state = True, "stale"  # back, but no telegram arrives
+        await until(lambda: len(subscriber.on("meterlink/p1/status")) == 3)
+        assert not available(config, await retained_payloads(broker, topics))
+
+        status.state = "reading"
+        await until(lambda: len(subscriber.on("meterlink/p1/status")) == 4)
+        assert available(config, await retained_payloads(broker, topics))
+        nursery.cancel_scope.cancel()
+    assert not available(config, await retained_payloads(broker, topics))  # the adapter said "offline"
+
+
+async def test_home_assistants_birth_message_brings_discovery_again(broker: Mosquitto, subscriber: Subscriber) -> None:
+    hub = ReadingsHub()
+    publisher = MqttPublisher(settings(broker), hub, {"p1": LinkStatus("p1", "p1", connected=True)})
+    link_config = f"homeassistant/binary_sensor/{CLIENT_ID}/p1_link/config"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher.run)
+        hub.publish(p1_reading())
+        await until(lambda: subscriber.on(CONFIG.format("1-0_1_8_1")) and subscriber.on("meterlink/p1/status"))
+
+        # Home Assistant's will ("offline") asks for nothing; its birth ("online") for everything again.
+        # They come from one client, in order: had "offline" started a round, it would be seen first.
+        subscriber.client.publish("homeassistant/status", "offline", qos=1)
+        subscriber.client.publish("homeassistant/status", "online", qos=1)
+        await until(lambda: len(subscriber.on("meterlink/p1/status")) == 2)  # the last message of a round
+        nursery.cancel_scope.cancel()
+    assert len(subscriber.on(CONFIG.format("1-0_1_8_1"))) == 2
+    assert len(subscriber.on(link_config)) == 2
+    assert payloads(subscriber.on("meterlink/status")) == ["online", "online", "offline"]
+
+
 async def test_a_refused_login_is_retried_and_the_password_never_shown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -414,18 +479,27 @@ def test_dlms_registers_become_sensors() -> None:
     reading = Reading("1KFM0100000035", "mbus", None, None, (
         Value("1-0:1.8.0.255", 9108, "Wh", 9108, 0, 30),
         Value("1-0:16.8.0.255", -12, "Wh", -12, 0, 30),
-        Value("1-0:13.7.0.255", 0.98, None, 98, -2, 255),
+        Value("1-0:13.7.0.255", 0.98, "", 98, -2, 255),  # COSEM unit 255 "no unit" decodes to ""
+        Value("1-0:33.7.0.255", 0.97, "", 97, -2, 255),
+        Value("0-0:96.7.21.255", 4, "", 4, 0, 255),  # number of power failures: a counter, no sensor
         Value("1-0:3.8.0.255", 12, "varh", 12, 0, 32),
+        Value("1-0:3.7.0.255", 1.5, "kvar", 15, -1, None),
+        Value("1-0:9.7.0.255", 1.234, "kVA", 1234, -3, None),
+        Value("1-0:9.8.0.255", 77, "VAh", 77, 0, 31),
         Value("1-0:52.7.0.255", 230.8, "V", 2308, -1, 35),
         Value("0-0:42.0.0.255", "KFM1200200000035"),
     ))
-    found = {s.key: (s.name, s.unit, s.device_class, s.state_class) for s in sensors(reading)}
+    found = {s.key: (s.name, s.unit, s.device_class, s.state_class, s.factor) for s in sensors(reading)}
     assert found == {
-        "1-0_1_8_0": ("Active energy import", "Wh", "energy", "total_increasing"),
-        "1-0_16_8_0": ("Active energy net", "Wh", "energy", "total"),
-        "1-0_13_7_0": ("Power factor", None, "power_factor", "measurement"),
-        "1-0_3_8_0": ("Reactive energy import", "varh", None, "total_increasing"),
-        "1-0_52_7_0": ("Voltage L2", "V", "voltage", "measurement"),
+        "1-0_1_8_0": ("Active energy import", "Wh", "energy", "total_increasing", 1),
+        "1-0_16_8_0": ("Active energy net", "Wh", "energy", "total", 1),
+        "1-0_13_7_0": ("Power factor", None, "power_factor", "measurement", 1),
+        "1-0_33_7_0": ("Power factor L1", None, "power_factor", "measurement", 1),
+        "1-0_3_8_0": ("Reactive energy import", "varh", "reactive_energy", "total_increasing", 1),
+        "1-0_3_7_0": ("Reactive power import", "kvar", "reactive_power", "measurement", 1),  # kvar: valid from 2025.7
+        "1-0_9_7_0": ("Apparent power import", "VA", "apparent_power", "measurement", 1000),  # kVA: not before 2025.10
+        "1-0_9_8_0": ("Apparent energy import", "VAh", None, "total_increasing", 1),
+        "1-0_52_7_0": ("Voltage L2", "V", "voltage", "measurement", 1),
     }
     assert manufacturer("1KFM0100000035") == "Kaifa" and manufacturer(None) == "unknown"
 

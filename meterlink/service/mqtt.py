@@ -10,6 +10,11 @@ than letters, digits, '-' and '_' replaced by '_'; `<meter>` is the link name wh
     <base>/<link>/<meter>/state       {"1-0_1_8_0": 1.955, ..., "captured_at": ..., "received_at": ...}
     <prefix>/sensor/meterlink_<meter>/<obis key>/config       Home Assistant discovery (retained)
     <prefix>/binary_sensor/<adapter>/<link>_link/config       the link's connectivity (retained)
+    <prefix>/status                   subscribed: Home Assistant's "online" (its birth message) makes
+                                      meterlink publish discovery, availability and link states again
+
+A meter's sensors are available while both `<base>/status` is "online" and its link's status says
+connected and not stale, so a dead link shows in Home Assistant as unavailable, not as frozen values.
 
 An OBIS key is `A-B_C_D_E` (with `_F` appended when F is not 255): safe as a topic level, as a Home
 Assistant object id and inside a Jinja template.
@@ -40,8 +45,6 @@ import re
 import socket
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -53,6 +56,7 @@ from ..protocols.obis import Obis, ObisError
 from ..protocols.readings import Reading, Value
 from ..supervisor import Backoff, ChildSpec
 from .hub import MeterKey, ReadingsHub
+from .version import software_version
 
 log = logging.getLogger("meterlink.mqtt")
 
@@ -151,17 +155,34 @@ def state_of(reading: Reading) -> dict[str, Any]:
 
 # --- Home Assistant discovery ------------------------------------------------------------------------
 
-_UNITS: dict[str, tuple[str, str | None]] = {
-    "Wh": ("Wh", "energy"), "kWh": ("kWh", "energy"), "MWh": ("MWh", "energy"),
-    "GJ": ("GJ", "energy"), "MJ": ("MJ", "energy"),
-    "W": ("W", "power"), "kW": ("kW", "power"), "MW": ("MW", "power"),
-    "var": ("var", "reactive_power"), "kvar": ("kvar", "reactive_power"),
-    "VA": ("VA", "apparent_power"), "kVA": ("kVA", "apparent_power"),
-    "V": ("V", "voltage"), "A": ("A", "current"), "Hz": ("Hz", "frequency"), "°C": ("°C", "temperature"),
-    "m3": ("m³", None), "m³": ("m³", None),  # gas or water: the channel's device type decides
+@dataclass(frozen=True)
+class HaUnit:
+    """How Home Assistant is told about a meter's unit: its spelling, a device class, and the factor
+    that turns the meter's value into that unit (applied in the value template)."""
+
+    unit: str | None
+    device_class: str | None
+    factor: int = 1
+
+
+_UNITS: dict[str, HaUnit] = {
+    "Wh": HaUnit("Wh", "energy"), "kWh": HaUnit("kWh", "energy"), "MWh": HaUnit("MWh", "energy"),
+    "J": HaUnit("J", "energy"), "MJ": HaUnit("MJ", "energy"), "GJ": HaUnit("GJ", "energy"),
+    "W": HaUnit("W", "power"), "kW": HaUnit("kW", "power"), "MW": HaUnit("MW", "power"),
+    "var": HaUnit("var", "reactive_power"), "kvar": HaUnit("kvar", "reactive_power"),
+    "VA": HaUnit("VA", "apparent_power"), "kVA": HaUnit("VA", "apparent_power", 1000),
+    "varh": HaUnit("varh", "reactive_energy"), "kvarh": HaUnit("kvarh", "reactive_energy"),
+    "V": HaUnit("V", "voltage"), "A": HaUnit("A", "current"), "Hz": HaUnit("Hz", "frequency"),
+    "°C": HaUnit("°C", "temperature"),
+    "m3": HaUnit("m³", None), "m³": HaUnit("m³", None),  # gas or water: the channel's device type decides
 }
-"""The meter's unit -> (Home Assistant's spelling, device class). Reactive and apparent energy get no
-device class: not every Home Assistant version knows one, and an unknown class rejects the sensor."""
+"""The meter's unit -> Home Assistant's. A device class is given only where Home Assistant 2025.7 to
+2025.11 all accept it with that unit (tests/data/ha_sensor_tables.json): `kVA` only became valid for
+apparent_power in 2025.10, so it is announced in VA. Apparent energy (VAh) has no device class there;
+other units go out as the meter spells them, without one."""
+
+_TOTALS = ("energy", "reactive_energy", "gas", "water")
+"""Device classes that Home Assistant accepts only with state class total or total_increasing."""
 
 _MEDIA = {3: "gas", 6: "water", 7: "water", 22: "water"}
 """Device type (DSMR 0-n:24.1.0, M-Bus medium) -> device class of the channel's volume register."""
@@ -177,13 +198,14 @@ _POWER_FACTOR_ROWS = (13, 33, 53, 73)
 
 @dataclass(frozen=True)
 class Sensor:
-    """One Home Assistant sensor of a meter."""
+    """One Home Assistant sensor of a meter; its state is the meter's value times `factor`, in `unit`."""
 
     key: str
     name: str
     unit: str | None
     device_class: str | None
     state_class: str
+    factor: int = 1
 
 
 def sensors(reading: Reading) -> list[Sensor]:
@@ -203,18 +225,30 @@ def _sensor(value: Value, media: dict[str, str | None]) -> Sensor | None:
         obis = Obis.parse(value.obis)
     except ObisError:
         return None
-    power_factor = obis.a == 1 and obis.c in _POWER_FACTOR_ROWS and obis.d == 7
-    if value.unit is None and not power_factor:
-        return None  # counters, device types, breaker states: not a measurement
-    unit, device_class = _UNITS.get(value.unit, (value.unit, None)) if value.unit else (None, "power_factor")
+    ha = _ha_unit(obis, value.unit)
+    if ha is None:
+        return None
     volume = obis.a == 0 and obis.c == 24 and obis.d == 2
-    if volume and unit == "m³":
-        device_class = media.get(f"{obis.a}-{obis.b}")
-    if (obis.a == 1 and obis.d == 8) or volume:
-        state_class = "total" if obis.c == 16 else "total_increasing"  # net energy (16.8.x) can fall
-    else:
-        state_class = "total" if device_class == "energy" else "measurement"
-    return Sensor(obis_key(value.obis), _sensor_name(obis, device_class), unit, device_class, state_class)
+    device_class = media.get(f"{obis.a}-{obis.b}") if volume and ha.unit == "m³" else ha.device_class
+    counter = (obis.a == 1 and obis.d == 8) or volume
+    return Sensor(obis_key(value.obis), _sensor_name(obis, device_class), ha.unit, device_class,
+                  _state_class(obis, device_class, counter), ha.factor)
+
+
+def _ha_unit(obis: Obis, meter_unit: str | None) -> HaUnit | None:
+    """None for a value without a unit that is no power factor."""
+    unit = meter_unit or None  # COSEM unit 255 ("no unit") reads as "", P1 writes none
+    if obis.a == 1 and obis.c in _POWER_FACTOR_ROWS and obis.d == 7 and unit in (None, "%"):
+        return HaUnit(unit, "power_factor")
+    if unit is None:
+        return None  # counters (power failures 0-0:96.7.21), device types, breaker states: not a measurement
+    return _UNITS.get(unit) or HaUnit(unit, None)
+
+
+def _state_class(obis: Obis, device_class: str | None, counter: bool) -> str:
+    if device_class in _TOTALS or (device_class is None and counter):
+        return "total_increasing" if counter and obis.c != 16 else "total"  # net energy (16.8.x) can fall
+    return "measurement"
 
 
 def _sensor_name(obis: Obis, device_class: str | None) -> str:
@@ -244,14 +278,6 @@ def manufacturer(meter_id: str | None) -> str:
     return _FLAG_NAMES.get(match.group(1), match.group(1)) if match else "unknown"
 
 
-@cache
-def _software_version() -> str:
-    try:
-        return version("meterlink")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
-
-
 @dataclass(frozen=True)
 class Topics:
     """Every topic name, derived from the settings."""
@@ -261,6 +287,11 @@ class Topics:
     @property
     def availability(self) -> str:
         return f"{self.settings.base_topic}/status"
+
+    @property
+    def birth(self) -> str:
+        """Where Home Assistant says "online" when it (re)starts (its default birth message)."""
+        return f"{self.settings.discovery_prefix}/status"
 
     def link(self, link: str) -> str:
         return f"{self.settings.base_topic}/{safe_name(link)}/status"
@@ -276,30 +307,48 @@ class Topics:
         return f"{self.settings.discovery_prefix}/binary_sensor/{adapter}/{safe_name(link)}_link/config"
 
 
-def sensor_config(topics: Topics, reading: Reading, sensor: Sensor, model: str) -> dict[str, Any]:
+_LINK_UP = "value_json.connected and not value_json.stale"
+"""A link is up, judged from its status payload: connected, and telegrams arriving."""
+
+
+def sensor_config(topics: Topics, reading: Reading, sensor: Sensor, link: LinkStatus | None) -> dict[str, Any]:
     """The discovery payload of one meter sensor."""
     meter = meter_name(reading)
+    value = f"value_json['{sensor.key}']"
+    if sensor.factor != 1:  # round: 1.234 kVA * 1000 is 1233.9999999999998 in floating point
+        value = f"({value} * {sensor.factor}) | round(3)"
     config: dict[str, Any] = {
         "name": sensor.name,
         "unique_id": f"meterlink_{meter}_{sensor.key}",
         "state_topic": f"{topics.meter(reading)}/state",
-        "value_template": f"{{{{ value_json['{sensor.key}'] }}}}",
+        "value_template": f"{{{{ {value} }}}}",
         "state_class": sensor.state_class,
-        "availability_topic": topics.availability,
+        **availability(topics, link),
         "device": {
             "identifiers": [reading.meter_id or meter],
             "name": f"Meter {reading.meter_id or reading.link}",
             "manufacturer": manufacturer(reading.meter_id),
-            "model": model,
+            "model": link.kind if link is not None else reading.link,
             "via_device": topics.settings.client_id,
         },
-        "origin": {"name": "meterlink", "sw_version": _software_version()},
+        "origin": {"name": "meterlink", "sw_version": software_version()},
     }
     if sensor.unit:
         config["unit_of_measurement"] = sensor.unit
     if sensor.device_class:
         config["device_class"] = sensor.device_class
     return config
+
+
+def availability(topics: Topics, link: LinkStatus | None) -> dict[str, Any]:
+    """A meter's sensors are available while the adapter is online and the meter's link is up, so a
+    dead link shows as unavailable rather than as its last values. A link the publisher does not know
+    is left out: Home Assistant would wait for its status for ever."""
+    entries = [{"topic": topics.availability}]
+    if link is not None:
+        entries.append({"topic": topics.link(link.name),
+                        "value_template": f"{{{{ 'online' if {_LINK_UP} else 'offline' }}}}"})
+    return {"availability": entries, "availability_mode": "all"}
 
 
 def link_config(topics: Topics, status: LinkStatus) -> dict[str, Any]:
@@ -309,12 +358,12 @@ def link_config(topics: Topics, status: LinkStatus) -> dict[str, Any]:
         "name": f"Link {status.name}",
         "unique_id": f"{safe_name(client_id)}_{safe_name(status.name)}_link",
         "state_topic": topics.link(status.name),
-        "value_template": "{{ 'ON' if value_json.connected and not value_json.stale else 'OFF' }}",
+        "value_template": f"{{{{ 'ON' if {_LINK_UP} else 'OFF' }}}}",
         "device_class": "connectivity",
         "availability_topic": topics.availability,
         "device": {"identifiers": [client_id], "name": client_id, "manufacturer": "meterlink",
-                   "model": "adapter", "sw_version": _software_version()},
-        "origin": {"name": "meterlink", "sw_version": _software_version()},
+                   "model": "adapter", "sw_version": software_version()},
+        "origin": {"name": "meterlink", "sw_version": software_version()},
     }
 
 
@@ -420,6 +469,7 @@ class MqttPublisher:
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
         return client
 
@@ -469,6 +519,7 @@ class MqttPublisher:
         self._connects += 1
         log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
         try:
+            client.subscribe(self.topics.birth, qos=1)
             self._announce_all(client)
             await self._send_loop(client)
         finally:
@@ -573,10 +624,9 @@ class MqttPublisher:
         key = MeterKey(reading.link, reading.meter_id)
         announced = self._announced.setdefault(key, set())
         link = self._links.get(reading.link)
-        model = link.kind if link is not None else reading.link
         for sensor in sensors(reading):
             if sensor.key not in announced:
-                config = sensor_config(self.topics, reading, sensor, model)
+                config = sensor_config(self.topics, reading, sensor, link)
                 client.publish(self.topics.sensor_config(reading, sensor), json.dumps(config), qos=1, retain=True)
                 announced.add(sensor.key)
 
@@ -630,6 +680,13 @@ class MqttPublisher:
         if item is not None:
             item.pending -= 1
             self._prune()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # A broker without persistence loses the retained configs when it restarts, and Home Assistant
+        # then starts with none: its birth message is how it asks for them (MQTT discovery documentation).
+        if message.topic == self.topics.birth and message.payload == b"online":
+            log.info("mqtt: Home Assistant is online: discovery again")
+            self._announce_all(client)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         trio.lowlevel.notify_closing(sock)
