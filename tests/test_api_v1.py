@@ -73,7 +73,8 @@ async def test_meters_and_readings(rig: Rig) -> None:
 
 
 async def test_links_and_supervisor_tree(tmp_path: Path) -> None:
-    status = LinkStatus("p1", "p1", state="reading", counters=Counter(telegrams=12, crc_errors=1), connected=True,
+    status = LinkStatus("p1", "p1", state="reading", state_label="Reading to '!' and CRC",
+                        counters=Counter(telegrams=12, crc_errors=1), connected=True,
                         last_reading_at=NOW - 1, last_drop="crc: mismatch")
     tree = (
         ChildStatus("links", ChildState.RUNNING, 0, None, None, None, children=(
@@ -84,8 +85,10 @@ async def test_links_and_supervisor_tree(tmp_path: Path) -> None:
     async with api_client(rig.adapter) as client:
         answer = (await client.get("/api/v1/links", headers=bearer())).json()
     assert answer["links"] == [{"name": "p1", "kind": "p1", "state": "reading",
+                                "state_label": "Reading to '!' and CRC",
                                 "counters": {"telegrams": 12, "crc_errors": 1}, "connected": True,
-                                "last_reading_at": NOW - 1, "last_drop": "crc: mismatch"}]
+                                "last_reading_at": NOW - 1, "readings": 0, "drops": {}, "last_drop": "crc: mismatch",
+                                "last_drop_at": None, "last_drop_cleared": False, "readings_since_drop": 0}]
     links, http = answer["supervisor"]
     assert (links["id"], links["state"], http["id"], http["children"]) == ("links", "running", "http", [])
     assert links["children"] == [{"id": "p1", "state": "backoff", "restarts": 3,

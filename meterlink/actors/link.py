@@ -43,12 +43,44 @@ class LinkStatus:
     name: str
     kind: str
     state: str = "starting"
+    """The machine's active states by id (`associated,quiet`), for machines and tests."""
+    state_label: str = "Starting"
+    """The same by the name the diagrams give it, for people."""
     counters: Counter[str] = field(default_factory=Counter)
     connected: bool = False
     last_reading_at: float | None = None
+    readings: int = 0
+    """Readings published."""
+    drops: Counter[str] = field(default_factory=Counter)
+    """Frames dropped, per cause: the part of `counters` that means something was lost."""
     last_drop: str | None = None
+    last_drop_at: float | None = None
+    readings_at_last_drop: int = 0
     last_frame_counter: int | None = None
     """The last DLMS frame counter accepted, so a telegram replayed after a restart is refused."""
+
+    @property
+    def readings_since_drop(self) -> int:
+        return self.readings - self.readings_at_last_drop
+
+    @property
+    def last_drop_cleared(self) -> bool:
+        """A reading was published after the last drop: what caused it has stopped (for now)."""
+        return self.last_drop is not None and self.readings_since_drop > 0
+
+    def show_state(self, machine: LinkMachine) -> None:
+        self.state = machine.state_name
+        self.state_label = machine.state_label
+
+    def note_reading(self, reading: Reading) -> None:
+        self.last_reading_at = reading.received_at
+        self.readings += 1
+
+    def note_drop(self, drop: Dropped, at: float) -> None:
+        self.drops[drop.cause] += 1
+        self.last_drop = f"{drop.cause}: {drop.detail}"
+        self.last_drop_at = at
+        self.readings_at_last_drop = self.readings
 
 
 @dataclass(frozen=True)
@@ -76,7 +108,7 @@ async def run_link(
             await _loop(stream, codec, machine, hooks, status, wallclock)
     finally:
         status.connected = False
-        status.state = machine.state_name
+        status.show_state(machine)
 
 
 async def _loop(
@@ -101,14 +133,15 @@ async def _loop(
             for event in codec.feed(data):
                 machine.handle(event, received_at)
         try:
-            await _carry_out(stream, codec, machine.take_actions(), hooks, status)
+            await _carry_out(stream, codec, machine.take_actions(), hooks, status, wallclock())
         except trio.BrokenResourceError:
             # The peer went away under our reply: the machine must still count what it loses.
             machine.send("link_lost")
-            await _carry_out(stream, codec, [a for a in machine.take_actions() if not isinstance(a, Send)], hooks, status)
-            status.state = machine.state_name
+            lost = [a for a in machine.take_actions() if not isinstance(a, Send)]
+            await _carry_out(stream, codec, lost, hooks, status, wallclock())
+            status.show_state(machine)
             raise LinkLost(f"{status.name}: the peer closed the link") from None
-        status.state = machine.state_name
+        status.show_state(machine)
         if data == b"":
             raise LinkLost(f"{status.name}: the peer closed the link")
         if machine.is_terminated:
@@ -145,7 +178,9 @@ class Deadlines:
         return event
 
 
-async def _carry_out(stream: trio.abc.Stream, codec: Codec, actions: list[Any], hooks: LinkHooks, status: LinkStatus) -> None:
+async def _carry_out(
+    stream: trio.abc.Stream, codec: Codec, actions: list[Any], hooks: LinkHooks, status: LinkStatus, now: float
+) -> None:
     for action in actions:
         match action:
             case Send(data):
@@ -153,11 +188,11 @@ async def _carry_out(stream: trio.abc.Stream, codec: Codec, actions: list[Any], 
             case Resync():
                 codec.reset()
             case Publish(reading):
-                status.last_reading_at = reading.received_at
+                status.note_reading(reading)
                 hooks.publish(reading)
             case KeyConfirmed(keys):
                 hooks.key_confirmed(keys)
             case Dropped(cause, detail):
-                status.last_drop = f"{cause}: {detail}"
+                status.note_drop(action, now)
                 log.info("%s: dropped a frame (%s): %s", status.name, cause, detail)
                 hooks.dropped(action)

@@ -169,11 +169,24 @@ class LinkMachine(StateChart):
         timeouts = self.active_timeouts()
         return (timeouts[0][1], timeouts[0][0].event) if timeouts else None
 
-    @property
-    def state_name(self) -> str:
+    def _active_leaves(self) -> list[Any]:
         """The active leaf states, one per region in the order the class declares them."""
         active = {state.id for state in self.configuration}
-        return ",".join(state.id for state in iterate_states(self.states) if state.id in active and not state.states)
+        return [state for state in iterate_states(self.states) if state.id in active and not state.states]
+
+    @property
+    def state_name(self) -> str:
+        """The active leaf states' ids, for machines and tests."""
+        return ",".join(state.id for state in self._active_leaves())
+
+    @property
+    def state_label(self) -> str:
+        """The active state as a person reads it: the name the diagrams give it.
+
+        A parallel machine is named by its first region (DLMS: the session). Its other regions (the
+        frame receiver) change with every frame and tell a user nothing about the link.
+        """
+        return str(self._active_leaves()[0].name)
 
     def accepts(self, event: str) -> bool:
         """Whether some active state declares a transition on `event` (guards aside)."""

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
 from .adapter import Adapter
 from .meterextension import (
@@ -440,10 +441,26 @@ class LinkOut(BaseModel):
     name: str
     kind: str
     state: str
+    state_label: str
+    """The state as the diagrams name it; `state` is its id."""
     counters: dict[str, int]
     connected: bool
     last_reading_at: float | None
+    readings: int
+    drops: dict[str, int]
     last_drop: str | None
+    last_drop_at: float | None
+    last_drop_cleared: bool
+    """A reading was published after the last drop."""
+    readings_since_drop: int
+
+    @classmethod
+    def of(cls, status: LinkStatus) -> LinkOut:
+        return cls(name=status.name, kind=status.kind, state=status.state, state_label=status.state_label,
+                   counters=dict(status.counters), connected=status.connected, last_reading_at=status.last_reading_at,
+                   readings=status.readings, drops=dict(status.drops), last_drop=status.last_drop,
+                   last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
+                   readings_since_drop=status.readings_since_drop)
 
 
 class ChildOut(BaseModel):
@@ -495,8 +512,7 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
     async def links() -> LinksOut:
         """Each link's machine state and counters, and the supervisor's tree of children."""
         return LinksOut(
-            links=[LinkOut(name=s.name, kind=s.kind, state=s.state, counters=dict(s.counters), connected=s.connected,
-                           last_reading_at=s.last_reading_at, last_drop=s.last_drop) for s in adapter.links.values()],
+            links=[LinkOut.of(status) for status in adapter.links.values()],
             supervisor=[ChildOut.of(child) for child in adapter.supervisor_status()],
         )
 
