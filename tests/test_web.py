@@ -66,7 +66,7 @@ async def test_index_is_served_without_credentials(app: FastAPI) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.text == files("meterlink.service.web").joinpath("index.html").read_text()
-    assert '<canvas id="chart"' in page.text
+    assert 'id="panels"' in page.text
     assert 'src="/static/app.js"' in page.text and 'href="/static/style.css"' in page.text
 
 
@@ -104,7 +104,8 @@ def test_no_file_of_the_page_refers_to_the_internet(name: str) -> None:
 
 
 async def test_meterlink_demo_serves_the_page() -> None:
-    # `meterlink demo` as a user starts it: the page, its assets and the readings it asks for.
+    # `meterlink demo` as a user starts it: the page, its assets and the readings it asks for. The
+    # demo is local and simulated: reads from loopback need no token, configuration still does.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -121,13 +122,19 @@ async def test_meterlink_demo_serves_the_page() -> None:
                     except httpx.TransportError:
                         await trio.sleep(0.2)
                 script = await http.get("/static/app.js")
-                while not (latest := (await http.get("/api/v1/readings/latest", headers=BEARER)).json()):
+                while (reads := await http.get("/api/v1/readings/latest")).status_code == 200 and not reads.json():
                     await trio.sleep(0.2)
+                set_key = {"cmd": "meter_setkey", "key": "00" * 16}
+                without_token = await http.post("/api", json=set_key)
+                with_token = await http.post("/api", json=set_key, headers=BEARER)
     finally:
         demo.terminate()
         await demo.wait()
-    assert page.status_code == 200 and '<canvas id="chart"' in page.text
+    assert reads.status_code == 200, "a read from loopback needs no token in the demo"
+    assert (without_token.status_code, with_token.status_code) == (401, 200)
+    assert page.status_code == 200 and 'id="panels"' in page.text
     assert script.status_code == 200
+    latest = reads.json()
     powers = {value["obis"] for reading in latest for value in reading["values"]}
     assert {"1-0:1.7.0.255", "1-0:2.7.0.255"} <= powers
 

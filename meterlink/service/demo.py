@@ -37,7 +37,7 @@ async def run_demo(
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
-                    "http": {"listen": listen},
+                    "http": {"listen": listen, "open_reads": LOOPBACK},
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
@@ -51,6 +51,10 @@ async def run_demo(
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
+
+LOOPBACK = ["127.0.0.0/8", "::1"]
+"""The demo's meters are simulated and its page is opened on the same machine: reading from there
+needs no token (configuration commands still do)."""
 
 DEMO_OBJECTS = [
     "1:1-1:0.0.1.255:2", "8:0-1:1.0.0.255:2", "3:1-1:1.7.0.255:2", "3:1-1:2.7.0.255:2", "3:1-1:1.8.0.255:2",

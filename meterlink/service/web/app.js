@@ -1,5 +1,5 @@
 // meterlink web page (seed 001 ch. C.7): the current values as tables, a live graph of the active
-// power P = 1.7.0 - 2.7.0 over a rolling window of up to 5 minutes, and the links' states.
+// power P = 1.7.0 - 2.7.0 per meter over a rolling window of up to 5 minutes, and the links' states.
 //
 // The adapter keeps only 60 s of readings (seed 001 ch. C.1), so the 5-minute window is built
 // here, in the browser, from the live stream; it starts with the adapter's 60 s. Missing
@@ -19,6 +19,11 @@
   const SERIES_COLORS = ["--accent", "#d4a017", "#8250df", "#cf222e", "#0a7f86"];
   const UNIT_TO_W = { W: 1, kW: 1e3, MW: 1e6 };
   const COSEM_UNIT_W = 27;            // DLMS unit enumeration: 27 = W
+  const FONT_PX = 12;
+  const FONT = `${FONT_PX}px system-ui, sans-serif`;
+  const Y_TICK_PX = 36;               // the least room between two power labels
+  const TIME_STEPS_S = [5, 10, 15, 30, 60, 120, 300];
+  const TIME_LABEL_GAP_PX = 32;       // the least room between two clock-time labels
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -28,7 +33,9 @@
     clockSamples: [],                 // see adapterNow()
     session: null,
     drawQueued: false,
-    draws: 0,
+    panels: 0,                        // graph panels made so far: each canvas gets its own id
+    hover: null,                      // {key, x}: the meter and pointer position of a tooltip
+    openDetails: new Set(),           // links whose details the user opened
   };
 
   class NeedToken extends Error {}
@@ -205,7 +212,7 @@
     const key = `${link}\u0000${meterId ?? ""}`;
     let meter = state.meters.get(key);
     if (!meter) {
-      meter = { key, link, meterId, latest: null, points: [], card: null,
+      meter = { key, link, meterId, latest: null, points: [], card: null, panel: null, hasPower: false,
         color: SERIES_COLORS[state.meters.size % SERIES_COLORS.length] };
       state.meters.set(key, meter);
     }
@@ -216,7 +223,9 @@
     const meter = meterFor(reading.link, reading.meter_id);
     if (!meter.latest || (reading.received_at ?? 0) >= (meter.latest.received_at ?? 0)) meter.latest = reading;
     if (typeof reading.received_at === "number") {
-      addPoint(meter.points, { t: reading.received_at, w: netPowerW(reading) });
+      const w = netPowerW(reading);
+      addPoint(meter.points, { t: reading.received_at, w });
+      meter.hasPower ||= w !== null;   // a meter that never states its power gets no graph panel
     }
     prune(meter.points);
   }
@@ -300,6 +309,7 @@
   }
 
   // ---- drawing the graph -----------------------------------------------------------------------
+  // One panel per meter, each with its own y scale: a 300 W meter is not flattened by an 11 kW one.
 
   function scheduleDraw() {
     if (state.drawQueued) return;
@@ -312,7 +322,49 @@
   }
 
   function draw() {
-    const canvas = $("chart");
+    const t1 = adapterNow();
+    const meters = [...state.meters.values()].filter((meter) => meter.hasPower);
+    const frames = meters.map((meter) => frameOf(meter, t1 - state.windowS, t1));
+    // One left margin for every panel, so that their time axes line up.
+    const left = Math.max(0, ...frames.map((frame) => frame.labelWidth)) + 12;
+    exposeForTests(frames.map((frame) => drawPanel(frame, left)));
+  }
+
+  function panelFor(meter) {
+    if (!meter.panel) {
+      if (!document.querySelector("#panels .panel")) $("panels").replaceChildren();
+      const canvas = el("canvas", { id: `chart-${state.panels}`, role: "img",
+        ariaLabel: `Active power of ${meter.meterId ?? "the meter"} (${meter.link}) over the last minutes` });
+      meter.panel = { canvas, value: el("span", { className: "value" }), direction: el("span", { className: "note" }),
+        tip: el("div", { className: "tip", hidden: true }) };
+      state.panels++;
+      $("panels").append(el("article", { className: "panel" },
+        el("div", { className: "panel-head" },
+          el("span", { className: "who" }, el("span", { className: "swatch", style: { background: cssColor(meter.color) } }),
+            `${meter.meterId ?? "meter"} (${meter.link})`),
+          el("span", {}, meter.panel.value, " ", meter.panel.direction)),
+        el("div", { className: "plot" }, canvas, meter.panel.tip)));
+      watchHover(meter, canvas);
+    }
+    return meter.panel;
+  }
+
+  // A tooltip with the time and value of the point nearest to the pointer. On a phone a tap shows
+  // it, and it stays when the finger lifts (a touch "leaves" then) until the page is scrolled.
+  function watchHover(meter, canvas) {
+    const follow = (event) => {
+      state.hover = { key: meter.key, x: event.clientX - canvas.getBoundingClientRect().left };
+      scheduleDraw();
+    };
+    const leave = () => { state.hover = null; scheduleDraw(); };
+    canvas.addEventListener("pointermove", follow);
+    canvas.addEventListener("pointerdown", follow);
+    canvas.addEventListener("pointerleave", (event) => { if (event.pointerType !== "touch") leave(); });
+    canvas.addEventListener("pointercancel", leave);
+  }
+
+  // The canvas at the screen's pixel density, cleared; sizes in CSS pixels.
+  function prepare(canvas) {
     const ctx = canvas.getContext("2d");
     const width = canvas.clientWidth;
     const height = canvas.clientHeight;
@@ -323,49 +375,63 @@
     }
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
+    ctx.font = FONT;
+    return { ctx, width, height };
+  }
 
-    const t1 = adapterNow();
-    const t0 = t1 - state.windowS;
-    const series = [...state.meters.values()].map((meter) => {
-      const visible = meter.points.filter((point) => point.t >= t0);
-      return { meter, visible, ...segmentsOf(visible) };
-    });
-    const [yMin, yMax, yStep] = yScale(series);
-    ctx.font = "12px system-ui, sans-serif";
-    const labelWidth = Math.max(...yTicks(yMin, yMax, yStep).map((w) => ctx.measureText(formatW(w)).width));
-    const left = Math.ceil(labelWidth) + 10;
-    const plot = { left, right: width - 8, top: 8, bottom: height - 22, t0, t1, yMin, yMax };
-    const x = (t) => plot.left + ((t - t0) / (t1 - t0)) * (plot.right - plot.left);
-    const y = (w) => plot.bottom - ((w - yMin) / (yMax - yMin)) * (plot.bottom - plot.top);
+  // What a meter's panel will show, and how wide its power labels are.
+  function frameOf(meter, t0, t1) {
+    const { ctx, width, height } = prepare(panelFor(meter).canvas);
+    const visible = meter.points.filter((point) => point.t >= t0);
+    const { segments, threshold } = segmentsOf(visible);
+    const top = FONT_PX / 2 + 2;
+    const bottom = height - FONT_PX - 12;
+    const ticks = yTicks(segments, bottom - top);
+    const labelWidth = Math.ceil(Math.max(...ticks.map((w) => ctx.measureText(formatW(w)).width)));
+    const plot = { right: width - 8, top, bottom, t0, t1, yMin: ticks[0], yMax: ticks[ticks.length - 1], width, height };
+    return { meter, ctx, visible, segments, threshold, ticks, labelWidth, plot };
+  }
 
-    drawAxes(ctx, plot, x, y, yStep);
-    let drawnSegments = 0;
+  function drawPanel(frame, left) {
+    const { meter, ctx, segments, plot } = frame;
+    plot.left = left;
+    const { x, y } = scales(plot);
+    const labels = [];
+    drawYAxis(ctx, plot, y, frame.ticks, labels);
+    drawTimeAxis(ctx, plot, x, labels);
     ctx.save();
     ctx.beginPath();   // the adapter's clock is estimated to a second: keep a late point inside the plot
     ctx.rect(plot.left, plot.top - 4, plot.right - plot.left + 4, plot.bottom - plot.top + 8);
     ctx.clip();
-    for (const s of series) drawnSegments += drawSeries(ctx, s.segments, x, y, cssColor(s.meter.color));
+    const color = cssColor(meter.color);
+    drawSeries(ctx, segments, x, y, color);
     ctx.restore();
-    renderNow(series, t1);
-    exposeForTests(series, drawnSegments, plot);
+    showHover(ctx, meter, frame.visible, plot, color);
+    showNow(meter, frame.threshold, plot.t1);
+    return { ...frame, labels, color };
   }
 
-  function yScale(series) {
+  function scales(plot) {
+    return {
+      x: (t) => plot.left + ((t - plot.t0) / (plot.t1 - plot.t0)) * (plot.right - plot.left),
+      y: (w) => plot.bottom - ((w - plot.yMin) / (plot.yMax - plot.yMin)) * (plot.bottom - plot.top),
+    };
+  }
+
+  // The y axis's values, from a multiple of the step to a multiple of the step; 0 is always among
+  // them (it separates import from export), and the ticks are at least Y_TICK_PX apart.
+  function yTicks(segments, plotHeight) {
     let low = 0;
-    let high = 0;                      // 0 is always shown: it separates import from export
-    for (const s of series) for (const seg of s.segments) for (const p of seg) {
-      low = Math.min(low, p.w);
-      high = Math.max(high, p.w);
+    let high = 0;
+    for (const segment of segments) for (const point of segment) {
+      low = Math.min(low, point.w);
+      high = Math.max(high, point.w);
     }
     if (high - low < 100) high = low + 100;
-    const step = niceStep((high - low) / 4);
-    return [Math.floor(low / step) * step, Math.ceil(high / step) * step, step];
-  }
-
-  // Computed from integer multiples, so that 0 is exactly 0 and labels carry no float noise.
-  function yTicks(low, high, step) {
+    const step = niceStep((high - low) / Math.max(1, Math.floor(plotHeight / Y_TICK_PX)));
+    // Integer multiples, so that 0 is exactly 0 and labels carry no float noise.
     const ticks = [];
-    for (let i = Math.round(low / step); i <= Math.round(high / step); i++) ticks.push(i * step);
+    for (let i = Math.floor(low / step); i <= Math.ceil(high / step); i++) ticks.push(i * step);
     return ticks;
   }
 
@@ -375,42 +441,51 @@
     return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * magnitude;
   }
 
-  function drawAxes(ctx, plot, x, y, yStep) {
+  function drawYAxis(ctx, plot, y, ticks, labels) {
     const muted = cssColor("--muted");
-    const line = cssColor("--line");
-    ctx.lineWidth = 1;
-    ctx.fillStyle = muted;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const w of yTicks(plot.yMin, plot.yMax, yStep)) {
+    for (const w of ticks) {
       const yy = Math.round(y(w)) + 0.5;
-      ctx.strokeStyle = w === 0 ? muted : line;   // the zero line stands out: import above, export below
-      ctx.beginPath();
-      ctx.moveTo(plot.left, yy);
-      ctx.lineTo(plot.right, yy);
-      ctx.stroke();
-      ctx.fillText(formatW(w), plot.left - 5, yy);
+      gridLine(ctx, w === 0 ? muted : cssColor("--line"), plot.left, yy, plot.right, yy);   // zero stands out
+      const text = formatW(w);
+      const textWidth = ctx.measureText(text).width;
+      placeLabel(ctx, labels, text, plot.left - 6 - textWidth, yy - FONT_PX / 2, textWidth);
     }
-    // Time is shown relative to now: the adapter's clock may not be the browser's.
-    const span = plot.t1 - plot.t0;
-    const tick = span > 150 ? 60 : span > 60 ? 30 : 10;
-    // On a narrow screen label only every n-th line, so that the labels do not run into each other.
-    const tickPx = ((plot.right - plot.left) * tick) / span;
-    const labelEvery = Math.ceil((ctx.measureText("\u22125 min").width + 12) / tickPx);
-    ctx.textAlign = "center";
+  }
+
+  // Clock times of the adapter, on whole multiples of a step that leaves room for every label.
+  function drawTimeAxis(ctx, plot, x, labels) {
+    const labelWidth = ctx.measureText("00:00:00").width;
+    const pxPerSecond = (plot.right - plot.left) / (plot.t1 - plot.t0);
+    const step = TIME_STEPS_S.find((s) => s * pxPerSecond >= labelWidth + TIME_LABEL_GAP_PX) ?? TIME_STEPS_S.at(-1);
+    for (let t = Math.ceil(plot.t0 / step) * step; t <= plot.t1; t += step) {
+      const xx = Math.round(x(t)) + 0.5;
+      gridLine(ctx, cssColor("--line"), xx, plot.top, xx, plot.bottom);
+      const text = clockTime(t);
+      const textWidth = ctx.measureText(text).width;
+      const left = Math.min(Math.max(xx - textWidth / 2, 0), plot.width - textWidth);
+      placeLabel(ctx, labels, text, left, plot.bottom + 7, textWidth);
+    }
+  }
+
+  function gridLine(ctx, color, x0, y0, x1, y1) {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(x0, y0);
+    ctx.lineTo(x1, y1);
+    ctx.stroke();
+  }
+
+  // A label is drawn only where it overlaps no other; its box is kept for the browser test.
+  function placeLabel(ctx, labels, text, left, top, width) {
+    const box = { text, x: left, y: top, w: width, h: FONT_PX };
+    const overlaps = (o) => box.x < o.x + o.w && o.x < box.x + box.w && box.y < o.y + o.h && o.y < box.y + box.h;
+    if (labels.some(overlaps)) return;
+    ctx.fillStyle = cssColor("--muted");
+    ctx.textAlign = "left";
     ctx.textBaseline = "top";
-    ctx.strokeStyle = line;
-    for (let ago = 0; ago <= span + 0.001; ago += tick) {
-      const xx = Math.round(x(plot.t1 - ago)) + 0.5;
-      ctx.beginPath();
-      ctx.moveTo(xx, plot.top);
-      ctx.lineTo(xx, plot.bottom);
-      ctx.stroke();
-      if ((ago / tick) % labelEvery !== 0) continue;
-      const label = ago === 0 ? "now" : ago % 60 === 0 ? `\u2212${ago / 60} min` : `\u2212${ago} s`;
-      ctx.textAlign = ago === 0 ? "right" : xx - plot.left < 20 ? "left" : "center";
-      ctx.fillText(label, xx, plot.bottom + 5);
-    }
+    ctx.fillText(text, left, top);
+    labels.push(box);
   }
 
   // Each segment is its own path: nothing is drawn between segments (the gaps).
@@ -430,42 +505,59 @@
       segment.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.w)) : ctx.moveTo(x(p.t), y(p.w))));
       ctx.stroke();
     }
-    return segments.length;
+  }
+
+  function showHover(ctx, meter, visible, plot, color) {
+    const tip = meter.panel.tip;
+    const point = state.hover && state.hover.key === meter.key ? nearest(visible, plot, state.hover.x) : null;
+    tip.hidden = !point;
+    if (!point) return;
+    const { x, y } = scales(plot);
+    const [px, py] = [x(point.t), y(point.w)];
+    gridLine(ctx, color, Math.round(px) + 0.5, plot.top, Math.round(px) + 0.5, plot.bottom);
+    ctx.fillStyle = color;
+    ctx.beginPath();
+    ctx.arc(px, py, 4, 0, 2 * Math.PI);
+    ctx.fill();
+    tip.replaceChildren(el("strong", {}, formatW(point.w, true)), " ", clockTime(point.t));
+    tip.style.left = `${Math.min(Math.max(px - tip.offsetWidth / 2, 0), plot.width - tip.offsetWidth)}px`;
+    const above = py - tip.offsetHeight - 10;   // below the point when there is no room above it
+    tip.style.top = `${above >= 0 ? above : py + 10}px`;
+  }
+
+  function nearest(points, plot, pointerX) {
+    const t = plot.t0 + ((pointerX - plot.left) / (plot.right - plot.left)) * (plot.t1 - plot.t0);
+    let best = null;
+    for (const point of points) {
+      if (point.w !== null && (!best || Math.abs(point.t - t) < Math.abs(best.t - t))) best = point;
+    }
+    return best;
+  }
+
+  // The current power, large, in the panel's head. After a gap it shows a dash, not the last value.
+  function showNow(meter, threshold, now) {
+    const last = meter.points[meter.points.length - 1];
+    const fresh = last && last.w !== null && now - last.t <= threshold + 1;
+    meter.panel.value.className = "value" + (fresh ? (last.w >= 0 ? " import" : " export") : "");
+    meter.panel.value.textContent = fresh ? formatW(last.w, true) : "\u2014";
+    meter.panel.direction.textContent = fresh ? (last.w >= 0 ? "from the grid" : "to the grid") : "no current value";
   }
 
   // A description of what was drawn, for the browser test; the page does not use it.
-  function exposeForTests(series, drawnSegments, plot) {
-    state.draws++;
+  function exposeForTests(drawn) {
     window.meterlink = {
-      draws: state.draws,
-      points: series.reduce((n, s) => n + s.visible.length, 0),
-      segments: drawnSegments,
-      plot: { left: plot.left, right: plot.right, top: plot.top, bottom: plot.bottom, t0: plot.t0, t1: plot.t1 },
-      series: series.map((s) => ({
-        link: s.meter.link,
-        meter_id: s.meter.meterId,
-        color: cssColor(s.meter.color),
-        threshold: s.threshold,
-        points: s.visible.map((p) => [p.t, p.w]),
-        segments: s.segments.map((seg) => [seg[0].t, seg[seg.length - 1].t, seg.length]),
+      series: drawn.map((d) => ({
+        link: d.meter.link,
+        meter_id: d.meter.meterId,
+        canvas: d.meter.panel.canvas.id,
+        color: d.color,
+        threshold: d.threshold,
+        plot: d.plot,
+        labels: d.labels,
+        points: d.visible.map((p) => [p.t, p.w]),
+        segments: d.segments.map((seg) => [seg[0].t, seg[seg.length - 1].t, seg.length]),
       })),
     };
-  }
-
-  // The current power per meter, large. After a gap it shows a dash, not the last value.
-  function renderNow(series, now) {
-    const items = series.map((s) => {
-      const last = s.meter.points[s.meter.points.length - 1];
-      const fresh = last && last.w !== null && now - last.t <= s.threshold + 1;
-      const value = el("span", { className: "value" + (fresh ? (last.w >= 0 ? " import" : " export") : "") },
-        fresh ? formatW(last.w, true) : "\u2014");
-      const who = el("span", { className: "who" },
-        el("span", { className: "swatch", style: { background: cssColor(s.meter.color) } }),
-        `${s.meter.meterId ?? "meter"} (${s.meter.link}) `,
-        fresh ? (last.w >= 0 ? "from the grid" : "to the grid") : "no current value");
-      return el("div", {}, value, el("br"), who);
-    });
-    $("power-now").replaceChildren(...(items.length ? items : [el("span", { className: "note" }, "no readings yet")]));
   }
 
   // precise: the current value, always two decimals in kW; otherwise an axis label, as short as exact.
@@ -584,28 +676,68 @@
     return /^[\x20-\x7e]+$/.test(text) ? text : "";
   }
 
-  // ---- links -----------------------------------------------------------------------------------
+  // ---- links and outputs -----------------------------------------------------------------------
+  // First what a user asks about (readings, what was dropped and why, the last error), then the
+  // machine's own state id and counters, folded away under "details".
 
   function renderLinks(answer) {
-    const links = Array.isArray(answer) ? answer : answer.links || [];
     const children = flattenChildren(answer.supervisor || []);
-    const items = links.map((link) => {
-      const child = children.get(link.name);
-      const counters = Object.entries(link.counters || {}).map(([name, n]) => `${name} ${n}`).join(" \u00b7 ");
-      return el("li", {},
-        el("div", {}, el("span", { className: "link-name" }, link.name), ` (${link.kind}) `,
-          el("span", { className: `state ${stateClass(link)}` }, link.state)),
-        el("div", { className: "note" }, link.connected ? "connected" : "not connected", " \u00b7 last telegram ",
-          el("span", { className: "age", dataset: { at: link.last_reading_at ?? "" } })),
-        child && (child.restarts || child.state !== "running")
-          ? el("div", { className: "note" }, `supervisor: ${child.state}, ${child.restarts} restarts`,
-            child.last_error ? ` \u00b7 ${child.last_error}` : "")
-          : "",
-        counters ? el("div", { className: "note" }, counters) : "",
-        link.last_drop ? el("div", { className: "note" }, `last dropped: ${link.last_drop}`) : "");
-    });
+    const items = (answer.links || []).map((link) => linkItem(link, children.get(link.name)));
     $("links").replaceChildren(...(items.length ? items : [el("li", { className: "note" }, "no links configured")]));
+    renderOutputs(answer.outputs || []);
     updateAges();
+  }
+
+  function linkItem(link, child) {
+    const readings = link.kind === "dlms" ? "readings" : "telegrams";
+    return el("li", {},
+      el("div", {}, el("span", { className: "link-name" }, link.name), ` (${link.kind}) `,
+        el("span", { className: `state ${stateClass(link)}` }, link.state_label)),
+      el("div", { className: "note" }, link.connected ? "connected" : "not connected", " \u00b7 last telegram ",
+        el("span", { className: "age", dataset: { at: link.last_reading_at ?? "" } })),
+      el("div", { className: "counts" }, `${link.readings} ${readings}`, " \u00b7 ", dropsText(link.drops)),
+      lastDrop(link, readings),
+      lastError(child),
+      linkDetails(link, child));
+  }
+
+  function dropsText(drops) {
+    const causes = Object.entries(drops || {}).map(([cause, n]) => `${cause.replace(/_/g, " ")} ${n}`);
+    return causes.length ? `dropped: ${causes.join(", ")}` : "nothing dropped";
+  }
+
+  // A drop followed by readings is history; one with nothing read since is the link's problem now.
+  function lastDrop(link, readings) {
+    if (!link.last_drop) return "";
+    const at = link.last_drop_at === null ? "" : ` at ${clockTime(link.last_drop_at)}`;
+    if (link.last_drop_cleared) {
+      return el("div", { className: "note cleared" },
+        `last dropped${at}, cleared: ${link.readings_since_drop} ${readings} decoded since`);
+    }
+    return el("div", { className: "problem" }, `dropped${at}: ${link.last_drop}`);
+  }
+
+  function lastError(child) {
+    if (!child || !child.last_error) return "";
+    const at = child.last_error_at === null ? "" : ` at ${clockTime(child.last_error_at)}`;
+    const restarts = `restarted ${child.restarts} time${child.restarts === 1 ? "" : "s"}`;
+    return el("div", { className: child.state === "running" ? "note" : "problem" },
+      `last error${at}: ${child.last_error} (${restarts}${child.state === "running" ? "" : `, ${child.state}`})`);
+  }
+
+  function linkDetails(link, child) {
+    const details = el("details", { className: "details", open: state.openDetails.has(link.name) },
+      el("summary", {}, "details"),
+      el("div", {}, "state ", el("code", {}, link.state)),
+      child ? el("div", {}, `supervisor: ${child.state}, ${child.restarts} restarts`) : "",
+      link.last_drop ? el("div", {}, `last drop: ${link.last_drop}`) : "",
+      el("div", {}, Object.entries(link.counters || {}).map(([name, n]) => `${name} ${n}`).join(" \u00b7 ")));
+    // The list is rebuilt every poll: keep a details block open that the user opened.
+    details.addEventListener("toggle", () => {
+      if (details.open) state.openDetails.add(link.name);
+      else state.openDetails.delete(link.name);
+    });
+    return details;
   }
 
   function flattenChildren(children, into = new Map()) {
@@ -616,11 +748,22 @@
     return into;
   }
 
-  // Machine states are per link kind; a P1 link spends most of its time "hunting" for the next '/',
+  // Machine states are per link kind; a P1 link spends most of its time waiting for the next '/',
   // which is normal. Only what says trouble is marked as such.
   function stateClass(link) {
     if (!link.connected || /stale|closed|fail|stop|lost/.test(link.state)) return "bad";
     return /starting|search|powering/.test(link.state) ? "warn" : "ok";
+  }
+
+  // Where readings go besides this page (MQTT); the block is hidden when there is none.
+  function renderOutputs(outputs) {
+    $("outputs").hidden = outputs.length === 0;
+    $("output-list").replaceChildren(...outputs.map((output) => el("li", {},
+      el("div", {}, el("span", { className: "link-name" }, output.name === "mqtt" ? "MQTT" : output.name), " ",
+        el("span", { className: `state ${output.connected ? "ok" : "bad"}` }, output.connected ? "connected" : "not connected")),
+      el("div", { className: "counts" },
+        `published ${output.published} \u00b7 queued ${output.queued} \u00b7 dropped ${output.dropped} \u00b7 expired ${output.expired}`),
+      output.last_error ? el("div", { className: output.connected ? "note" : "problem" }, `last error: ${output.last_error}`) : "")));
   }
 
   // ---- small helpers ---------------------------------------------------------------------------
@@ -631,6 +774,12 @@
       const at = parseFloat(span.dataset.at);
       span.textContent = Number.isNaN(at) ? "never" : age(now - at);
     }
+  }
+
+  // HH:MM:SS of an adapter time, in the browser's time zone.
+  function clockTime(t) {
+    const date = new Date(t * 1000);
+    return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
   }
 
   function age(seconds) {
@@ -685,7 +834,7 @@
       state.windowS = Number(event.target.value);
       draw();
     });
-    new ResizeObserver(scheduleDraw).observe($("chart"));
+    new ResizeObserver(scheduleDraw).observe($("panels"));
     // Once a second: ages move on, and the window rolls even when no telegram arrives.
     setInterval(() => {
       for (const meter of state.meters.values()) prune(meter.points);
