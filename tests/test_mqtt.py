@@ -423,7 +423,8 @@ async def test_a_meters_sensors_are_unavailable_while_its_link_is_down(
         await until(lambda: len(subscriber.on("meterlink/p1/status")) == 4)
         assert available(config, await retained_payloads(broker, topics))
         nursery.cancel_scope.cancel()
-    assert not available(config, await retained_payloads(broker, topics))  # the adapter said "offline"
+    await until(lambda: payloads(subscriber.on("meterlink/status"))[-1] == "offline")  # a clean stop
+    assert not available(config, await retained_payloads(broker, topics))
 
 
 async def test_home_assistants_birth_message_brings_discovery_again(broker: Mosquitto, subscriber: Subscriber) -> None:
@@ -440,10 +441,10 @@ async def test_home_assistants_birth_message_brings_discovery_again(broker: Mosq
         subscriber.client.publish("homeassistant/status", "offline", qos=1)
         subscriber.client.publish("homeassistant/status", "online", qos=1)
         await until(lambda: len(subscriber.on("meterlink/p1/status")) == 2)  # the last message of a round
+        assert len(subscriber.on(CONFIG.format("1-0_1_8_1"))) == 2
+        assert len(subscriber.on(link_config)) == 2
+        assert payloads(subscriber.on("meterlink/status")) == ["online", "online"]
         nursery.cancel_scope.cancel()
-    assert len(subscriber.on(CONFIG.format("1-0_1_8_1"))) == 2
-    assert len(subscriber.on(link_config)) == 2
-    assert payloads(subscriber.on("meterlink/status")) == ["online", "online", "offline"]
 
 
 async def test_a_refused_login_is_retried_and_the_password_never_shown(

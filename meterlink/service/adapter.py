@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
 from .hub import ReadingsHub
+from .mqtt import MqttStatus
 from .secrets import Credentials, KeyStore, LoginThrottle
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -62,5 +63,7 @@ class Adapter:
     throttle: LoginThrottle
     policy: ApiPolicy = ApiPolicy()
     device: DeviceInfo = field(default_factory=DeviceInfo)
+    outputs: dict[str, Callable[[], MqttStatus]] = field(default_factory=dict)
+    """How each output is doing, by name ("mqtt")."""
     request_restart: Callable[[], None] = lambda: None
     """system_restart: the service restarts its supervisor tree (systemd restarts the process if it exits)."""

@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from http import HTTPStatus
 from typing import Any, Literal, Union
 
@@ -479,9 +480,25 @@ class ChildOut(BaseModel):
                    children=[cls.of(child) for child in status.children])
 
 
+class OutputOut(BaseModel):
+    """An output (MQTT) and its counters; `queued` readings wait for the broker, `dropped` ones were lost
+    to the queue bound, `expired` ones were older than 60 s when their turn came."""
+
+    name: str
+    connected: bool
+    connects: int
+    published: int
+    in_flight: int
+    queued: int
+    dropped: int
+    expired: int
+    last_error: str | None
+
+
 class LinksOut(BaseModel):
     links: list[LinkOut]
     supervisor: list[ChildOut]
+    outputs: list[OutputOut]
 
 
 def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
@@ -510,10 +527,11 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
 
     @router.get("/links", response_model=LinksOut)
     async def links() -> LinksOut:
-        """Each link's machine state and counters, and the supervisor's tree of children."""
+        """Each link's machine state and counters, the supervisor's tree of children, and the outputs."""
         return LinksOut(
             links=[LinkOut.of(status) for status in adapter.links.values()],
             supervisor=[ChildOut.of(child) for child in adapter.supervisor_status()],
+            outputs=[OutputOut(name=name, **asdict(status())) for name, status in adapter.outputs.items()],
         )
 
     @router.get("/stream", response_class=StreamingResponse,

@@ -37,6 +37,11 @@ class Subscription:
         self._ready = trio.Event()
         self.dropped = 0
 
+    @property
+    def waiting(self) -> int:
+        """Readings offered and not yet received."""
+        return len(self._queue)
+
     def offer(self, reading: Reading) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1

@@ -121,6 +121,7 @@ class MqttStatus:
     connects: int  # successful connections so far
     published: int  # readings confirmed by the broker (written to the socket at QoS 0)
     in_flight: int  # readings handed to paho and not yet confirmed
+    queued: int  # readings waiting: in the hub subscription, and unconfirmed ones of a lost connection
     dropped: int  # readings lost to the queue bound, oldest first
     expired: int  # readings older than the hub's window (60 s) when their turn came
     last_error: str | None
@@ -426,9 +427,10 @@ class MqttPublisher:
         self._last_error: str | None = None
 
     def status(self) -> MqttStatus:
-        return MqttStatus(self._connected, self._connects, self._published,
-                          sum(1 for item in self._sent if item.pending), self._subscription.dropped,
-                          self._expired, self._last_error)
+        in_flight = sum(1 for item in self._sent if item.pending)
+        queued = self._subscription.waiting + len(self._retry)
+        return MqttStatus(self._connected, self._connects, self._published, in_flight, queued,
+                          self._subscription.dropped, self._expired, self._last_error)
 
     async def run(self) -> None:
         """Connect, publish and reconnect until cancelled; on cancellation say "offline" and disconnect."""

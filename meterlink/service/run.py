@@ -30,7 +30,7 @@ from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy
 from .config import Config, LinkSection, MqttSection, SupervisorSection
 from .hub import ReadingsHub
-from .mqtt import MqttSettings, mqtt_child
+from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
 from ..protocols.dlms.objects import AttributeRef
 from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey
@@ -187,11 +187,15 @@ async def run_service(
     listening = trio.Event()
     children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, config.http.listen, listening))]
     mqtt = mqtt_settings(config.mqtt)
+    output_status: dict[str, Callable[[], MqttStatus]] = {}
     if mqtt is not None:
-        children.append(mqtt_child(mqtt, hub, links)[1])
+        publisher, child = mqtt_child(mqtt, hub, links)
+        children.append(child)
+        output_status["mqtt"] = publisher.status
     root = supervisor(children, "meterlink", config.supervisor)
     adapter = build_adapter(config, hub, links, root, keys)
     adapter.request_restart = links_supervisor.restart
+    adapter.outputs = output_status
     new_token = adapter.credentials.ensure(token or config.adapter.token)
 
     async with trio.open_nursery() as nursery:
