@@ -11,22 +11,15 @@ import platform
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
 from .hub import ReadingsHub
 from .mqtt import MqttStatus
 from .secrets import Credentials, KeyStore, LoginThrottle
+from .version import software_version
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _software_version() -> str:
-    try:
-        return version("meterlink")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _mac_address() -> str:
@@ -39,7 +32,7 @@ class DeviceInfo:
     """system_status of seed 000 ch. 3.4.1."""
 
     model: str = "meterlink"
-    sw_version: str = field(default_factory=_software_version)
+    sw_version: str = field(default_factory=software_version)
     hw_version: str = field(default_factory=platform.machine)
     mac: str = field(default_factory=_mac_address)
 

@@ -314,8 +314,9 @@ class MeterExtension:
         try:
             await trio.to_thread.run_sync(call, *args)
         except SecretsError as error:
-            log.error("key store: %s", error)  # SecretsError never carries key material
-            raise ApiError(503, "key_store_unavailable", "the key store cannot be used; see the adapter's log") from None
+            # SecretsError names files and what to do, never key material.
+            log.error("%s", error)
+            raise ApiError(503, "key_store_unavailable", str(error)) from None
 
     def wifi_status(self) -> WifiStatusAnswer:
         status = self._wifi.status()

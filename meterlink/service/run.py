@@ -11,7 +11,9 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,7 +26,7 @@ from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
-from ..protocols.dlms.security import CipherKeys
+from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy
@@ -33,7 +35,8 @@ from .hub import ReadingsHub
 from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
 from ..protocols.dlms.objects import AttributeRef
-from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey
+from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey, SecretsError
+from .startup import bind_http, ensure_token, prepare_state_dir
 
 log = logging.getLogger("meterlink.service")
 
@@ -73,8 +76,15 @@ def dlms_link(section: LinkSection) -> DlmsLink:
 
 
 def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:
-    """The key store's candidates for a link (pending key first), as the decoder takes them."""
-    return [_cipher(pair) for pair in keys.candidates(link)]
+    """The key store's candidates for a link (pending key first), as the decoder takes them.
+
+    A store that cannot be read drops the encrypted telegrams with the reason, instead of failing
+    the link into a restart loop that cannot mend the file.
+    """
+    try:
+        return [_cipher(pair) for pair in keys.candidates(link)]
+    except SecretsError as error:
+        raise KeysUnavailable(str(error)) from None
 
 
 def _cipher(pair: KeyPair) -> CipherKeys:
@@ -83,10 +93,14 @@ def _cipher(pair: KeyPair) -> CipherKeys:
 
 
 def _confirm_key(keys: KeyStore, link: str, used: CipherKeys) -> None:
-    for pair in keys.candidates(link):
-        if _cipher(pair) == used:
-            keys.confirm(link, pair)
-            return
+    try:
+        for pair in keys.candidates(link):
+            if _cipher(pair) == used:
+                keys.confirm(link, pair)
+                return
+    except SecretsError as error:
+        # The telegram is read all the same; the change-over is confirmed by a later one.
+        log.error("%s: %s", link, error)
 
 
 def mqtt_settings(section: MqttSection) -> MqttSettings | None:
@@ -125,8 +139,8 @@ def supervisor(
     )
 
 
-def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor, keys: KeyStore) -> Adapter:
-    state = config.adapter.state_dir
+def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor, keys: KeyStore,
+                  credentials: Credentials) -> Adapter:
     policy = ApiPolicy(
         open_reads=tuple(ipaddress.ip_network(n, strict=False) for n in config.http.open_reads),
         fetch_hosts=tuple(config.http.fetch_hosts),
@@ -136,27 +150,27 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
         links=links,
         supervisor_status=root.status,
         keys=keys,
-        credentials=Credentials(state / "token.hash"),
+        credentials=credentials,
         throttle=LoginThrottle(),
         policy=policy,
     )
 
 
-async def serve_http(adapter: Adapter, listen: str, ready: trio.Event) -> None:
-    """Serve the API and the web page; `ready` is set once the socket listens."""
+async def serve_http(adapter: Adapter, listener: socket.socket) -> None:
+    """Serve the API and the web page on the socket taken at start."""
     from .api import create_app
     from .web.web import mount_web
 
     app = create_app(adapter)
     mount_web(app)
     config = HypercornConfig()
-    config.bind = [listen]
+    # A copy of the descriptor for each run: hypercorn's socket object closes it when collected,
+    # and a restarted server must still find the service's own.
+    config.bind = [f"fd://{os.dup(listener.fileno())}"]
     config.graceful_timeout = 1.0
     config.accesslog = None
     config.loglevel = "WARNING"  # our own lines say where we serve
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(hypercorn_serve, app, config))  # type: ignore[arg-type]
-        ready.set()
+    await hypercorn_serve(app, config)  # type: ignore[arg-type]
 
 
 async def run_service(
@@ -165,71 +179,66 @@ async def run_service(
     outputs: Outputs = Outputs(),
     token: str | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT; raises IntensityExceeded when the root supervisor gives up."""
+    """Run until SIGTERM/SIGINT; raises IntensityExceeded when the root supervisor gives up, and
+    StartupError, before anything runs, for what no restart can mend."""
     hub = ReadingsHub()
     links = {section.name: LinkStatus(section.name, section.kind) for section in config.link}
-
-    announced = trio.Event()
+    announced = False
 
     def publish(reading: Reading) -> None:
         hub.publish(reading)
-        if announced.is_set():  # the URL and token come first on the console
+        if announced:  # the URL and token come first on the console
             for output in outputs.extra:
                 output(reading)
 
-    state = config.adapter.state_dir
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys = KeyStore(state / "keys.bin", state / "device.key")
-    for name, key in outputs.keys.items():
-        keys.set_key(name, key)
-    link_children = [link_child(section, LinkHooks(publish), links[section.name], keys) for section in config.link]
-    links_supervisor = supervisor(link_children, "links", config.supervisor, RestartableSupervisor)
-    listening = trio.Event()
-    children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, config.http.listen, listening))]
-    mqtt = mqtt_settings(config.mqtt)
-    output_status: dict[str, Callable[[], MqttStatus]] = {}
-    if mqtt is not None:
-        publisher, child = mqtt_child(mqtt, hub, links)
-        children.append(child)
-        output_status["mqtt"] = publisher.status
-    root = supervisor(children, "meterlink", config.supervisor)
-    adapter = build_adapter(config, hub, links, root, keys)
-    adapter.request_restart = links_supervisor.restart
-    adapter.outputs = output_status
-    new_token = adapter.credentials.ensure(token or config.adapter.token)
+    state = prepare_state_dir(config.adapter.state_dir)
+    with bind_http(config.http.listen) as listener:
+        keys = KeyStore(state / "keys.bin", state / "device.key")
+        for name, key in outputs.keys.items():
+            keys.set_key(name, key)
+        problem = keys.problem()
+        if problem is not None:
+            log.error("%s", problem)
+        credentials = Credentials(state / "token.hash")
+        new_token = ensure_token(credentials, token or config.adapter.token)
+        link_children = [link_child(section, LinkHooks(publish), links[section.name], keys) for section in config.link]
+        links_supervisor = supervisor(link_children, "links", config.supervisor, RestartableSupervisor)
+        children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, listener))]
+        mqtt = mqtt_settings(config.mqtt)
+        output_status: dict[str, Callable[[], MqttStatus]] = {}
+        if mqtt is not None:
+            publisher, child = mqtt_child(mqtt, hub, links)
+            children.append(child)
+            output_status["mqtt"] = publisher.status
+        root = supervisor(children, "meterlink", config.supervisor)
+        adapter = build_adapter(config, hub, links, root, keys, credentials)
+        adapter.request_restart = links_supervisor.restart
+        adapter.outputs = output_status
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_cancel_on_signals, nursery.cancel_scope)  # before the user may send one
+            _announce(announce, config.http.listen, list(links), new_token, token)
+            announced = True
+            await root.run()
+            nursery.cancel_scope.cancel()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_signals, nursery.cancel_scope)
-        nursery.start_soon(_announce_when_listening, listening, announced, announce, config.http.listen, list(links), new_token, token)
-        await root.run()
-        nursery.cancel_scope.cancel()
 
-
-async def _announce_when_listening(
-    listening: trio.Event,
-    announced: trio.Event,
-    announce: Callable[[str], None],
-    listen: str,
-    links: list[str],
-    new_token: str | None,
-    token: str | None,
-) -> None:
-    """The first lines a user sees, once the URL they name answers."""
-    await listening.wait()
+def _announce(announce: Callable[[str], None], listen: str, links: list[str], new_token: str | None,
+              token: str | None) -> None:
+    """The first lines a user sees: the port is taken, so the URL answers as soon as the server runs."""
     announce(f"meterlink: serving http://{listen}/ (links: {', '.join(links) or 'none'})")
     if new_token is not None:
         announce(f"API token (shown once, stored only as a hash): {new_token}")
     elif token is not None:
         announce(f"API token: {token}")
-    announced.set()
     # Everything imported and built so far lives as long as the service: keep it out of the
     # collector's full passes, which otherwise stall a telegram for ~60 ms now and then.
     gc.collect()
     gc.freeze()
 
 
-async def _cancel_on_signals(scope: trio.CancelScope) -> None:
+async def _cancel_on_signals(scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             log.warning("%s: shutting down", signal.Signals(signum).name)
             scope.cancel()
