@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
-import os
 import signal
 import socket
 from collections.abc import Callable
@@ -20,7 +19,6 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
 from ..actors.link import LinkHooks, LinkStatus
@@ -31,6 +29,7 @@ from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy
 from .config import Config, LinkSection, MqttSection, SupervisorSection
+from .httpserver import serve
 from .hub import ReadingsHub
 from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
@@ -164,13 +163,9 @@ async def serve_http(adapter: Adapter, listener: socket.socket) -> None:
     app = create_app(adapter)
     mount_web(app)
     config = HypercornConfig()
-    # A copy of the descriptor for each run: hypercorn's socket object closes it when collected,
-    # and a restarted server must still find the service's own.
-    config.bind = [f"fd://{os.dup(listener.fileno())}"]
-    config.graceful_timeout = 1.0
     config.accesslog = None
     config.loglevel = "WARNING"  # our own lines say where we serve
-    await hypercorn_serve(app, config)  # type: ignore[arg-type]
+    await serve(app, config, listener)  # type: ignore[arg-type]
 
 
 async def run_service(
