@@ -26,9 +26,12 @@ from .transports import SerialSettings, TransportError
 if TYPE_CHECKING:
     from .machines.dlms import Association
     from .service.config import Config
+    from .service.read import ReadUntil
     from .protocols.dlms.objects import AttributeRef
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_MAX_FAILURES = 3
+"""A push `read` gives up after this many telegrams in a row that fail (ARCHITECTURE.md)."""
 
 
 class UsageError(Exception):
@@ -98,13 +101,19 @@ def serial_settings(args: argparse.Namespace, default: SerialSettings) -> Serial
         raise UsageError(str(error)) from None
 
 
+def read_until(args: argparse.Namespace) -> ReadUntil:
+    from .service.read import ReadUntil
+
+    return ReadUntil(args.count, args.max_failures)
+
+
 def read_p1(args: argparse.Namespace) -> int:
     from .actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
     from .service.read import read_one_link
 
     default = DSMR22_SERIAL if args.legacy else P1_SERIAL
     link = P1Link(args.port, serial_settings(args, default), args.push_interval, legacy=args.legacy)
-    return trio.run(read_one_link, "p1", link.opener(), partial(run_p1, link), args.count, print_reading, warn)
+    return trio.run(read_one_link, "p1", link.opener(), partial(run_p1, link), read_until(args), print_reading, warn)
 
 
 def cipher_keys(args: argparse.Namespace) -> CipherKeys:
@@ -126,7 +135,7 @@ def read_mbus(args: argparse.Namespace) -> int:
     keys = [cipher_keys(args)]
     link = MBusLink(args.port, serial_settings(args, MBUS_SERIAL), args.push_interval)
     run = partial(run_mbus, link, lambda: keys)
-    return trio.run(read_one_link, "mbus", link.opener(), run, args.count, print_reading, warn)
+    return trio.run(read_one_link, "mbus", link.opener(), run, read_until(args), print_reading, warn)
 
 
 def decode_mbus(args: argparse.Namespace) -> int:
@@ -413,6 +422,19 @@ def _add_serial_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stopbits", type=float, choices=[1, 1.5, 2], help="stop bits")
 
 
+def _add_push_read_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, metavar="N", help="exit after N readings")
+    parser.add_argument("--max-failures", type=_not_negative, default=DEFAULT_MAX_FAILURES, metavar="N",
+                        help=f"give up (exit 1) after N telegrams in a row that cannot be decrypted or parsed "
+                             f"(default {DEFAULT_MAX_FAILURES}; 0: never)")
+
+
+def _not_negative(text: str) -> int:
+    if not text.isdecimal():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
+
+
 def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
@@ -468,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     read = commands.add_parser("read", help="be the adapter on one link").add_subparsers(dest="link", required=True)
     read_p1_cmd = read.add_parser("p1", help="read a P1 port (115200 8N1)")
     _add_serial_options(read_p1_cmd)
-    read_p1_cmd.add_argument("--count", type=int, help="exit after N readings")
+    _add_push_read_options(read_p1_cmd)
     read_p1_cmd.add_argument("--push-interval", type=float, default=1.0, help="seconds between telegrams (stale after 3)")
     read_p1_cmd.add_argument("--legacy", action="store_true", help="DSMR 2.2/3: 9600 7E1, telegrams without CRC")
     read_p1_cmd.add_argument("--data-request", choices=["rts", "dtr"], help="raise this line as the data-request signal")
@@ -476,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1)")
     _add_serial_options(read_mbus_cmd)
     _add_key_options(read_mbus_cmd, required=True)
-    read_mbus_cmd.add_argument("--count", type=int, help="exit after N readings")
+    _add_push_read_options(read_mbus_cmd)
     read_mbus_cmd.add_argument("--push-interval", type=float, default=5.0, help="seconds between telegrams (stale after 3)")
     read_mbus_cmd.set_defaults(handler=read_mbus, data_request=None)
     read_dlms_cmd = read.add_parser("dlms", help="be a DLMS/COSEM client over HDLC or the wrapper (9600 8N1)")

@@ -79,7 +79,7 @@ def p1_reading(data_file, received_at: float) -> Reading:
 
 def test_meter_block_from_a_p1_reading(data_file) -> None:
     reading = p1_reading(data_file, 1700000000.75)
-    block = meter_block("p1", reading, [reading])
+    block = meter_block("p1", [reading])
     data = {item.OBIS: item for item in block.data}
     assert block.meterid == "1SAG1100000231"
     energy = data["1-0:1.8.2.255"]
@@ -99,7 +99,7 @@ def reading_at(at: float, watts: int, unit: str = "W", link: str = "mbus", meter
 
 def test_entries_come_from_the_window_oldest_first() -> None:
     window = [reading_at(100.0, 1), reading_at(101.0, 2), reading_at(102.9, 3)]
-    block = meter_block("mbus", window[-1], window)
+    block = meter_block("mbus", window)
     power = block.data[0]
     assert [(e.val, e.ts) for e in power.entry] == [("1", "100"), ("2", "101"), ("3", "102")]
     assert [e.val for e in block.data[1].entry] == ["1", "2", "3"]
@@ -108,13 +108,13 @@ def test_entries_come_from_the_window_oldest_first() -> None:
 def test_entries_with_another_scale_are_left_out() -> None:
     # 5 kW is scale 3 in Wh; read with the latest reading's scale 0 it would say 5 W.
     window = [reading_at(100.0, 5, "kW"), reading_at(101.0, 7)]
-    power = meter_block("mbus", window[-1], window).data[0]
+    power = meter_block("mbus", window).data[0]
     assert (power.scale, power.unit, [e.val for e in power.entry]) == ("0", "27", ["7"])
 
 
-def test_silent_meter_shows_its_latest_reading_and_link_name_stands_in_for_the_id() -> None:
+def test_the_link_name_stands_in_for_a_missing_id() -> None:
     latest = reading_at(50.0, 9, meter=None)
-    block = meter_block("mbus", latest, [])
+    block = meter_block("mbus", [latest])
     assert block.meterid == "mbus"
     assert [(e.val, e.ts) for e in block.data[0].entry] == [("9", "50")]
 

@@ -61,8 +61,8 @@ async def test_meters_and_readings(rig: Rig) -> None:
         meters = (await client.get("/api/v1/meters", headers=bearer())).json()
         readings = (await client.get("/api/v1/readings/latest", headers=bearer())).json()
         window = (await client.get("/api/v1/readings/window", headers=bearer())).json()
-    assert meters == [{"link": "mbus", "meter_id": None, "received_at": NOW - 2.0},
-                      {"link": "p1", "meter_id": "1SAG1100000231", "received_at": NOW - 1.0}]
+    assert meters == [{"link": "mbus", "kind": "mbus", "meter_id": None, "received_at": NOW - 2.0},
+                      {"link": "p1", "kind": "p1", "meter_id": "1SAG1100000231", "received_at": NOW - 1.0}]
     # Exactly the reading format of ARCHITECTURE.md: fields without a value are left out.
     assert readings == as_sent([mbus.to_json(), latest.to_json()])
     assert "unit" not in readings[1]["values"][0]
@@ -88,7 +88,8 @@ async def test_links_and_supervisor_tree(tmp_path: Path) -> None:
                                 "state_label": "Reading to '!' and CRC",
                                 "counters": {"telegrams": 12, "crc_errors": 1}, "connected": True,
                                 "last_reading_at": NOW - 1, "readings": 0, "drops": {}, "last_drop": "crc: mismatch",
-                                "last_drop_at": None, "last_drop_cleared": False, "readings_since_drop": 0}]
+                                "last_drop_at": None, "last_drop_cleared": False, "readings_since_drop": 0,
+                                "meters_forgotten": 0, "last_meter_forgotten": None}]
     links, http = answer["supervisor"]
     assert (links["id"], links["state"], http["id"], http["children"]) == ("links", "running", "http", [])
     assert links["children"] == [{"id": "p1", "state": "backoff", "restarts": 3,

@@ -18,7 +18,7 @@ def test_decode_prints_one_reading_per_telegram():
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["meter_id"] for line in lines] == ["1SAG1100000231", "1SAG3101021605"]
-    assert all(line["received_at"] is None and line["link"] == "p1" for line in lines)
+    assert all(line["received_at"] is None and line["link"] == line["kind"] == "p1" for line in lines)
 
 
 def test_decode_reports_a_bad_telegram_and_goes_on(tmp_path):

@@ -47,7 +47,7 @@ def test_public_association_over_tcp():
     assert result.returncode == 0, result.stderr
     first, second = readings(result)
     assert first["values"] == [{"obis": "1-1:0.0.1.255", "value": 12345679, "raw": 12345679}]
-    assert first["meter_id"] == "12345679" and first["link"] == "dlms" and isinstance(first["received_at"], float)
+    assert first["meter_id"] == "12345679" and first["link"] == first["kind"] == "dlms" and isinstance(first["received_at"], float)
     assert second["values"] == [{"obis": "1-1:96.1.1.255", "value": "6851125CD140111040"}]
 
 

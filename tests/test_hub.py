@@ -35,7 +35,8 @@ def test_latest_and_window_per_meter():
     # At most 60 s back: nothing older than now - 60 is kept.
     assert [r.received_at for r in window] == [1000.0 + s for s in range(29, 90)]
     clock.now += 120
-    assert hub.window(key) == [] and hub.latest(key) is not None
+    # Nothing older than 60 s is served, not even as the latest reading (seed 001).
+    assert hub.window(key) == [] and hub.latest(key) is None and hub.meters() == []
     assert hub.window(MeterKey("p1", "unknown")) == []
 
 

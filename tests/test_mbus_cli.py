@@ -56,7 +56,7 @@ def test_read_three_readings_from_the_simulator_over_tcp():
     lines = readings(result)
     assert len(lines) == 3
     for line in lines:
-        assert line["link"] == "mbus" and line["meter_id"] == METER_NUMBER
+        assert line["link"] == line["kind"] == "mbus" and line["meter_id"] == METER_NUMBER
         assert isinstance(line["received_at"], float) and line["captured_at"]
         energy = [v for v in line["values"] if v["obis"] == "1-0:1.8.0.255"][0]
         assert energy["unit"] == "Wh" and energy["scaler"] == 0 and energy["unit_code"] == 30

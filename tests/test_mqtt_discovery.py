@@ -88,7 +88,7 @@ def sources() -> dict[str, Reading]:
         "sim_kamstrup": kamstrup(),
         "units": reactive_and_apparent(),
     }
-    return {link: replace(reading, link=link) for link, reading in readings.items()}
+    return {link: replace(reading, name=link) for link, reading in readings.items()}
 
 
 async def test_every_announced_sensor_fits_home_assistants_tables(broker: Mosquitto, subscriber: Subscriber) -> None:

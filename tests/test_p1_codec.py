@@ -110,7 +110,8 @@ def test_three_phase_example(data_file):
 
 def test_reading_json_shape(data_file):
     document = framed(data_file("emucs_p1_1phase.txt")).telegram.to_reading(None).to_json()
-    assert set(document) == {"meter_id", "link", "received_at", "captured_at", "values"}
+    assert list(document) == ["meter_id", "link", "kind", "received_at", "captured_at", "values"]
+    assert document["link"] == document["kind"] == "p1"  # decode knows no configured name
     voltage = next(v for v in document["values"] if v["obis"] == "1-0:32.7.0.255")
     assert voltage == {"obis": "1-0:32.7.0.255", "value": 234.6, "unit": "V", "raw": 2346, "scaler": -1}
     text = next(v for v in document["values"] if v["obis"] == "0-0:96.14.0.255")

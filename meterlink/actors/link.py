@@ -2,7 +2,8 @@
 
 An actor owns a transport, a codec and a machine. It is a short loop with one deadline: read the
 transport, feed the codec, hand each codec event to the machine, and carry out what the machine
-asks (send bytes, publish a reading, report a dropped frame). Decisions live in the machine.
+asks (send bytes, publish a reading under the link's name, report a dropped frame). Decisions live
+in the machine.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import trio
@@ -58,6 +59,9 @@ class LinkStatus:
     readings_at_last_drop: int = 0
     last_frame_counter: int | None = None
     """The last DLMS frame counter accepted, so a telegram replayed after a restart is refused."""
+    meters_forgotten: int = 0
+    """Meters the hub forgot to keep the link within its `max_meters`."""
+    last_meter_forgotten: str | None = None
 
     @property
     def readings_since_drop(self) -> int:
@@ -75,6 +79,10 @@ class LinkStatus:
     def note_reading(self, reading: Reading) -> None:
         self.last_reading_at = reading.received_at
         self.readings += 1
+
+    def note_forgotten(self, meter_id: str | None) -> None:
+        self.meters_forgotten += 1
+        self.last_meter_forgotten = meter_id
 
     def note_drop(self, drop: Dropped, at: float) -> None:
         self.drops[drop.cause] += 1
@@ -189,7 +197,7 @@ async def _carry_out(
                 codec.reset()
             case Publish(reading):
                 status.note_reading(reading)
-                hooks.publish(reading)
+                hooks.publish(replace(reading, name=status.name))
             case KeyConfirmed(keys):
                 hooks.key_confirmed(keys)
             case Dropped(cause, detail):

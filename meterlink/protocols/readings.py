@@ -69,13 +69,25 @@ class Value:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One decoded telegram (or one GET result) of one meter."""
+    """One decoded telegram (or one GET result) of one meter.
+
+    Codecs and machines know only the kind of link that carried it; the link actor adds the
+    configured link's name before the reading leaves it.
+    """
 
     meter_id: str | None
-    link: str
+    kind: str
+    """The link kind: p1, mbus, dlms."""
     received_at: float | None
     captured_at: str | None
     values: tuple[Value, ...]
+    name: str | None = None
+    """The configured link's name; `decode` has none."""
+
+    @property
+    def link(self) -> str:
+        """The link as a reading shows it: the configured name in the service, else the kind."""
+        return self.name if self.name is not None else self.kind
 
     def value_of(self, obis: str) -> Value | None:
         for value in self.values:
@@ -87,6 +99,7 @@ class Reading:
         return {
             "meter_id": self.meter_id,
             "link": self.link,
+            "kind": self.kind,
             "received_at": self.received_at,
             "captured_at": self.captured_at,
             "values": [value.to_json() for value in self.values],

@@ -278,9 +278,9 @@ class MeterExtension:
         hub = self._adapter.hub
         blocks = []
         for key in hub.meters():
-            latest = hub.latest(key)
-            if latest is not None:
-                blocks.append(meter_block(key.link, latest, hub.window(key)))
+            window = hub.window(key)
+            if window:
+                blocks.append(meter_block(key.link, window))
         return MeterReadingAnswer(meter=blocks)
 
     async def set_key(self, command: MeterSetKeyCommand) -> OkAnswer:
@@ -422,6 +422,9 @@ class ReadingOut(BaseModel):
 
     meter_id: str | None
     link: str
+    """The configured link's name."""
+    kind: str
+    """The link kind: p1, mbus, dlms."""
     received_at: float | None
     captured_at: str | None
     values: list[ValueOut]
@@ -429,6 +432,7 @@ class ReadingOut(BaseModel):
 
 class MeterOut(BaseModel):
     link: str
+    kind: str
     meter_id: str | None
     received_at: float | None
 
@@ -455,6 +459,9 @@ class LinkOut(BaseModel):
     last_drop_cleared: bool
     """A reading was published after the last drop."""
     readings_since_drop: int
+    meters_forgotten: int
+    """Meters forgotten to keep the link within its `max_meters`, least recently heard first."""
+    last_meter_forgotten: str | None
 
     @classmethod
     def of(cls, status: LinkStatus) -> LinkOut:
@@ -462,7 +469,8 @@ class LinkOut(BaseModel):
                    counters=dict(status.counters), connected=status.connected, last_reading_at=status.last_reading_at,
                    readings=status.readings, drops=dict(status.drops), last_drop=status.last_drop,
                    last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
-                   readings_since_drop=status.readings_since_drop)
+                   readings_since_drop=status.readings_since_drop, meters_forgotten=status.meters_forgotten,
+                   last_meter_forgotten=status.last_meter_forgotten)
 
 
 class ChildOut(BaseModel):
@@ -512,7 +520,7 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
     @router.get("/meters", response_model=list[MeterOut])
     async def meters() -> list[MeterOut]:
         """Every meter seen: its link, its id and when its last reading arrived."""
-        return [MeterOut(link=key.link, meter_id=key.meter_id, received_at=latest.received_at)
+        return [MeterOut(link=key.link, kind=latest.kind, meter_id=key.meter_id, received_at=latest.received_at)
                 for key in hub.meters() if (latest := hub.latest(key)) is not None]
 
     @router.get("/readings/latest", response_model=list[ReadingOut])

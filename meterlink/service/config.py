@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ..protocols.dlms.objects import AttributeRef, ObjectError
 from ..transports import SerialSettings, parse_tcp_url
+from .hub import DEFAULT_MAX_METERS
 
 log = logging.getLogger("meterlink.config")
 
@@ -122,6 +123,8 @@ class LinkSection(_Section):
     """DLMS: HDLC (serial, or over TCP) or the IEC 62056-47 wrapper (TCP port 4059)."""
     inactivity_timeout: float = Field(default=20.0, gt=0)
     """DLMS: the meter's inactivity timeout (HDLC setup attribute 8), so the association outlives no poll."""
+    max_meters: int = Field(default=DEFAULT_MAX_METERS, ge=1)
+    """Meters whose readings are kept for this link; a new one beyond that forgets the least recently heard."""
 
     @field_validator("port")
     @classmethod

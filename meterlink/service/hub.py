@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -18,6 +18,8 @@ import trio
 from ..protocols.readings import Reading
 
 WINDOW_SECONDS = 60.0
+DEFAULT_MAX_METERS = 4
+"""Meters kept per link unless its `max_meters` says otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,20 +74,34 @@ class Subscription:
 
 @dataclass
 class ReadingsHub:
-    """Where every link's readings meet every output."""
+    """Where every link's readings meet every output.
+
+    Every answer comes from the window: a meter silent for longer than `window_seconds` is gone
+    from `meters()` and `latest()` alike, and its readings are released at the next publish. A link
+    keeps at most its `max_meters`: a new meter id beyond that makes the hub forget the link's
+    meter heard least recently, so a link whose id changes with every telegram cannot fill memory.
+    """
 
     window_seconds: float = WINDOW_SECONDS
     clock: Callable[[], float] = time.time
-    _latest: dict[MeterKey, Reading] = field(default_factory=dict)
+    max_meters: Mapping[str, int] = field(default_factory=dict)
+    """Meters kept per link name; DEFAULT_MAX_METERS for a link not in it."""
+    forgotten: Callable[[MeterKey], None] = lambda key: None
+    """Told of each meter forgotten to make room for a new one on its link."""
     _windows: dict[MeterKey, deque[Reading]] = field(default_factory=dict)
+    """Per meter, oldest first; the dict itself is ordered by when a meter was last heard."""
     _subscribers: set[Subscription] = field(default_factory=set)
 
     def publish(self, reading: Reading) -> None:
         """Called by a link for each decoded reading; never blocks."""
+        self._expire_all()
         key = MeterKey(reading.link, reading.meter_id)
-        self._latest[key] = reading
-        self._windows.setdefault(key, deque()).append(reading)
-        self._expire(self._windows[key])
+        readings = self._windows.pop(key, None)
+        if readings is None:
+            readings = deque()
+            self._make_room(key.link)
+        readings.append(reading)
+        self._windows[key] = readings
         for subscriber in list(self._subscribers):
             subscriber.offer(reading)
 
@@ -95,20 +111,33 @@ class ReadingsHub:
         return subscription
 
     def meters(self) -> list[MeterKey]:
-        return sorted(self._latest, key=lambda key: (key.link, key.meter_id or ""))
+        """The meters heard within the window, by link and id."""
+        self._expire_all()
+        return sorted(self._windows, key=lambda key: (key.link, key.meter_id or ""))
 
     def latest(self, key: MeterKey) -> Reading | None:
-        return self._latest.get(key)
+        """The meter's last reading, unless it is older than the window."""
+        self._expire_all()
+        readings = self._windows.get(key)
+        return readings[-1] if readings else None
 
     def window(self, key: MeterKey) -> list[Reading]:
         """The readings of one meter received in the last `window_seconds`, oldest first."""
-        readings = self._windows.get(key)
-        if readings is None:
-            return []
-        self._expire(readings)
-        return list(readings)
+        self._expire_all()
+        return list(self._windows.get(key, ()))
 
-    def _expire(self, readings: deque[Reading]) -> None:
+    def _make_room(self, link: str) -> None:
+        """Forget the link's least recently heard meters until one more fits."""
+        on_link = [key for key in self._windows if key.link == link]
+        excess = len(on_link) + 1 - self.max_meters.get(link, DEFAULT_MAX_METERS)
+        for key in on_link[:max(excess, 0)]:
+            del self._windows[key]
+            self.forgotten(key)
+
+    def _expire_all(self) -> None:
         horizon = self.clock() - self.window_seconds
-        while readings and (readings[0].received_at or 0.0) < horizon:
-            readings.popleft()
+        for key, readings in list(self._windows.items()):
+            while readings and (readings[0].received_at or 0.0) < horizon:
+                readings.popleft()
+            if not readings:
+                del self._windows[key]

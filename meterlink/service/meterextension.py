@@ -141,15 +141,17 @@ class MeterBlock(BaseModel):
     data: list[ObisData]
 
 
-def meter_block(link: str, latest: Reading, window: Sequence[Reading]) -> MeterBlock:
+def meter_block(link: str, window: Sequence[Reading]) -> MeterBlock:
     """One meter: a data object per OBIS code of its latest reading, entries from `window`.
 
-    Profile values (a list of rows, such as P1 0-0:98.1.0) are left out: an entry holds one
-    number. An entry whose scale or unit differs from the latest reading's is left out too, so
-    every `val` of a data object is read with the same `scale` and `unit`. With an empty window
-    (the meter has been silent for over 60 s) the latest reading is the only entry.
+    `window` is the meter's readings of the last 60 s, oldest first, never empty: a meter silent
+    for longer is not shown at all. Profile values (a list of rows, such as P1 0-0:98.1.0) are
+    left out: an entry holds one number. An entry whose scale or unit differs from the latest
+    reading's is left out too, so every `val` of a data object is read with the same `scale` and
+    `unit`.
     """
-    readings = list(window) or [latest]
+    readings = list(window)
+    latest = readings[-1]
     by_obis = [{value.obis: value for value in reading.values} for reading in readings]
     data = []
     for value in latest.values:

@@ -329,7 +329,7 @@ def sensor_config(topics: Topics, reading: Reading, sensor: Sensor, link: LinkSt
             "identifiers": [reading.meter_id or meter],
             "name": f"Meter {reading.meter_id or reading.link}",
             "manufacturer": manufacturer(reading.meter_id),
-            "model": link.kind if link is not None else reading.link,
+            "model": reading.kind,
             "via_device": topics.settings.client_id,
         },
         "origin": {"name": "meterlink", "sw_version": software_version()},
@@ -624,6 +624,8 @@ class MqttPublisher:
     def _announce(self, client: paho.Client, reading: Reading) -> None:
         """Discovery for the sensors of this meter not yet announced on this connection."""
         key = MeterKey(reading.link, reading.meter_id)
+        if key not in self._announced:
+            self._forget_gone_meters()
         announced = self._announced.setdefault(key, set())
         link = self._links.get(reading.link)
         for sensor in sensors(reading):
@@ -631,6 +633,12 @@ class MqttPublisher:
                 config = sensor_config(self.topics, reading, sensor, link)
                 client.publish(self.topics.sensor_config(reading, sensor), json.dumps(config), qos=1, retain=True)
                 announced.add(sensor.key)
+
+    def _forget_gone_meters(self) -> None:
+        """Remember announcements only for the hub's meters, or a meter whose id changes with every
+        telegram grows this without bound; a meter that comes back is announced again (retained)."""
+        kept = set(self._hub.meters())
+        self._announced = {key: done for key, done in self._announced.items() if key in kept}
 
     def _publish_links(self, client: paho.Client) -> None:
         for status in self._links.values():

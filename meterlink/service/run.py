@@ -62,6 +62,12 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
     return ChildSpec(section.name, partial(run_p1, p1, hooks, status))
 
 
+def readings_hub(sections: list[LinkSection], links: dict[str, LinkStatus]) -> ReadingsHub:
+    """The hub, keeping each link within its `max_meters` and telling the link's status what it forgot."""
+    return ReadingsHub(max_meters={section.name: section.max_meters for section in sections},
+                       forgotten=lambda key: links[key.link].note_forgotten(key.meter_id))
+
+
 DLMS_POLL_INTERVAL = 10.0
 
 
@@ -176,8 +182,8 @@ async def run_service(
 ) -> None:
     """Run until SIGTERM/SIGINT; raises IntensityExceeded when the root supervisor gives up, and
     StartupError, before anything runs, for what no restart can mend."""
-    hub = ReadingsHub()
     links = {section.name: LinkStatus(section.name, section.kind) for section in config.link}
+    hub = readings_hub(config.link, links)
     announced = False
 
     def publish(reading: Reading) -> None:
