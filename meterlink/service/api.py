@@ -76,6 +76,9 @@ SSE_KEEPALIVE = 15.0
 """Seconds between comment lines on a quiet stream, so a vanished client is noticed."""
 PASSWORD_CHECKS = 2
 """Concurrent password checks: each scrypt takes 16 MiB and tens of milliseconds."""
+REFUSED_REQUESTS = {HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNPROCESSABLE_ENTITY}
+"""Answers logged with one line: the client's own mistake, which whoever integrates it looks for.
+Failed logins are logged by the Gate, faults of the adapter where they happen."""
 
 
 class ApiError(Exception):
@@ -123,6 +126,10 @@ def presented_secret(authorization: str | None) -> str | None:
     return ""
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class Gate:
     """Decides whether a request may go on: open reads, or a valid token or password.
 
@@ -137,7 +144,7 @@ class Gate:
         self._checks = trio.CapacityLimiter(PASSWORD_CHECKS)
 
     async def authorize(self, request: Request, access: Access) -> None:
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request)
         if access is Access.READ and self._open(client):
             return
         secret = presented_secret(request.headers.get("authorization"))
@@ -200,14 +207,27 @@ def _too_large(limit: int) -> ApiError:
 
 
 def parse_document(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or 400."""
+    """The body as a JSON object whose strings are all text, or 400."""
     try:
         document = json.loads(body)
+        _check_text(document)
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_json", "the body holds a lone surrogate (such as \\ud800 without its pair); "
+                                            "strings must be Unicode text") from None
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         raise ApiError(400, "invalid_json", "the body must be a JSON object such as {\"cmd\": \"meter_reading\"}") from None
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object, not an array or a value")
     return document
+
+
+def _check_text(document: object) -> None:
+    """Raise UnicodeEncodeError if a string of the document, a key included, is not text.
+
+    json.loads takes "\\ud800", and a surrogate encoded in UTF-8, as a lone surrogate: no answer
+    echoing it (an id, a key named in a 422) and no log line can be encoded, so it is refused here.
+    """
+    json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
 def command_id(document: dict[str, Any]) -> CommandId | None:
@@ -606,6 +626,9 @@ def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
             command = validate(model, document)
             answer = await commands.run(command)
         except ApiError as error:
+            if error.status in REFUSED_REQUESTS:
+                # The code only: the message may name keys of the body, which are no log text.
+                log.info("POST /api from %s refused: %d %s", client_address(request), error.status, error.error)
             return error.response(document_id)
         return JSONResponse(answer.model_copy(update={"id": command.id}).to_json())
 
