@@ -17,7 +17,7 @@ import trio
 
 from meterlink.service.adapter import ApiPolicy
 from meterlink.service.api import FETCH_LIMIT
-from test_api import api_client, command, make_rig
+from test_api import Rig, api_client, command, make_rig
 
 FILE = b"firmware notes\n" * 100
 
@@ -80,9 +80,14 @@ async def http_server() -> AsyncIterator[Server]:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("allowed", [(), ("localhost",), ("127.0.0.10",)])
+def listing(tmp_path: Path, *hosts: str) -> Rig:
+    return make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=hosts))
+
+
+@pytest.mark.parametrize("allowed", [(), ("localhost",), ("127.0.0.1",), ("127.0.0.10",)])
 async def test_refused_unless_the_host_is_listed(tmp_path: Path, allowed: tuple[str, ...]) -> None:
-    rig = make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=allowed))
+    """Listed without the server's port, a host is reached on 80 (http) or 443 (https) only (issue 12 item 8)."""
+    rig = listing(tmp_path, *allowed)
     async with http_server() as server, api_client(rig.adapter) as client:
         download = await command(client, {"cmd": "download_file", "file_uri": server.url("/test.txt")})
         posted = await command(client, {"cmd": "request_post", "file_uri": server.url("/api"), "message": "{}"})
@@ -95,8 +100,7 @@ async def test_refused_unless_the_host_is_listed(tmp_path: Path, allowed: tuple[
 
 
 async def test_download_file_from_a_listed_host(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=("127.0.0.1",)))
-    async with http_server() as server, api_client(rig.adapter) as client:
+    async with http_server() as server, api_client(listing(tmp_path, f"127.0.0.1:{server.port}").adapter) as client:
         response = await command(client, {"cmd": "download_file", "file_uri": server.url("/test.txt"),
                                           "cert": "ca_cert.pem", "id": "5"})
     assert response.status_code == 200
@@ -107,8 +111,7 @@ async def test_download_file_from_a_listed_host(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("path", "error"), [("/missing", "download_failed"), ("/big.bin", "download_too_large"),
                                              ("/moved", "download_failed")])
 async def test_download_failures(tmp_path: Path, path: str, error: str) -> None:
-    rig = make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=("127.0.0.1",)))
-    async with http_server() as server, api_client(rig.adapter) as client:
+    async with http_server() as server, api_client(listing(tmp_path, f"127.0.0.1:{server.port}").adapter) as client:
         response = await command(client, {"cmd": "download_file", "file_uri": server.url(path)})
     assert response.status_code == 502
     assert response.json()["error"] == error
@@ -117,19 +120,17 @@ async def test_download_failures(tmp_path: Path, path: str, error: str) -> None:
 
 
 async def test_unreachable_listed_host(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=("127.0.0.1",)))
     async with http_server() as server:
         closed = server.url("/test.txt")
-    async with api_client(rig.adapter) as client:
+    async with api_client(listing(tmp_path, f"127.0.0.1:{server.port}").adapter) as client:
         response = await command(client, {"cmd": "download_file", "file_uri": closed})
     assert response.status_code == 502
     assert response.json()["message"] == "the server could not be reached (ConnectError)"
 
 
 async def test_request_post_to_a_listed_host(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, policy=ApiPolicy(fetch_hosts=("LocalHost",)))
     message = '{"cmd":"meter_reading"}'
-    async with http_server() as server, api_client(rig.adapter) as client:
+    async with http_server() as server, api_client(listing(tmp_path, f"LocalHost:{server.port}").adapter) as client:
         as_json = await command(client, {"cmd": "request_post", "file_uri": server.url("/api", "localhost"),
                                          "message": message})
         as_text = await command(client, {"cmd": "request_post", "file_uri": server.url("/missing", "localhost"),

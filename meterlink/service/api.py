@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
 from .adapter import Adapter
+from .config import FetchHost
 from .meterextension import (
     COMMANDS,
     READ_COMMANDS,
@@ -353,17 +354,19 @@ class MeterExtension:
 
 
 def allowed_url(uri: str, hosts: tuple[str, ...]) -> httpx.URL:
-    """The URL if its scheme is http(s) and its host is exactly one of `hosts`; else 422 or 403."""
+    """The URL if its scheme is http(s) and its host and port are those of an entry of `hosts`
+    (`http.fetch_hosts`, `FetchHost`); else 422 or 403."""
     try:
         url = httpx.URL(uri)
     except (httpx.InvalidURL, ValueError, TypeError):
         raise ApiError(422, "invalid_uri", "file_uri must be an http or https URL") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ApiError(422, "invalid_uri", "file_uri must be an http or https URL")
-    if url.host.lower() not in {host.lower() for host in hosts}:
+    if not any(FetchHost.parse(entry).allows(url.scheme, url.host, url.port) for entry in hosts):
         raise ApiError(403, "fetch_not_allowed",
                        "download_file and request_post may only reach hosts listed in http.fetch_hosts "
-                       "of the configuration (none by default)")
+                       "of the configuration (none by default), on the port listed with the host, "
+                       "else only on 80 (http) or 443 (https)")
     return url
 
 

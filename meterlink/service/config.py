@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import stat
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from ..protocols.dlms.objects import AttributeRef, ObjectError
 from ..transports import SerialSettings, parse_tcp_url
@@ -37,12 +40,65 @@ class AdapterSection(_Section):
     """The API token / device password; without it one is generated at first start and shown once."""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_FETCH_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\s/?#@:\[\]]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+@dataclass(frozen=True)
+class FetchHost:
+    """An entry of `http.fetch_hosts`: a host, and the one port download_file may reach it on.
+
+    Without a port only the scheme's own (80 for http, 443 for https): listing `localhost` must not
+    open every other service on the adapter (issue 12 item 8).
+    """
+
+    host: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> FetchHost:
+        """`host`, `host:port`, `[v6]` or `[v6]:port`; ValueError says what is wrong."""
+        match = _FETCH_HOST.fullmatch(entry)
+        if match is None or (match["v6"] is not None and not _is_ipv6(match["v6"])):
+            raise ValueError(f"expected HOST or HOST:PORT such as homeassistant.local or 192.168.1.5:8123 "
+                             f"([::1]:8080 for IPv6), got {entry!r}")
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"{entry!r}: the port must be 1 to 65535")
+        return cls(normal_host(match["v6"] or match["name"]), port)
+
+    def allows(self, scheme: str, host: str, port: int | None) -> bool:
+        """Whether a URL's scheme (http, https), host and port (None: the scheme's) are this entry's."""
+        default = DEFAULT_PORTS[scheme]
+        return normal_host(host) == self.host and (default if port is None else port) == (self.port or default)
+
+
+def normal_host(host: str) -> str:
+    """One spelling per host: an IP address in its short form, a name in lower case."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
+def _fetch_host(entry: str) -> str:
+    FetchHost.parse(entry)
+    return entry
+
+
 class HttpSection(_Section):
     listen: str = "127.0.0.1:8080"
     open_reads: list[str] = []
     """Networks (CIDR) that may read without credentials; configuration always needs them."""
-    fetch_hosts: list[str] = []
-    """Hosts that download_file and request_post may reach; none by default (SSRF)."""
+    fetch_hosts: list[Annotated[str, AfterValidator(_fetch_host)]] = []
+    """HOST or HOST:PORT that download_file and request_post may reach; none by default (SSRF)."""
 
     @field_validator("listen")
     @classmethod
