@@ -18,6 +18,9 @@ from .readings import ProfileRow, Reading, Value, scaled
 
 MAX_TELEGRAM = 8192
 """Bytes from `/` to the end of the CRC line; a longer telegram is dropped as oversized."""
+MAX_DIGITS = 20
+"""Digits of a number (DSMR's widest format is F8(3,3)): a longer one fits in a telegram but not in
+Python's int conversion (4,300 digits) or a float, and no meter sends it."""
 
 
 class P1Error(ProtocolError):
@@ -204,8 +207,10 @@ def _hex_text(text: str) -> str:
 _HEADER = re.compile(rb"/([A-Za-z]{3}\d[^\r\n]*)\r?\n")
 _LINE = re.compile(rb"\r?\n(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:\([^()\r\n]*\))+)")
 _BLANK = re.compile(rb"\s*\Z")
-_NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?\Z")
-_TIMESTAMP = re.compile(r"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)([SW]?)\Z")
+# [0-9], not \d or str.isdigit: those take digits such as Latin-1's superscripts that int() refuses.
+_NUMBER = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
+_TIMESTAMP = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([SW]?)\Z")
+_DIGITS = re.compile(r"[0-9]+\Z")
 _OBIS_REF = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
 
 INTEGER_OBJECTS = frozenset(
@@ -257,8 +262,8 @@ def _single(obis: str, code: str, field: str) -> Value:
         return _measured(obis, field)
     if _TIMESTAMP.match(field):
         return Value(obis, timestamp(field))
-    if _is_integer_object(code) and field.isdigit():
-        return Value(obis, int(field))
+    if _is_integer_object(code) and field.isdigit():  # isdigit also takes "²", which _integer names
+        return Value(obis, _integer(field, "value"))
     return Value(obis, field)
 
 
@@ -282,16 +287,26 @@ def _decimal(text: str) -> tuple[int, int]:
     if match is None:
         raise P1Error(f"{text!r} is not a decimal number")
     sign, whole, fraction = match.groups(default="")
-    raw = int(sign + whole + fraction)
-    return raw, -len(fraction)
+    _check_digits(text, len(whole) + len(fraction))
+    return int(sign + whole + fraction), -len(fraction)
+
+
+def _integer(text: str, what: str) -> int:
+    if _DIGITS.match(text) is None:
+        raise P1Error(f"{what} {text!r} is not a number")
+    _check_digits(text, len(text))
+    return int(text)
+
+
+def _check_digits(text: str, digits: int) -> None:
+    if digits > MAX_DIGITS:
+        raise P1Error(f"number {text[:20]!r}... has {digits} digits, at most {MAX_DIGITS}")
 
 
 def _profile(obis: str, fields: list[str]) -> Value:
     """A buffer such as 0-0:98.1.0: (count)(OBIS of each capture object...)(row)...; each row is the
     entry's time stamp followed by one field per capture object."""
-    if not fields[0].isdigit():
-        raise P1Error(f"profile entry count {fields[0]!r} is not a number")
-    count = int(fields[0])
+    count = _integer(fields[0], "profile entry count")
     refs = 1
     while refs < len(fields) and _OBIS_REF.match(fields[refs]):
         refs += 1
