@@ -6,6 +6,7 @@ conversion. Text objects keep their string as sent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -24,6 +25,15 @@ def scaled(raw: int, scaler: int) -> int | float:
     return float(f"{raw}e{scaler}")
 
 
+def non_finite(value: object) -> str | None:
+    """A float that JSON cannot carry (NaN, ±infinity) spelled as JSON readers know it ("NaN",
+    "Infinity", "-Infinity"); None for any other value. Readings show such a number as value null
+    with this spelling as its raw."""
+    if not isinstance(value, float) or math.isfinite(value):
+        return None
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileRow:
     """One row of a profile value: P1 0-0:98.1.0 (max demand of the last months, one value a row) or
@@ -37,9 +47,10 @@ class ProfileRow:
     scaler: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        spelled = non_finite(self.value)
         return _without_none(
-            {"entry_time": self.entry_time, "time": self.time, "value": self.value,
-             "unit": self.unit, "raw": self.raw, "scaler": self.scaler},
+            {"entry_time": self.entry_time, "time": self.time, "value": None if spelled else self.value,
+             "unit": self.unit, "raw": spelled or self.raw, "scaler": self.scaler},
             keep="value",
         )
 
@@ -60,8 +71,9 @@ class Value:
         value = self.value
         if isinstance(value, tuple) and value and isinstance(value[0], ProfileRow):
             value = [row.to_json() for row in value]
+        spelled = non_finite(value)
         return _without_none(
-            {"obis": self.obis, "value": value, "unit": self.unit, "raw": self.raw,
+            {"obis": self.obis, "value": None if spelled else value, "unit": self.unit, "raw": spelled or self.raw,
              "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
             keep="value",
         )

@@ -53,7 +53,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from ..actors.link import LinkStatus
 from ..protocols.obis import Obis, ObisError
-from ..protocols.readings import Reading, Value
+from ..protocols.readings import Reading, Value, non_finite
 from ..supervisor import Backoff, ChildSpec
 from .hub import MeterKey, ReadingsHub
 from .version import software_version
@@ -147,8 +147,10 @@ def meter_name(reading: Reading) -> str:
 
 
 def state_of(reading: Reading) -> dict[str, Any]:
-    """The flat state object: every single value by OBIS key (lists such as P1 0-0:98.1.0 left out)."""
-    state: dict[str, Any] = {obis_key(v.obis): v.value for v in reading.values if not isinstance(v.value, tuple)}
+    """The flat state object: every single value by OBIS key (lists such as P1 0-0:98.1.0 left out;
+    NaN and infinity, which JSON lacks, as null)."""
+    state: dict[str, Any] = {obis_key(v.obis): None if non_finite(v.value) else v.value
+                             for v in reading.values if not isinstance(v.value, tuple)}
     state["captured_at"] = reading.captured_at
     state["received_at"] = reading.received_at
     return state

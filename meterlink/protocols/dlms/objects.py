@@ -130,8 +130,8 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
     if ref.class_id == ASSOCIATION_LN and ref.attribute == 2:
         return Value(obis, object_list(data))
     if ref.scaled and scaler_unit is not None and data.tag in (DataTag.FLOAT32, DataTag.FLOAT64):
-        value = json_of(data)
-        return Value(obis, value * 10**scaler_unit.scaler if value is not None else None, unit_symbol(scaler_unit.unit),
+        # NaN and infinity stay as they are: the reading shows them as null with their spelling.
+        return Value(obis, data.value * 10**scaler_unit.scaler, unit_symbol(scaler_unit.unit),
                      scaler=scaler_unit.scaler, unit_code=scaler_unit.unit)
     if ref.scaled and scaler_unit is not None and data.tag in _SCALABLE:
         return object_value(CosemObject(ref.obis, data, scaler_unit.scaler, scaler_unit.unit, obis))
@@ -143,7 +143,7 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
 _SCALABLE = {DataTag.DOUBLE_LONG, DataTag.DOUBLE_LONG_UNSIGNED, DataTag.INTEGER, DataTag.LONG, DataTag.UNSIGNED,
              DataTag.LONG_UNSIGNED, DataTag.LONG64, DataTag.LONG64_UNSIGNED}
 _SCALARS = _SCALABLE | {DataTag.ENUM, DataTag.BOOLEAN, DataTag.VISIBLE_STRING, DataTag.UTF8_STRING,
-                        DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA}
+                        DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA, DataTag.FLOAT32, DataTag.FLOAT64}
 """What object_value shows as one number or text; anything else (date, time, BCD, structures) as JSON."""
 
 
