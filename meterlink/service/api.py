@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -85,17 +86,25 @@ Failed logins are logged by the Gate, faults of the adapter where they happen.""
 class ApiError(Exception):
     """A request that is answered with `{"error", "message", "result": "ERROR"}` and a 4xx/5xx status."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(status, error, message)
         self.status = status
         self.error = error
         self.message = message
+        self.retry_after = retry_after
 
     def response(self, command_id: CommandId | None = None) -> JSONResponse:
         body = ErrorAnswer(error=self.error, message=self.message, id=command_id).to_json()
-        # RFC 9110: a 401 names the scheme it wants; Basic works too (curl -u any:PASSWORD).
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == HTTPStatus.UNAUTHORIZED else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        return JSONResponse(body, status_code=self.status, headers=self._headers())
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.status == HTTPStatus.UNAUTHORIZED:
+            # RFC 9110: a 401 names the scheme it wants; Basic works too (curl -u any:PASSWORD).
+            headers["WWW-Authenticate"] = "Bearer"
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(math.ceil(self.retry_after))  # whole seconds
+        return headers
 
 
 # --- authentication (seed 001 ch. C.1) ----------------------------------------------------------------
@@ -134,9 +143,12 @@ def client_address(request: Request) -> str:
 class Gate:
     """Decides whether a request may go on: open reads, or a valid token or password.
 
-    A client's attempts are checked one at a time, each after the throttle's delay, and the delay
-    comes before the check: otherwise a client could run its guesses in parallel, or give up on an
-    answer that is late and so learn it was wrong without waiting.
+    The token accepted last is recognised at once by a keyed hash (`Credentials.recently_accepted`),
+    so wrong guesses, each costing a scrypt, never make it wait. Any other secret is checked with a
+    scrypt. A client's attempts are checked one at a time, each after the throttle's delay, and the
+    delay comes before the check: otherwise a client could run its guesses in parallel, or give up
+    on an answer that is late and so learn it was wrong without waiting. Once the throttle's budget
+    of failures across all clients is spent, they get 429 without a check.
     """
 
     def __init__(self, adapter: Adapter) -> None:
@@ -152,14 +164,11 @@ class Gate:
         if secret is None:
             raise ApiError(401, "unauthorized",
                            "this needs the device password: Authorization: Bearer TOKEN, or Basic with any user")
+        if self._adapter.credentials.recently_accepted(secret):
+            return
         async with self._one_at_a_time(client):
             await trio.sleep(self._adapter.throttle.delay_for(client))
-            if await self._check(secret):
-                self._adapter.throttle.succeeded(client)
-                return
-            self._adapter.throttle.failed(client)
-        log.warning("failed login from %s", client)
-        raise ApiError(401, "unauthorized", "wrong token or password")
+            await self._check(client, secret)
 
     def _open(self, client: str) -> bool:
         try:
@@ -168,7 +177,23 @@ class Gate:
             return False
         return any(address in network for network in self._adapter.policy.open_reads)
 
-    async def _check(self, secret: str) -> bool:
+    async def _check(self, client: str, secret: str) -> None:
+        """One scrypt check within the throttle's budget; 401 or 429 unless `secret` is the password."""
+        throttle = self._adapter.throttle
+        wait = throttle.retry_after()
+        if wait > 0:
+            raise ApiError(429, "too_many_failed_logins",
+                           "too many failed logins on this adapter, from any address; try again later", wait)
+        with throttle.checking():
+            accepted = await self._scrypt(secret)
+        if accepted:
+            throttle.succeeded(client)
+            return
+        throttle.failed(client)
+        log.warning("failed login from %s", client)
+        raise ApiError(401, "unauthorized", "wrong token or password")
+
+    async def _scrypt(self, secret: str) -> bool:
         try:
             return await trio.to_thread.run_sync(self._adapter.credentials.check, secret, limiter=self._checks)
         except SecretsError:
@@ -537,7 +562,7 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
     async def read_access(request: Request) -> None:
         await gate.authorize(request, Access.READ)
 
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(read_access)], responses=_errors(401))
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(read_access)], responses=_errors(401, 429))
     hub = adapter.hub
 
     @router.get("/meters", response_model=list[MeterOut])
@@ -609,7 +634,7 @@ def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
         "/api",
         response_model=None,
         responses={200: {"model": Answer, "description": "the command's answer; unkown_cmd for an unknown command"},
-                   **_errors(400, 401, 403, 413, 422, 502, 503, 504)},
+                   **_errors(400, 401, 403, 413, 422, 429, 502, 503, 504)},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Command"}}}}},
     )

@@ -25,8 +25,8 @@ import stat
 import tempfile
 import time
 import unicodedata
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,6 +402,14 @@ class _PasswordHash:
             raise ValueError("bad scrypt parameters")
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class _Accepted:
+    """The secret `Credentials.check` accepted last, as an HMAC, and the stored hash it matched."""
+
+    against: _PasswordHash
+    mac: bytes
+
+
 def _scrypt(secret: str, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> bytes:
     # NFC: the same password typed on two devices may arrive composed or decomposed.
     data = unicodedata.normalize("NFC", secret).encode("utf-8", "surrogatepass")
@@ -418,6 +426,8 @@ class Credentials:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
+        self._mac_key = secrets.token_bytes(32)
+        self._accepted: _Accepted | None = None
         remove_temporaries(self._path)
 
     @property
@@ -462,11 +472,34 @@ class Credentials:
         return token
 
     def check(self, secret: str) -> bool:
-        """Whether `secret` is the stored password; False when none is stored."""
+        """Whether `secret` is the stored password; False when none is stored. One scrypt."""
         stored = self._read()
         if stored is None or not isinstance(secret, str):
             return False
-        return hmac.compare_digest(_scrypt(secret, stored.salt, stored.n, stored.r, stored.p), stored.digest)
+        if not hmac.compare_digest(_scrypt(secret, stored.salt, stored.n, stored.r, stored.p), stored.digest):
+            return False
+        self._accepted = _Accepted(stored, self._mac(secret))
+        return True
+
+    def recently_accepted(self, secret: str) -> bool:
+        """Whether `secret` is the one `check` accepted last, and the stored password is still the one it matched.
+
+        An HMAC under a key that lives only in this process instead of a scrypt, so that a flood of
+        wrong guesses, each costing a scrypt, never makes the right token wait (issue 12 item 7).
+        The file is read each time: a password changed by `set` or by `meterlink token` in
+        another process ends the shortcut at once.
+        """
+        accepted = self._accepted
+        if accepted is None or not isinstance(secret, str):
+            return False
+        try:
+            stored = self._read()
+        except SecretsError:
+            return False  # `check` says what is wrong with the file
+        return stored == accepted.against and hmac.compare_digest(self._mac(secret), accepted.mac)
+
+    def _mac(self, secret: str) -> bytes:
+        return hmac.digest(self._mac_key, secret.encode("utf-8", "surrogatepass"), "sha256")
 
     def _read(self) -> _PasswordHash | None:
         try:
@@ -496,11 +529,13 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Slows down repeated failed logins per client (e.g. IP address).
+    """Slows down repeated failed logins per client (e.g. IP address), and limits them across all clients.
 
     Seed 001 ch. C.1: the password must protect the configuration, so it must not be guessable by
     trying quickly. At most `max_clients` clients are remembered (the least recently failing one is
-    dropped first), so a flood of clients cannot exhaust the adapter's memory.
+    dropped first), so a flood of clients cannot exhaust the adapter's memory. A client that
+    changes its address escapes its own delay, so at most `budget` failed logins, counting the
+    checks under way, are allowed per `budget_window` seconds whoever makes them (`retry_after`).
     """
 
     def __init__(
@@ -511,14 +546,39 @@ class LoginThrottle:
         forget_after: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = 4096,
+        budget: int = 30,
+        budget_window: float = 60.0,
     ) -> None:
         self.free_failures = free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.forget_after = forget_after
         self.max_clients = max_clients
+        self.budget = budget
+        self.budget_window = budget_window
         self._clock = clock
         self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        self._recent: deque[float] = deque()  # when the failures of the last budget_window happened
+        self._checking = 0
+
+    def retry_after(self) -> float:
+        """0 when a password check may start now, else the seconds until the budget has room again."""
+        now = self._clock()
+        while self._recent and now - self._recent[0] >= self.budget_window:
+            self._recent.popleft()
+        if len(self._recent) + self._checking < self.budget:
+            return 0.0
+        # Only checks under way fill the budget: they end within a second.
+        return self._recent[0] + self.budget_window - now if self._recent else 1.0
+
+    @contextlib.contextmanager
+    def checking(self) -> Iterator[None]:
+        """Counts a password check against the budget while it runs, before it is known to fail."""
+        self._checking += 1
+        try:
+            yield
+        finally:
+            self._checking -= 1
 
     def delay_for(self, client: str) -> float:
         """Seconds to wait before answering this client's next attempt."""
@@ -530,6 +590,7 @@ class LoginThrottle:
         return min(self.max_delay, self.base_delay * 2.0 ** min(excess - 1, 64))
 
     def failed(self, client: str) -> None:
+        self._recent.append(self._clock())
         entry = self._current(client)
         self._failures[client] = _Failures((entry.count if entry else 0) + 1, self._clock())
         self._failures.move_to_end(client)
