@@ -1,9 +1,10 @@
 """The REST API: `POST /api` compatible with the MeterExtension #1 (seed 000 ch. 3) and `/api/v1`.
 
-`create_app(adapter)` builds the FastAPI application that `meterlink run` serves with hypercorn's
-trio worker. Seed 001 ch. C.1 (security): configuration commands always need the device password
+`create_app(adapter)` builds the FastAPI application that `meterlink run` serves with hypercorn
+(`httpserver`). Seed 001 ch. C.1 (security): configuration commands always need the device password
 or API token; reading needs it too, unless the client's address is in `policy.open_reads`. Repeated
-failed logins are slowed down per client. The body of `POST /api` is read raw, so the seed's curl
+failed logins are slowed down per client and limited across all clients (429); the token accepted
+last is recognised without a scrypt. The body of `POST /api` is read raw, so the seed's curl
 examples (form content type) work; what the seed shows that is not JSON, and what is sent instead,
 is listed in `meterextension`. Only `/openapi.json` is served: `/docs` would load its assets from a
 CDN, and the adapter is offline.

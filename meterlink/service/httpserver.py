@@ -102,9 +102,9 @@ class ClientListener(trio.abc.Listener[ClientStream]):
         await self._listener.aclose()
 
 
-async def serve(app: ASGIFramework, config: HypercornConfig, listener: socket.socket, writes: Writes | None = None) -> None:
+async def serve(app: ASGIFramework, config: HypercornConfig, listener: socket.socket) -> None:
     """Serve `app` on a listening socket until cancelled; the socket itself stays open for a restart."""
-    writes = writes or Writes()
+    writes = Writes()
     # A copy: the trio listener closes its socket when it ends.
     clients = ClientListener(trio.SocketListener(trio.socket.from_stdlib_socket(listener.dup())), writes)
     connection = partial(TCPServer, wrap_app(app, config.wsgi_max_body_size, "asgi"), config, WorkerContext(None),
