@@ -23,7 +23,7 @@ from meterlink.protocols.dlms.security import CipherKeys, encrypt
 from meterlink.protocols.mbus import CField, ADDRESS_BROADCAST_NO_REPLY, split_segments
 from meterlink.protocols.obis import Obis
 from meterlink.protocols.readings import ProfileRow, Reading, Value
-from meterlink.service.api import reading_events
+from meterlink.service.api import ReadingOut, reading_events
 from meterlink.service.mqtt import state_of
 from meterlink.simulators.kaifa import DEMO_KEY, SYSTEM_TITLE
 from test_api import NOW, api_client, bearer, make_rig
@@ -115,6 +115,7 @@ async def test_the_api_answers_200_with_json(tmp_path: Path, path: str) -> None:
     answer = strict(response.content)
     (reading,) = answer if path.endswith("latest") else answer[0]["readings"]
     assert_spelled(reading)
+    ReadingOut.model_validate(reading)  # as /openapi.json describes it
 
 
 async def test_the_stream_sends_json(tmp_path: Path) -> None:

@@ -452,7 +452,7 @@ class ProfileRowOut(BaseModel):
     time: str | None = None
     entry_time: str | None = None
     unit: str | None = None
-    raw: int | None = None
+    raw: Union[int, str, None] = None  # "NaN", "Infinity" or "-Infinity" beside a null value
     scaler: int | None = None
 
 
@@ -460,7 +460,7 @@ class ValueOut(BaseModel):
     obis: str
     value: Union[int, float, str, None, list[ProfileRowOut]]
     unit: str | None = None
-    raw: int | None = None
+    raw: Union[int, str, None] = None  # "NaN", "Infinity" or "-Infinity" beside a null value
     scaler: int | None = None
     unit_code: int | None = None
     time: str | None = None
