@@ -257,9 +257,10 @@ class AdapterUnderTest:
             self.expected["noise_bytes"] += event.count
             return [], None
         if kind == "bad_frame":
+            self.expected["noise_bytes"] += event.noise
             return self._drop(["bad_frame"]), None
         if kind == "foreign":
-            self.expected["foreign_frames"] += 1
+            self.expected["foreign_frames"] += event.count if isinstance(event, SingleChar) else 1
             return [], None
         if kind == "unsupported":
             self.expected["unsupported_data"] += 1

@@ -67,6 +67,7 @@ class HdlcStation:
     counters: Any
     send: Any
     drop: Any
+    count_noise: Any
     accepts: Any
     state_name: str
 
@@ -94,8 +95,8 @@ class HdlcStation:
                 self.send("partial_frame")
             case Quiet() if self.receiving.is_active:  # type: ignore[attr-defined]
                 self.send("frame_ended")
-            case BadFrame(reason):
-                self.send("bad_frame", reason=reason)
+            case BadFrame():
+                self.send("bad_frame", bad=event)
             case Noise(count):
                 self.send("noise", count=count)
 
@@ -204,8 +205,9 @@ class HdlcStation:
         self.actions.append(Resync())
         self.drop("stalled_frame", f"a frame stopped for more than {self.inter_octet:g} s (inter-octet timeout)")  # type: ignore[attr-defined]
 
-    def count_bad_frame(self, reason: str) -> None:
-        self.drop("bad_frame", reason)
+    def count_bad_frame(self, bad: BadFrame) -> None:
+        self.count_noise(bad.noise)
+        self.drop("bad_frame", bad.detail)
 
     def count_stray_frame(self, detail: str) -> None:
         self.counters["stray_frames"] += 1

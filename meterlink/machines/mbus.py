@@ -154,10 +154,12 @@ class MBusAdapter(LinkMachine):
                     self.send("segment", frame=event, received_at=received_at)
                 else:
                     self.send("unsupported_data", frame=event)
-            case ShortFrame() | LongFrame() | SingleChar():
-                self.send("foreign_frame", frame=event)
-            case BadFrame(reason):
-                self.send("bad_frame", reason=reason)
+            case SingleChar(count):
+                self.send("foreign_frame", count=count)
+            case ShortFrame() | LongFrame():
+                self.send("foreign_frame", count=1)
+            case BadFrame():
+                self.send("bad_frame", bad=event)
             case Noise(count):
                 self.send("noise", count=count)
 
@@ -251,11 +253,12 @@ class MBusAdapter(LinkMachine):
         # Acknowledged all the same (EN 13757-2: every SND_UD gets its E5), so the meter stays in data mode.
         self.counters["unsupported_data"] += 1
 
-    def count_foreign(self) -> None:
-        self.counters["foreign_frames"] += 1
+    def count_foreign(self, count: int) -> None:
+        self.counters["foreign_frames"] += count
 
-    def count_bad_frame(self, reason: str) -> None:
-        self.drop("bad_frame", reason)
+    def count_bad_frame(self, bad: BadFrame) -> None:
+        self.count_noise(bad.noise)
+        self.drop("bad_frame", bad.detail)
 
     @property
     def is_stale(self) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .crc import crc16_x25
 from .errors import ProtocolError
-from .framing import BadFrame, BufferedFramer, Noise
+from .framing import BadFrame, BufferedFramer, Noise, add_event
 
 FLAG = 0x7E
 FORMAT_TYPE_3 = 0xA000
@@ -351,7 +351,7 @@ class HdlcFramer(BufferedFramer):
                 held = self.pending
                 events.append(Partial(held) if held else Quiet())
                 return events
-            events.append(event)
+            add_event(events, event)
 
     def _next(self) -> Frame | BadFrame | Noise | None:
         buffer = self._buffer
@@ -382,18 +382,24 @@ class HdlcFramer(BufferedFramer):
         total = (format_field & LENGTH_MASK) + 2
         header = _header_check(buffer, total)
         if header is False:
-            del buffer[:1]
-            return BadFrame(f"format 0x{format_field:04X}: the header check sequence does not match", 1)
+            return self._bad(f"format 0x{format_field:04X}: the header check sequence does not match")
         if len(buffer) < total:
             return None
         raw = bytes(buffer[:total])
         try:
             frame = _parse(raw, header_checked=header is True)[0]
         except HdlcError as error:
-            del buffer[:1]
-            return BadFrame(str(error), 1)
+            return self._bad(str(error))
         del buffer[: total - 1]  # keep the closing flag: it may open the next frame
         return frame
+
+    def _bad(self, reason: str) -> BadFrame:
+        """Skip a rejected frame start: its flag and what follows up to the next flag, which cannot
+        start a frame (one step per false start, not two)."""
+        following = self._buffer.find(FLAG, 1)
+        count = len(self._buffer) if following < 0 else following
+        del self._buffer[:count]
+        return BadFrame(reason, count, noise=count - 1)
 
 
 def _header_check(buffer: bytearray, total: int) -> bool | None:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from .errors import ProtocolError
-from .framing import BadFrame, BufferedFramer, Noise
+from .framing import BadFrame, BufferedFramer, Noise, add_event
 
 ACK = 0xE5
 SHORT_START = 0x10
@@ -58,7 +58,9 @@ class MBusError(ProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class SingleChar:
-    """0xE5: the acknowledgement."""
+    """0xE5, the acknowledgement, `count` times in a row (one event for a run, not one per byte)."""
+
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +116,27 @@ class MBusFramer(BufferedFramer):
             event = self._next()
             if event is None:
                 break
-            events.append(event)
+            add_event(events, event)
         return events
 
     def _next(self) -> FramerEvent | None:
         buffer = self._buffer
         start = buffer[0]
         if start == ACK:
-            del buffer[:1]
-            return SingleChar()
+            return self._acks()
         if start == SHORT_START:
             return self._short()
         if start == LONG_START:
             return self._long()
         return self._skip_noise()
+
+    def _acks(self) -> SingleChar:
+        buffer = self._buffer
+        run = 1
+        while run < len(buffer) and buffer[run] == ACK:
+            run += 1
+        del buffer[:run]
+        return SingleChar(run)
 
     def _skip_noise(self) -> Noise:
         buffer = self._buffer
@@ -157,9 +166,9 @@ class MBusFramer(BufferedFramer):
         end = 4 + length + 2
         if len(buffer) < end:
             return None
-        body = bytes(buffer[4 : 4 + length])
         if buffer[end - 1] != STOP:
             return self._bad(f"long frame (L={length}): no stop byte")
+        body = bytes(buffer[4 : 4 + length])
         if buffer[end - 2] != checksum(body):
             return self._bad(f"long frame (L={length}): checksum 0x{buffer[end - 2]:02X}, computed 0x{checksum(body):02X}")
         del buffer[:end]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProtocolError
@@ -35,6 +36,7 @@ from ..hdlc import (
     FrameType,
     HdlcError,
     HdlcParameters,
+    parse_frame,
     parse_unchecked,
 )
 from .acse import (
@@ -105,14 +107,49 @@ def read_capture(data: bytes) -> bytes:
 
 # -- cutting a capture into frames ---------------------------------------------------------------
 
-_NOISE, _FRAME, _BROKEN = "noise", "frame", "broken"
+_NOISE, _FRAME, _BROKEN, _FLOOD = "noise", "frame", "broken", "flood"
 
 
-def _pieces(data: bytes) -> Iterator[tuple[str, int, int]]:
-    """(kind, start, end) of every frame, broken frame and run of noise, in order. A frame ends
-    where its length field says and must end there with a flag; its closing flag may open the next
-    frame. A broken frame (a type-3 start whose length leads to no closing flag) runs to the next
-    flag. Flags between frames are fill, not noise."""
+@dataclass(slots=True)
+class _Piece:
+    """Bytes `start` to `end` of a capture: a frame, a broken frame, noise, or a flood (pieces
+    between two frames that hold `broken` broken frames, more than one, the first at `first`)."""
+
+    kind: str
+    start: int
+    end: int
+    broken: int = 0
+    first: int = 0
+
+
+def _runs(data: bytes) -> Iterator[_Piece]:
+    """The pieces of a capture, one entry each, but a run of noise is one piece, and so is all
+    between two frames once it holds a second broken frame: a flood of false starts (`7E A0`
+    repeated) is one entry, not one per two bytes."""
+    held: list[_Piece] = []
+    for piece in _pieces(data):
+        if piece.kind == _FRAME:
+            yield from held
+            held = []
+            yield piece
+            continue
+        last = held[-1] if held else None
+        if last is not None and (last.kind == _FLOOD or last.kind == piece.kind == _NOISE):
+            last.end, last.broken = piece.end, last.broken + piece.broken
+            continue
+        held.append(piece)
+        broken = sum(part.broken for part in held)
+        if broken > 1:
+            first = next(part.first for part in held if part.broken)
+            held = [_Piece(_FLOOD, held[0].start, piece.end, broken, first)]
+    yield from held
+
+
+def _pieces(data: bytes) -> Iterator[_Piece]:
+    """Every frame, broken frame and stretch of noise, in order. A frame ends where its length
+    field says and must end there with a flag; its closing flag may open the next frame. A broken
+    frame (a type-3 start whose length leads to no closing flag) runs to the next flag. Flags
+    between frames are fill, not noise."""
     pos = 0
     opening = data.find(FLAG)
     while opening >= 0:
@@ -120,18 +157,18 @@ def _pieces(data: bytes) -> Iterator[tuple[str, int, int]]:
         while opening + 1 < len(data) and data[opening + 1] == FLAG:
             opening += 1
         if run > pos:
-            yield _NOISE, pos, run
+            yield _Piece(_NOISE, pos, run)
             pos = run
         found = _frame_end(data, opening)
         if found is None:
             opening = data.find(FLAG, opening + 1)
             continue
         end, closed = found
-        yield (_FRAME if closed else _BROKEN), opening, end
+        yield _Piece(_FRAME, opening, end) if closed else _Piece(_BROKEN, opening, end, 1, opening)
         pos = end
         opening = end - 1 if closed else data.find(FLAG, end)
     if data[pos:].strip(bytes((FLAG,))):
-        yield _NOISE, pos, len(data)
+        yield _Piece(_NOISE, pos, len(data))
 
 
 def _frame_end(data: bytes, opening: int) -> tuple[int, bool] | None:
@@ -140,12 +177,43 @@ def _frame_end(data: bytes, opening: int) -> tuple[int, bool] | None:
     head = data[opening + 1 : opening + 3]
     if not head or head[0] & 0xF0 != 0xA0:
         return None
-    if len(head) == 2:
-        end = opening + 2 + ((head[0] << 8 | head[1]) & LENGTH_MASK)
-        if end <= len(data) and data[end - 1] == FLAG:
-            return end, True
+    end = _closing(data, opening)
+    if end is not None and not _hides_a_frame(data, opening, end):
+        return end, True
     following = data.find(FLAG, opening + 1)
     return (len(data) if following < 0 else following), False
+
+
+def _closing(data: bytes, opening: int) -> int | None:
+    """The end of the frame opened at `opening` when its length field points at a flag."""
+    head = data[opening + 1 : opening + 3]
+    if len(head) < 2 or head[0] & 0xF0 != 0xA0:
+        return None
+    end = opening + 2 + ((head[0] << 8 | head[1]) & LENGTH_MASK)
+    return end if end <= len(data) and data[end - 1] == FLAG else None
+
+
+def _hides_a_frame(data: bytes, opening: int, end: int) -> bool:
+    """Whether the frame from `opening` to `end`, if it does not check, holds the start of one that
+    does: then it is noise whose length field happened to point at that frame's closing flag, and
+    taking it for a frame would lose the real one."""
+    if _checks(data, opening, end):
+        return False
+    inner = data.find(FLAG, opening + 1, end - 1)
+    while inner >= 0:
+        inner_end = _closing(data, inner)
+        if inner_end is not None and _checks(data, inner, inner_end):
+            return True
+        inner = data.find(FLAG, inner + 1, end - 1)
+    return False
+
+
+def _checks(data: bytes, start: int, end: int) -> bool:
+    try:
+        parse_frame(data[start:end])
+    except HdlcError:
+        return False
+    return True
 
 
 def _broken_reason(data: bytes, start: int) -> str:
@@ -166,9 +234,10 @@ def describe_capture(data: bytes) -> list[Entry]:
 
     A frame: {"frame", "offset", "hex", "format", "destination", "source", "control", "hcs"
     (with an information field), "fcs", "information" (when there is one), "error" (when something
-    does not check or decode)}; noise: {"frame", "offset", "noise": count, "hex"}. The information
-    of SNRM/UA holds the link parameters; of I- and UI-frames the LLC header and the APDU
-    (`describe_apdu`), which a segmented APDU shows on the frame that completes it."""
+    does not check or decode)}; noise: {"frame", "offset", "noise": count, "hex"}, with "error" when
+    it holds broken frames (a flood of them is one entry). The information of SNRM/UA holds the
+    link parameters; of I- and UI-frames the LLC header and the APDU (`describe_apdu`), which a
+    segmented APDU shows on the frame that completes it."""
     return _Capture(bytes(data)).describe()
 
 
@@ -186,9 +255,10 @@ class _Capture:
         self.hiding = False
 
     def describe(self) -> list[Entry]:
-        for kind, start, end in _pieces(self.data):
+        for piece in _runs(self.data):
+            kind, start, end = piece.kind, piece.start, piece.end
             entry: Entry = {"frame": len(self.entries) + 1, "offset": start}
-            if kind == _NOISE:
+            if kind in (_NOISE, _FLOOD):
                 entry["noise"] = end - start
             entry["hex"] = ""
             self.entries.append(entry)
@@ -198,6 +268,9 @@ class _Capture:
             elif kind == _BROKEN:
                 entry |= _format(self.data[start:end])
                 entry["error"] = _broken_reason(self.data, start)
+            elif kind == _FLOOD:
+                entry["error"] = (f"{piece.broken} frame starts lead to no frame, the first at byte {piece.first}: "
+                                  f"{_broken_reason(self.data, piece.first)}")
             self._hide_unparsed(entry, start, end)
         for parts in self.segments.values():
             self._hide(parts)
