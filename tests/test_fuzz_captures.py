@@ -1,0 +1,225 @@
+"""Fuzzing the decoders of issue 12 with the real captures in tests/data as seeds.
+
+Each test mutates real telegrams and frames (bytes changed, inserted, deleted, runs repeated into
+floods) and feeds them to a decoder: only `ProtocolError` may escape a decoder, framers never
+raise and never lose a byte or a frame, and whatever becomes a reading is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meterlink.machines.base import Publish
+from meterlink.machines.mbus import MBusAdapter
+from meterlink.protocols.crc import crc16_arc
+from meterlink.protocols.dlms.axdr import decode_data
+from meterlink.protocols.dlms.describe import describe_capture
+from meterlink.protocols.dlms.notification import parse_notification, to_reading
+from meterlink.protocols.dlms.security import CipherKeys
+from meterlink.protocols.errors import ProtocolError
+from meterlink.protocols.framing import BadFrame, Noise
+from meterlink.protocols.hdlc import Frame, HdlcFramer, Partial, Quiet, parse_frame
+from meterlink.protocols.mbus import LongFrame, MBusFramer, ShortFrame, SingleChar, encode_long, encode_short
+from meterlink.protocols.p1 import P1Error, P1Framer, TelegramFramed
+from test_describe_hdlc import assert_shown_as_sent
+
+DATA = Path(__file__).parent / "data"
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def capture(name: str) -> dict:
+    return json.loads((DATA / name).read_text())
+
+
+P1_TELEGRAMS = [(DATA / name).read_bytes() for name in ("emucs_p1_1phase.txt", "emucs_p1_3phase.txt")]
+MBUS_CAPTURES = {name: capture(name) for name in
+                 ("kaifa_mbus_tinetz_doc.json", "kaifa_mbus_ma309_pl_gh905.json", "kaifa_mbus_gurux18232_nokey.json")}
+MBUS_KEYS = [CipherKeys(bytes.fromhex(c["key_if_any"])) for c in MBUS_CAPTURES.values() if c["key_if_any"]]
+MBUS_STREAMS = [bytes.fromhex(c["hex_or_text"]) for c in MBUS_CAPTURES.values()]
+NOTIFICATIONS = [
+    bytes.fromhex(capture("kaifa_vorarlberg_plaintext_gh539.json")["hex_or_text"]),
+    bytes.fromhex(MBUS_CAPTURES["kaifa_mbus_tinetz_doc.json"]["expected_values_if_given"]["decrypted_apdu_hex_published"]),
+    bytes.fromhex(MBUS_CAPTURES["kaifa_mbus_ma309_pl_gh905.json"]["expected_values_if_given"]["decrypted_apdu_hex_verified_by_us"]),
+]
+KAMSTRUP = capture("kamstrup_hdlc.json")
+HDLC_FRAMES = [bytes.fromhex(exchange[side]) for session in ("public_association", "lls_profile_blocks")
+               for exchange in KAMSTRUP[session]["exchanges"] for side in ("request", "response")]
+
+NASTY = [b"\xb2", b"\xb3", b"\xb9", b"0", b"9", b"(", b")", b"*", b".", b"-", b":", b"\r\n", b"!", b"/",
+         b"1" * 25, b"9" * 4400, b"\x00", b"\xff", b"\x7e", b"\x7e\xa0", b"\xe5", b"\x68", b"\x10", b"\x16",
+         b"\x17\x7f\xc0\x00\x00", b"\x18\xff\xf0" + bytes(6)]
+"""What tends to break decoders: Latin-1 digits, long digit runs, delimiters, frame starts, and
+A-XDR float32 NaN and float64 -infinity (as long as a double-long or a long64 value they replace)."""
+
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "insert", "delete", "flood"]),
+        st.integers(0, 1 << 16),
+        st.one_of(st.sampled_from(NASTY), st.binary(min_size=1, max_size=6)),
+        st.integers(1, 300),
+    ),
+    max_size=6,
+)
+cuts = st.lists(st.integers(0, 1 << 16), max_size=8)
+
+
+def mutate(seed: bytes, changes: list, start: int = 0, end: int | None = None) -> bytes:
+    """`seed` with `changes` made between `start` and `end` (default: anywhere)."""
+    data = bytearray(seed)
+    for kind, where, piece, times in changes:
+        limit = max(0, (end if end is not None else len(data)) - start)
+        at = start + where % (limit + 1)
+        if kind == "set":
+            data[at : at + len(piece)] = piece
+        elif kind == "insert":
+            data[at:at] = piece
+        elif kind == "delete":
+            del data[at : at + len(piece)]
+        else:
+            data[at:at] = piece * times
+        end = None if end is None else end + len(data) - len(seed)
+        seed = bytes(data)
+    return bytes(data)
+
+
+def in_chunks(framer, data: bytes, chunk_cuts: list[int]) -> list:
+    points = sorted({cut % (len(data) + 1) for cut in chunk_cuts} | {0, len(data)})
+    return [event for a, b in zip(points, points[1:]) for event in framer.feed(data[a:b])]
+
+
+def strict_json(document: object) -> None:
+    json.dumps(document, allow_nan=False)
+
+
+# -- P1 ------------------------------------------------------------------------------------------
+
+
+def with_crc(body: bytes) -> bytes:
+    """A telegram body up to and including '!' with its CRC line, as a meter would send it."""
+    return body + f"{crc16_arc(body):04X}\r\n".encode("ascii")
+
+
+def in_values(body: bytes, changes: list) -> bytes:
+    """`body` with each change made inside the parentheses of one of its data lines."""
+    lines = body.split(b"\r\n")  # the identification line, a blank line, the data lines, "!"
+    for kind, where, piece, times in changes:
+        index = 2 + where % (len(lines) - 3)
+        line = lines[index]
+        lines[index] = mutate(line, [(kind, where >> 6, piece, times)], start=line.find(b"(") + 1, end=line.rfind(b")"))
+    return b"\r\n".join(lines)
+
+
+def check_p1(telegram: bytes, chunk_cuts: list[int]) -> None:
+    for event in in_chunks(P1Framer(), telegram, chunk_cuts):
+        if isinstance(event, TelegramFramed):
+            assert event.error is None or isinstance(event.error, P1Error)
+            if event.telegram is not None:
+                strict_json(event.telegram.to_reading(None).to_json())
+
+
+@FUZZ
+@given(st.sampled_from(P1_TELEGRAMS), edits, cuts)
+def test_p1_telegrams_with_a_right_crc_never_raise_but_a_p1_error(telegram, changes, chunk_cuts):
+    bang = telegram.rindex(b"!")
+    check_p1(with_crc(mutate(telegram[: bang + 1], changes, start=telegram.index(b"\n"), end=bang)), chunk_cuts)
+
+
+@FUZZ
+@given(st.sampled_from(P1_TELEGRAMS), edits.filter(bool), cuts)
+def test_p1_values_with_a_right_crc_never_raise_but_a_p1_error(telegram, changes, chunk_cuts):
+    check_p1(with_crc(in_values(telegram[: telegram.rindex(b"!") + 1], changes)), chunk_cuts)
+
+
+# -- M-Bus ---------------------------------------------------------------------------------------
+
+
+def encoded(event) -> bytes:
+    match event:
+        case SingleChar(count):
+            return b"\xe5" * count
+        case ShortFrame(c, a):
+            return encode_short(c, a)
+        case LongFrame(c, a, ci, data):
+            return encode_long(c, a, ci, data)
+        case BadFrame() | Noise():
+            return b""
+    raise AssertionError(event)
+
+
+@FUZZ
+@given(st.sampled_from(MBUS_STREAMS), edits, cuts)
+def test_the_mbus_framer_never_raises_nor_loses_a_byte(stream, changes, chunk_cuts):
+    data = mutate(stream, changes)
+    framer = MBusFramer()
+    events = in_chunks(framer, data, chunk_cuts)
+    position = 0
+    for event in events:
+        size = event.count if isinstance(event, (BadFrame, Noise)) else len(encoded(event))
+        assert size >= 1
+        if not isinstance(event, (BadFrame, Noise)):
+            assert data[position : position + size] == encoded(event)  # a frame is bytes that were fed
+        position += size
+    assert position + framer.pending == len(data)
+
+
+@FUZZ
+@given(st.sampled_from(MBUS_STREAMS), edits, cuts)
+def test_the_mbus_adapter_never_raises_and_publishes_json(stream, changes, chunk_cuts):
+    adapter = MBusAdapter(keys=lambda: MBUS_KEYS)
+    for event in in_chunks(MBusFramer(), mutate(stream, changes), chunk_cuts):
+        adapter.handle(event, 1.0)
+    for action in adapter.take_actions():
+        if isinstance(action, Publish):
+            strict_json(action.reading.to_json())
+
+
+# -- A-XDR and data-notifications ----------------------------------------------------------------
+
+
+@FUZZ
+@given(st.sampled_from(NOTIFICATIONS), edits)
+def test_notifications_raise_nothing_but_a_protocol_error(apdu, changes):
+    mutated = mutate(apdu, changes)
+    try:
+        reading = to_reading(parse_notification(mutated), "mbus", None)
+    except ProtocolError:
+        return
+    strict_json(reading.to_json())
+
+
+@FUZZ
+@given(st.sampled_from(NOTIFICATIONS), edits, st.integers(0, 400))
+def test_axdr_data_raises_nothing_but_a_protocol_error(apdu, changes, offset):
+    mutated = mutate(apdu, changes)
+    try:
+        decode_data(mutated, offset % (len(mutated) + 1))
+    except ProtocolError:
+        pass
+
+
+# -- HDLC ----------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(HDLC_FRAMES), min_size=1, max_size=4), edits, cuts, st.sampled_from(HDLC_FRAMES))
+def test_the_hdlc_framer_never_raises_and_finds_the_frame_after_garbage(frames, changes, chunk_cuts, last):
+    garbage = mutate(b"".join(frames), changes)
+    framer = HdlcFramer()
+    events = in_chunks(framer, garbage + b"\x7e" * 2100 + last, chunk_cuts)
+    assert all(isinstance(e, (Frame, BadFrame, Noise, Partial, Quiet)) for e in events)
+    assert all(e.count >= 1 for e in events if isinstance(e, (BadFrame, Noise)))
+    assert [e for e in events if isinstance(e, Frame)][-1] == parse_frame(last)
+    assert framer.pending == 0
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(HDLC_FRAMES), min_size=1, max_size=4), edits)
+def test_describing_a_mutated_capture_never_raises_and_shows_every_byte(frames, changes):
+    data = mutate(b"".join(frames), changes)
+    entries = describe_capture(data)
+    strict_json(entries)
+    assert_shown_as_sent(entries, data)
