@@ -51,6 +51,9 @@ SEED_COMMANDS = {
         # A number without raw/scaler is split exactly, not through binary floating point.
         (Value("1-0:32.7.0.255", 230.8, "V"), Expressed("2308", -1, 35)),
         (Value("1-0:1.8.0.255", 5, "kWh"), Expressed("5", 3, 30)),
+        # A float that is not finite: the spelling every other reading uses, not Python's "nan".
+        (Value("1-0:1.7.0.255", float("nan"), "W"), Expressed("NaN", 0, NO_UNIT)),
+        (Value("1-0:1.7.0.255", float("-inf"), "W"), Expressed("-Infinity", 0, NO_UNIT)),
         # A unit the table does not know is still sent, as COSEM's "other unit".
         (Value("1-0:99.7.0.255", 7, "furlong", 7, 0), Expressed("7", 0, OTHER_UNIT)),
     ],

@@ -48,7 +48,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ..protocols.readings import Reading, Value
+from ..protocols.readings import Reading, Value, non_finite
 
 # --- units (seed 000 ch. 5) -----------------------------------------------------------------------
 
@@ -93,8 +93,8 @@ def express(value: Value) -> Expressed | None:
     if isinstance(value.value, str):
         return Expressed(value.value, 0, NO_UNIT)
     number = _raw_scaler(value)
-    if number is None:
-        return Expressed(str(value.value), 0, NO_UNIT)
+    if number is None:  # a float that is not finite, spelled as in every other reading
+        return Expressed(non_finite(value.value) or str(value.value), 0, NO_UNIT)
     raw, scaler = number
     code, shift = _unit_code(value)
     return Expressed(str(raw), scaler + shift, code)
