@@ -23,9 +23,10 @@ from meterlink.protocols.dlms.security import CipherKeys
 from meterlink.protocols.errors import ProtocolError
 from meterlink.protocols.framing import BadFrame, Noise
 from meterlink.protocols.hdlc import Frame, HdlcFramer, Partial, Quiet, parse_frame
-from meterlink.protocols.mbus import LongFrame, MBusFramer, ShortFrame, SingleChar, encode_long, encode_short
+from meterlink.protocols.mbus import MBusFramer
 from meterlink.protocols.p1 import P1Error, P1Framer, TelegramFramed
 from test_describe_hdlc import assert_shown_as_sent
+from test_mbus_codec import encoded as encoded_frame
 
 DATA = Path(__file__).parent / "data"
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -138,16 +139,8 @@ def test_p1_values_with_a_right_crc_never_raise_but_a_p1_error(telegram, changes
 
 
 def encoded(event) -> bytes:
-    match event:
-        case SingleChar(count):
-            return b"\xe5" * count
-        case ShortFrame(c, a):
-            return encode_short(c, a)
-        case LongFrame(c, a, ci, data):
-            return encode_long(c, a, ci, data)
-        case BadFrame() | Noise():
-            return b""
-    raise AssertionError(event)
+    """The bytes of a frame the framer found; nothing for what it threw away."""
+    return b"" if isinstance(event, (BadFrame, Noise)) else encoded_frame(event)
 
 
 @FUZZ
