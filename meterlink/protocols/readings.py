@@ -51,7 +51,7 @@ class ProfileRow:
         return _without_none(
             {"entry_time": self.entry_time, "time": self.time, "value": None if spelled else self.value,
              "unit": self.unit, "raw": spelled or self.raw, "scaler": self.scaler},
-            keep="value",
+            "value",
         )
 
 
@@ -59,13 +59,16 @@ class ProfileRow:
 class Value:
     """One object of a telegram or GET result."""
 
-    obis: str
+    obis: str | None
+    """None for a value that the meter sends without a name and its data model does not name."""
     value: Json | tuple[ProfileRow, ...]
     unit: str | None = None
     raw: int | None = None
     scaler: int | None = None
     unit_code: int | None = None
     time: str | None = None
+    index: int | None = None
+    """A nameless value's position in what the meter sent (a DLMS push: among the body's elements)."""
 
     def to_json(self) -> dict[str, Any]:
         value = self.value
@@ -73,9 +76,9 @@ class Value:
             value = [row.to_json() for row in value]
         spelled = non_finite(value)
         return _without_none(
-            {"obis": self.obis, "value": None if spelled else value, "unit": self.unit, "raw": spelled or self.raw,
-             "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
-            keep="value",
+            {"obis": self.obis, "index": self.index, "value": None if spelled else value, "unit": self.unit,
+             "raw": spelled or self.raw, "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
+            "obis", "value",
         )
 
 
@@ -118,5 +121,5 @@ class Reading:
         }
 
 
-def _without_none(record: dict[str, Any], keep: str) -> dict[str, Any]:
-    return {key: val for key, val in record.items() if val is not None or key == keep}
+def _without_none(record: dict[str, Any], *keep: str) -> dict[str, Any]:
+    return {key: val for key, val in record.items() if val is not None or key in keep}

@@ -457,7 +457,8 @@ class ProfileRowOut(BaseModel):
 
 
 class ValueOut(BaseModel):
-    obis: str
+    obis: str | None  # null for a value sent without a name that its data model does not name
+    index: int | None = None  # then its position: a DLMS push's 0-based element index in the body
     value: Union[int, float, str, None, list[ProfileRowOut]]
     unit: str | None = None
     raw: Union[int, str, None] = None  # "NaN", "Infinity" or "-Infinity" beside a null value

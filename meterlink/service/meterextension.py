@@ -146,16 +146,16 @@ def meter_block(link: str, window: Sequence[Reading]) -> MeterBlock:
 
     `window` is the meter's readings of the last 60 s, oldest first, never empty: a meter silent
     for longer is not shown at all. Profile values (a list of rows, such as P1 0-0:98.1.0) are
-    left out: an entry holds one number. An entry whose scale or unit differs from the latest
-    reading's is left out too, so every `val` of a data object is read with the same `scale` and
-    `unit`.
+    left out: an entry holds one number; so are values without an OBIS code, which a data object
+    cannot name. An entry whose scale or unit differs from the latest reading's is left out too, so
+    every `val` of a data object is read with the same `scale` and `unit`.
     """
     readings = list(window)
     latest = readings[-1]
     by_obis = [{value.obis: value for value in reading.values} for reading in readings]
     data = []
     for value in latest.values:
-        shown = express(value)
+        shown = express(value) if value.obis is not None else None
         if shown is None:
             continue
         entries = []

@@ -147,10 +147,10 @@ def meter_name(reading: Reading) -> str:
 
 
 def state_of(reading: Reading) -> dict[str, Any]:
-    """The flat state object: every single value by OBIS key (lists such as P1 0-0:98.1.0 left out;
-    NaN and infinity, which JSON lacks, as null)."""
+    """The flat state object: every single value by OBIS key (lists such as P1 0-0:98.1.0 and values
+    without an OBIS code left out; NaN and infinity, which JSON lacks, as null)."""
     state: dict[str, Any] = {obis_key(v.obis): None if non_finite(v.value) else v.value
-                             for v in reading.values if not isinstance(v.value, tuple)}
+                             for v in reading.values if v.obis is not None and not isinstance(v.value, tuple)}
     state["captured_at"] = reading.captured_at
     state["received_at"] = reading.received_at
     return state
@@ -212,12 +212,14 @@ class Sensor:
 
 
 def sensors(reading: Reading) -> list[Sensor]:
-    """The numeric values of a reading that make a sensor: those with a unit, and power factors."""
+    """The numeric values of a reading that make a sensor: of those with an OBIS code, the ones with a
+    unit, and power factors."""
+    named = [value for value in reading.values if value.obis is not None]
     media: dict[str, str | None] = {}
-    for value in reading.values:
+    for value in named:
         if value.obis.startswith("0-") and ":24.1.0." in value.obis and isinstance(value.value, int):
             media[value.obis.split(":")[0]] = _MEDIA.get(value.value)
-    found = [_sensor(value, media) for value in reading.values]
+    found = [_sensor(value, media) for value in named]
     return [sensor for sensor in found if sensor is not None]
 
 

@@ -8,17 +8,16 @@ clock column; selective access by range (selector 1) and by entry (selector 2) a
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import ProtocolError
 from ..obis import Obis, ObisError, unit_symbol
-from ..readings import Json, ProfileRow, Value
+from ..readings import ProfileRow, Value
 from .axdr import Data, DataTag, array, octet_string, structure
 from .cosem import CosemDateTime, DateTimeError
-from .notification import CosemObject, object_value, octet_text
+from .notification import CosemObject, json_of, object_value
 from .xdlms import AccessSelection, AttributeDescriptor
 
 DATA, REGISTER, EXTENDED_REGISTER, PROFILE_GENERIC, CLOCK = 1, 3, 4, 7, 8
@@ -135,53 +134,11 @@ def attribute_value(ref: AttributeRef, data: Data, scaler_unit: ScalerUnit | Non
                      scaler=scaler_unit.scaler, unit_code=scaler_unit.unit)
     if ref.scaled and scaler_unit is not None and data.tag in _SCALABLE:
         return object_value(CosemObject(ref.obis, data, scaler_unit.scaler, scaler_unit.unit, obis))
-    if data.tag in _SCALARS:
-        return object_value(CosemObject(ref.obis, data, code=obis))
-    return Value(obis, json_of(data))
+    return object_value(CosemObject(ref.obis, data, code=obis))
 
 
 _SCALABLE = {DataTag.DOUBLE_LONG, DataTag.DOUBLE_LONG_UNSIGNED, DataTag.INTEGER, DataTag.LONG, DataTag.UNSIGNED,
              DataTag.LONG_UNSIGNED, DataTag.LONG64, DataTag.LONG64_UNSIGNED}
-_SCALARS = _SCALABLE | {DataTag.ENUM, DataTag.BOOLEAN, DataTag.VISIBLE_STRING, DataTag.UTF8_STRING,
-                        DataTag.OCTET_STRING, DataTag.DATE_TIME, DataTag.NULL_DATA, DataTag.FLOAT32, DataTag.FLOAT64}
-"""What object_value shows as one number or text; anything else (date, time, BCD, structures) as JSON."""
-
-
-def json_of(data: Data) -> Json:
-    """Any COSEM value as JSON: numbers and text as they are, octet-strings as a date-time, text or
-    hex (as push values), bit-strings as '0'/'1' digits, arrays and structures as lists."""
-    tag = data.tag
-    if tag in (DataTag.ARRAY, DataTag.STRUCTURE):
-        return tuple(json_of(item) for item in data.value)
-    if tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME):
-        return octet_text(data.value)
-    if tag is DataTag.DATE:
-        return _date_text(data.value)
-    if tag is DataTag.TIME:
-        return _time_text(data.value)
-    if tag in (DataTag.FLOAT32, DataTag.FLOAT64) and not math.isfinite(data.value):
-        return None  # JSON has no NaN or infinity
-    if tag is DataTag.BIT_STRING:
-        bits = int.from_bytes(data.value.data, "big") if data.value.data else 0
-        return format(bits, f"0{len(data.value.data) * 8}b")[: data.value.bits] if data.value.bits else ""
-    return data.value
-
-
-def _date_text(raw: bytes) -> str:
-    """A COSEM date (year(2) month day day-of-week) as ISO 8601, else its hex when any part is unspecified."""
-    year, month, day = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
-    try:
-        return datetime(year, month, day).date().isoformat()
-    except ValueError:
-        return raw.hex()
-
-
-def _time_text(raw: bytes) -> str:
-    """A COSEM time (hour minute second hundredths) as hh:mm:ss, else its hex."""
-    hour, minute, second = raw[0], raw[1], raw[2] if raw[2] != 0xFF else 0
-    return f"{hour:02d}:{minute:02d}:{second:02d}" if hour < 24 and minute < 60 and second < 60 else raw.hex()
-
-
 def profile_rows(buffer: Data) -> tuple[ProfileRow, ...]:
     """A profile buffer's rows, each with every column and the time of its first date-time column."""
     if buffer.tag is not DataTag.ARRAY:

@@ -251,8 +251,14 @@
     return obis.endsWith(".255") ? obis.slice(0, -4) : obis;
   }
 
+  // What the table calls a value: its short OBIS code, or "#n" for a value the meter sent without
+  // one (n is its position in the telegram).
+  function label(value) {
+    return value.obis == null ? `#${value.index}` : shortObis(value.obis);
+  }
+
   function findValue(reading, obis) {
-    return reading.values.find((value) => shortObis(value.obis) === obis);
+    return reading.values.find((value) => label(value) === obis);
   }
 
   // Active power in W, or null when the reading does not state it as a number in a power unit.
@@ -640,7 +646,7 @@
     const card = meterCard(meter);
     card.querySelector(".age").dataset.at = meter.latest.received_at ?? "";
     const rows = meter.latest.values.map((value) => {
-      const obis = shortObis(value.obis);
+      const obis = label(value);
       return el("tr", {},
         el("td", { className: "obis" }, obis),
         // On a phone the OBIS column is hidden and the code is shown under the name instead.
