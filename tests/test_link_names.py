@@ -105,8 +105,10 @@ def test_two_mbus_links_are_two_links_in_the_api(tmp_path: Path):
     url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
     try:
         assert service.line().startswith("meterlink: serving")
-        setkey = httpx.post(f"{url}/api", json={"cmd": "meter_setkey", "key": DEMO_KEY.hex()}, headers=headers, timeout=5)
-        assert setkey.json() == {"result": "OK"}
+        for name in ("house", "heatpump"):  # two links take a key: each is named
+            setkey = httpx.post(f"{url}/api", json={"cmd": "meter_setkey", "key": DEMO_KEY.hex(), "link": name},
+                                headers=headers, timeout=5)
+            assert setkey.json() == {"link": name, "result": "OK"}
         answer = until_two_meters(f"{url}/api/v1/meters", headers)
     finally:
         service.stop()

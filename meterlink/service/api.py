@@ -30,7 +30,7 @@ import trio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..actors.link import LinkStatus
@@ -50,8 +50,10 @@ from .meterextension import (
     FirmwareUpdateCommand,
     GetIpInfoCommand,
     IpInfoAnswer,
+    LinkRequiredAnswer,
     MeterReadingAnswer,
     MeterReadingCommand,
+    MeterSetKeyAnswer,
     MeterSetKeyCommand,
     OkAnswer,
     RequestPostAnswer,
@@ -71,8 +73,8 @@ from .wifi import SimulatedWifi, WifiBackend, host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-DEFAULT_KEY_LINK = "default"
-"""meter_setkey's link when no link takes a key (none is of kind "mbus")."""
+KEYED_KINDS = frozenset({"mbus"})
+"""Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey)."""
 FETCH_TIMEOUT = 10.0
 FETCH_LIMIT = 1024 * 1024
 SSE_KEEPALIVE = 15.0
@@ -95,8 +97,10 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
     def response(self, command_id: CommandId | None = None) -> JSONResponse:
-        body = ErrorAnswer(error=self.error, message=self.message, id=command_id).to_json()
-        return JSONResponse(body, status_code=self.status, headers=self._headers())
+        return JSONResponse(self.answer(command_id).to_json(), status_code=self.status, headers=self._headers())
+
+    def answer(self, command_id: CommandId | None) -> ErrorAnswer:
+        return ErrorAnswer(error=self.error, message=self.message, id=command_id)
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -106,6 +110,17 @@ class ApiError(Exception):
         if self.retry_after is not None:
             headers["Retry-After"] = str(math.ceil(self.retry_after))  # whole seconds
         return headers
+
+
+class LinkRequired(ApiError):
+    """meter_setkey without `link` while several links take a key: the answer names them."""
+
+    def __init__(self, links: list[str]) -> None:
+        super().__init__(422, "link_required", f"{len(links)} links take a meter key: name the one these keys are for as link")
+        self.links = links
+
+    def answer(self, command_id: CommandId | None) -> ErrorAnswer:
+        return LinkRequiredAnswer(message=self.message, links=self.links, id=command_id)
 
 
 # --- authentication (seed 001 ch. C.1) ----------------------------------------------------------------
@@ -330,25 +345,29 @@ class MeterExtension:
                 blocks.append(meter_block(key.link, window))
         return MeterReadingAnswer(meter=blocks)
 
-    async def set_key(self, command: MeterSetKeyCommand) -> OkAnswer:
-        try:
-            key = MeterKey.from_hex(command.key.get_secret_value())
-        except SecretsError:
-            raise ApiError(400, "invalid_key", "the key must be 32 hex digits (16 bytes)") from None
-        links = self.key_links(command.link)
+    async def set_key(self, command: MeterSetKeyCommand) -> MeterSetKeyAnswer:
+        key = meter_key(command.key, "invalid_key", "the key")
+        auth_key = meter_key(command.auth_key, "invalid_auth_key", "the authentication key") if command.auth_key is not None else None
+        link = self.key_link(command.link)
         async with self._keys_lock:
-            for link in links:
-                await self._keys(self._adapter.keys.set_key, link, key)
-        return OkAnswer()
+            await self._keys(self._adapter.keys.set_key, link, key, auth_key)
+        return MeterSetKeyAnswer(link=link)
 
-    def key_links(self, link: str | None) -> list[str]:
-        """The named link, else every link that takes a key (M-Bus), else "default"."""
+    def key_link(self, link: str | None) -> str:
+        """The named link, else the one link that takes a key."""
         known = self._adapter.links
         if link is not None:
-            if link not in known and link != DEFAULT_KEY_LINK:
+            if link not in known:
                 raise ApiError(422, "unknown_link", f"no link of that name; links: {', '.join(sorted(known)) or 'none'}")
-            return [link]
-        return [name for name, status in known.items() if status.kind == "mbus"] or [DEFAULT_KEY_LINK]
+            return link
+        keyed = sorted(name for name, status in known.items() if status.kind in KEYED_KINDS)
+        if not keyed:
+            # A key stored under no link would be answered OK and never used.
+            raise ApiError(422, "no_keyed_link", f"no configured link takes a meter key (link kinds: "
+                                                 f"{', '.join(sorted(KEYED_KINDS))}); configure the meter's [[link]] first")
+        if len(keyed) > 1:
+            raise LinkRequired(keyed)
+        return keyed[0]
 
     async def factory_reset(self) -> OkAnswer:
         log.warning("factory reset requested over the API: meter keys cleared, wifi back to access point")
@@ -374,6 +393,14 @@ class MeterExtension:
         device = self._adapter.device
         return SystemStatusAnswer(model=device.model, sw_version=device.sw_version, hw_version=device.hw_version,
                                   mac=device.mac, sys_ts=str(int(self._adapter.hub.clock())))
+
+
+def meter_key(secret: SecretStr, error: str, name: str) -> MeterKey:
+    """A key of meter_setkey, or 400 that never repeats it."""
+    try:
+        return MeterKey.from_hex(secret.get_secret_value())
+    except SecretsError:
+        raise ApiError(400, error, f"{name} must be 32 hex digits (16 bytes)") from None
 
 
 # --- download_file / request_post: off unless the host is listed (SSRF) ------------------------------------
@@ -636,7 +663,8 @@ def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
         "/api",
         response_model=None,
         responses={200: {"model": Answer, "description": "the command's answer; unkown_cmd for an unknown command"},
-                   **_errors(400, 401, 403, 413, 422, 429, 502, 503, 504)},
+                   **_errors(400, 401, 403, 413, 429, 502, 503, 504),
+                   422: {"model": Union[LinkRequiredAnswer, ErrorAnswer], "description": HTTPStatus(422).phrase}},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Command"}}}}},
     )

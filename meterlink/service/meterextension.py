@@ -37,6 +37,10 @@ Answers carry `"id"` only when the command had one (the curl examples send none)
 seed does not document are `{"error": "...", "message": "...", "result": "ERROR"}`, plus `"id"` when
 known: 4xx for the client's mistakes (bad JSON, wrong types, missing credentials, a host not allowed),
 firmware_update answers 200 with `"result": "ERROR"` and `"error": "firmware_update_not_available"` until it is built, 502/504 when download_file or request_post cannot reach their host.
+
+meter_setkey (ch. 3.5.2) takes meterlink's `auth_key` and `link` beside the seed's `key`; its answer
+adds `"link"`, the link the keys went to, and its 422 `link_required` adds `"links"`, the links that
+take a key when there are several and none was named.
 """
 
 from __future__ import annotations
@@ -174,6 +178,8 @@ CommandId = Union[str, int]
 
 _HTTP_URL: dict[str, Any] = {"format": "uri", "pattern": "^https?://[^/?#]+"}
 """Schema only: the API itself answers a bad URI with 422 invalid_uri."""
+_HEX_KEY: dict[str, Any] = {"pattern": "^[0-9A-Fa-f]{32}$"}
+"""Schema only: the API itself answers a bad key with 400 (and takes spaces or colons between digits)."""
 
 
 class BaseCommand(BaseModel):
@@ -191,12 +197,18 @@ class MeterReadingCommand(BaseCommand):
 class MeterSetKeyCommand(BaseCommand):
     cmd: Literal["meter_setkey"]
     key: SecretStr = Field(
-        description="the meter's AES-128 key from the grid operator: 32 hex digits",
-        json_schema_extra={"pattern": "^[0-9A-Fa-f]{32}$"},
+        description="the meter's AES-128 key from the grid operator (GUEK): 32 hex digits",
+        json_schema_extra=_HEX_KEY,
+    )
+    auth_key: SecretStr | None = Field(
+        default=None, json_schema_extra=_HEX_KEY,
+        description="meterlink: the grid operator's second key (authentication key, AK or GAK), for meters "
+                    "whose telegrams carry an authentication tag: 32 hex digits",
     )
     link: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.-]{1,32}$",
-        description="meterlink: the link the key is for; default every M-Bus link",
+        description="meterlink: the link the keys are for; may be left out when exactly one configured link "
+                    "takes a key (422 link_required names them otherwise)",
     )
 
 
@@ -283,6 +295,10 @@ class OkAnswer(_Answer):
     id: CommandId | None = None
 
 
+class MeterSetKeyAnswer(OkAnswer):
+    link: str = Field(description="meterlink: the link the keys were stored for")
+
+
 class MeterReadingAnswer(OkAnswer):
     meter: list[MeterBlock]
 
@@ -325,6 +341,13 @@ class ErrorAnswer(_Answer):
     id: CommandId | None = None
 
 
+class LinkRequiredAnswer(ErrorAnswer):
+    """meter_setkey without `link` where several links take a key."""
+
+    error: Literal["link_required"] = "link_required"
+    links: list[str] = Field(description="the configured links that take a key; name one of them as link")
+
+
 class UnknownCommandAnswer(_Answer):
     error: Literal["unkown_cmd"] = "unkown_cmd"
     result: Literal["ERROR"] = "ERROR"
@@ -333,5 +356,5 @@ class UnknownCommandAnswer(_Answer):
 
 Answer = Union[
     MeterReadingAnswer, WifiStatusAnswer, SystemStatusAnswer, IpInfoAnswer,
-    DownloadAnswer, RequestPostAnswer, OkAnswer, UnknownCommandAnswer,
+    DownloadAnswer, RequestPostAnswer, MeterSetKeyAnswer, OkAnswer, UnknownCommandAnswer,
 ]
