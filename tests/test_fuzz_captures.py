@@ -38,7 +38,8 @@ def capture(name: str) -> dict:
 
 P1_TELEGRAMS = [(DATA / name).read_bytes() for name in ("emucs_p1_1phase.txt", "emucs_p1_3phase.txt")]
 MBUS_CAPTURES = {name: capture(name) for name in
-                 ("kaifa_mbus_tinetz_doc.json", "kaifa_mbus_ma309_pl_gh905.json", "kaifa_mbus_gurux18232_nokey.json")}
+                 ("kaifa_mbus_tinetz_doc.json", "kaifa_mbus_ma309_pl_gh905.json", "kaifa_mbus_gurux18232_nokey.json",
+                  "sagemcom_mbus_evn_fkw9_overflow.json", "sagemcom_mbus_evn_gh155_overflow_nokey.json")}
 MBUS_KEYS = [CipherKeys(bytes.fromhex(c["key_if_any"])) for c in MBUS_CAPTURES.values() if c["key_if_any"]]
 MBUS_STREAMS = [bytes.fromhex(c["hex_or_text"]) for c in MBUS_CAPTURES.values()]
 NOTIFICATIONS = [

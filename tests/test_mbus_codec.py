@@ -37,6 +37,8 @@ from meterlink.simulators.kaifa import KaifaMeterModel
 
 DATA = Path(__file__).parent / "data"
 TINETZ = bytes.fromhex(json.loads((DATA / "kaifa_mbus_tinetz_doc.json").read_text())["hex_or_text"])
+SAGEMCOM = bytes.fromhex(json.loads((DATA / "sagemcom_mbus_evn_fkw9_overflow.json").read_text())["hex_or_text"])
+OVERFLOW_FRAME = SAGEMCOM[: 4 + 0x101 + 2]  # 68 01 01 68: L overflowed (issue 13 item 2)
 SIM_FRAMES = KaifaMeterModel().frames(datetime(2026, 11, 23, 12))
 OTHER_FRAMES = KaifaMeterModel(seed=2, frame_counter=0x7000).frames(datetime(2026, 11, 23, 13))
 BOUNDED = settings(max_examples=150, deadline=None)
@@ -48,8 +50,8 @@ def encoded(event) -> bytes:
             return b"\xe5" * count
         case ShortFrame(c, a):
             return encode_short(c, a)
-        case LongFrame(c, a, ci, data):
-            return encode_long(c, a, ci, data)
+        case LongFrame(c, a, ci, data, length_overflow):
+            return encode_long(c, a, ci, data, length_overflow)
     raise AssertionError(event)
 
 
@@ -94,6 +96,11 @@ def test_long_frame_layout():
     with pytest.raises(MBusError):
         encode_long(0x53, 0xFF, 0x00, bytes(253))
     assert issubclass(MBusError, ProtocolError)
+    # The Sagemcom overflow: 256 to 258 bytes from C on, L written 256 less.
+    assert encode_long(0x53, 0xFF, 0x00, bytes(254), length_overflow=True)[:4] == bytes.fromhex("68010168")
+    for size in (252, 256):
+        with pytest.raises(MBusError):
+            encode_long(0x53, 0xFF, 0x00, bytes(size), length_overflow=True)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +151,9 @@ frames = st.one_of(
     st.just(b"\xe5"),
     st.builds(encode_short, st.integers(0, 255), st.integers(0, 255)),
     st.builds(encode_long, st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=252)),
-    st.sampled_from(SIM_FRAMES),
+    st.builds(encode_long, st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.binary(min_size=253, max_size=255),
+              st.just(True)),
+    st.sampled_from([*SIM_FRAMES, OVERFLOW_FRAME]),
 )
 cuts = st.lists(st.integers(0, 2000), max_size=12)
 
@@ -181,7 +190,7 @@ def test_the_framer_never_invents_a_frame(before, sent, after, chunk_cuts):
 
 
 @BOUNDED
-@given(st.sampled_from([TINETZ[: TINETZ.index(b"\x16\x68") + 1], *SIM_FRAMES]), st.integers(1, 1000), cuts)
+@given(st.sampled_from([TINETZ[: TINETZ.index(b"\x16\x68") + 1], *SIM_FRAMES, OVERFLOW_FRAME]), st.integers(1, 1000), cuts)
 def test_a_truncated_frame_is_resynced_over_by_the_next_one(frame, cut, chunk_cuts):
     """A long frame cut short: the framer waits for its length, then finds the frames after it."""
     cut = cut % len(frame)
@@ -195,8 +204,8 @@ def test_a_truncated_frame_is_resynced_over_by_the_next_one(frame, cut, chunk_cu
     assert frame not in found
 
 
-@pytest.mark.parametrize("frame", [TINETZ[: TINETZ.index(b"\x16\x68") + 1], SIM_FRAMES[0], SIM_FRAMES[1], encode_short(0x40, 0xF0)],
-                         ids=["tinetz-0", "sim-0", "sim-1", "search"])
+@pytest.mark.parametrize("frame", [TINETZ[: TINETZ.index(b"\x16\x68") + 1], SIM_FRAMES[0], SIM_FRAMES[1], encode_short(0x40, 0xF0),
+                                   OVERFLOW_FRAME], ids=["tinetz-0", "sim-0", "sim-1", "search", "sagemcom-overflow"])
 def test_every_single_bit_flip_is_caught_and_the_next_frame_still_read(frame):
     """Exhaustively: one flipped bit anywhere never yields the frame (nor another frame of its
     length), and the intact frame after it is read."""
@@ -230,5 +239,7 @@ def test_bad_header_and_bad_checksum_are_reported():
     assert isinstance(events[0], BadFrame) and "checksum" in events[0].reason
     events = MBusFramer().feed(bytes.fromhex("68 05 06 68") + bytes(10))
     assert isinstance(events[0], BadFrame) and "68 05 06 68" in events[0].reason
-    events = MBusFramer().feed(bytes.fromhex("68 02 02 68 53 FF 52 16"))
-    assert isinstance(events[0], BadFrame)  # L < 3: no room for C, A, CI
+    # L < 3 leaves no room for C, A, CI: read as L + 256 (the Sagemcom overflow), and bad there too.
+    assert MBusFramer().feed(bytes.fromhex("68 02 02 68 53 FF 52 16")) == []
+    events = MBusFramer().feed(bytes.fromhex("68 02 02 68 53 FF 52 16") + bytes(256))
+    assert isinstance(events[0], BadFrame) and "(L=0x02, read as 258 bytes): no stop byte" in events[0].reason

@@ -1,8 +1,10 @@
 """The M-Bus machines (seed 001 ch. B.4): MBusAdapter and MBusMeter.
 
 Stateful model tests through tests/harness.py: random stimuli (search telegrams, simulator and
-real telegrams in random chunk sizes, flipped bits, truncated frames, frames to other addresses,
-wrong keys, replayed frame counters, out-of-order segments, noise, link lost, deadlines passing)
+real telegrams in random chunk sizes, the Sagemcom frame whose L overflowed, flipped bits,
+truncated frames, frames to other addresses, wrong keys and authentication keys, unsupported
+security and content, replayed frame counters, out-of-order segments, noise, link lost, deadlines
+passing)
 against an independent model of what the machine must do with each frame the framer reports. Then
 one scenario per declared transition, with its own check that every transition of both machines is
 taken (so 100 % transition coverage does not depend on what hypothesis happens to draw).
@@ -23,9 +25,11 @@ from hypothesis.errors import InvalidArgument
 from hypothesis import strategies as st
 
 from harness import Recorder, machine_harness
+from test_push_drop_causes import BODY_UNWRAPPED, EVENT_IN_CLEAR, NETZNOE, NETZNOE_APDU, NETZNOE_KEY, with_security_control
 from meterlink.machines import base, transition_keys
 from meterlink.machines.base import Dropped, KeyConfirmed, Publish, Send
 from meterlink.machines.mbus import MBusAdapter, MBusMeter
+from meterlink.protocols.dlms.push import Outcome, decode_push
 from meterlink.protocols.dlms.security import CipherKeys, encrypt
 from meterlink.protocols.mbus import (
     BadFrame,
@@ -53,9 +57,12 @@ def vector(name: str) -> dict:
     return json.loads((DATA / f"{name}.json").read_text())
 
 
-TINETZ, GH905, GURUX, VORARLBERG = (vector(n) for n in (
-    "kaifa_mbus_tinetz_doc", "kaifa_mbus_ma309_pl_gh905", "kaifa_mbus_gurux18232_nokey", "kaifa_vorarlberg_plaintext_gh539"))
-KEYRING = [CipherKeys(DEMO_KEY, AUTH_KEY), CipherKeys(bytes.fromhex(TINETZ["key_if_any"])), CipherKeys(bytes.fromhex(GH905["key_if_any"]))]
+TINETZ, GH905, GURUX, VORARLBERG, SAGEMCOM, SAGEMCOM_NOKEY = (vector(n) for n in (
+    "kaifa_mbus_tinetz_doc", "kaifa_mbus_ma309_pl_gh905", "kaifa_mbus_gurux18232_nokey", "kaifa_vorarlberg_plaintext_gh539",
+    "sagemcom_mbus_evn_fkw9_overflow", "sagemcom_mbus_evn_gh155_overflow_nokey"))
+TINETZ_KEY = bytes.fromhex(TINETZ["key_if_any"])
+KEYRING = [CipherKeys(DEMO_KEY, AUTH_KEY), CipherKeys(TINETZ_KEY), CipherKeys(bytes.fromhex(GH905["key_if_any"])),
+           CipherKeys(bytes.fromhex(SAGEMCOM["key_if_any"])), CipherKeys(NETZNOE_KEY)]
 
 
 def note(text: str) -> None:
@@ -73,8 +80,8 @@ def note(text: str) -> None:
 class Telegram:
     name: str
     frames: tuple[bytes, ...] = field(repr=False)
-    frame_counter: int | None  # None: an unencrypted data-notification
-    decodes: bool  # with KEYRING (a plaintext one decodes without keys too)
+    frame_counter: int | None  # None: an unencrypted APDU
+    cause: str | None  # what it is dropped as with KEYRING; None: it decodes (a plaintext one without keys too)
     meter_id: str | None = None
     captured_at: str | None = None
 
@@ -87,12 +94,12 @@ class Telegram:
         return b"".join(self.frames)
 
 
-def simulated(name: str, model: KaifaMeterModel, count: int, decodes: bool, first: datetime = START) -> list[Telegram]:
+def simulated(name: str, model: KaifaMeterModel, count: int, cause: str | None, first: datetime = START) -> list[Telegram]:
     telegrams = []
     for n in range(count):
         at = first + timedelta(seconds=5 * n)
         frames = tuple(model.frames(at))
-        telegrams.append(Telegram(f"{name}{n}", frames, model.frame_counter, decodes, METER_NUMBER, at.isoformat()))
+        telegrams.append(Telegram(f"{name}{n}", frames, model.frame_counter, cause, METER_NUMBER, at.isoformat()))
     return telegrams
 
 
@@ -104,35 +111,52 @@ def tag_flipped(telegram: Telegram) -> Telegram:
     *head, last = telegram.frames
     at = len(last) - 2 - 5
     last = with_checksum_fixed(last[:at] + bytes((last[at] ^ 0x04,)) + last[at + 1 :])
-    return Telegram(telegram.name + "-tag-flipped", (*head, last), telegram.frame_counter, False)
+    return Telegram(telegram.name + "-tag-flipped", (*head, last), telegram.frame_counter, "wrong_auth_key")
 
 
-def real(capture: dict, frame_counter: int, decodes: bool, meter_id: str | None, captured_at: str | None) -> Telegram:
-    events = MBusFramer().feed(bytes.fromhex(capture["hex_or_text"]))
-    frames = tuple(encode_long(e.c, e.a, e.ci, e.data) for e in events)
-    return Telegram(capture["path"], frames, frame_counter, decodes, meter_id, captured_at)
+def real(capture: dict, frame_counter: int, cause: str | None, meter_id: str | None, captured_at: str | None) -> Telegram:
+    return framed(capture["path"], bytes.fromhex(capture["hex_or_text"]), frame_counter, cause, meter_id, captured_at)
+
+
+def framed(name: str, data: bytes, frame_counter: int | None, cause: str | None, meter_id: str | None = None,
+           captured_at: str | None = None) -> Telegram:
+    frames = tuple(encode_long(e.c, e.a, e.ci, e.data, e.length_overflow) for e in MBusFramer().feed(data))
+    return Telegram(name, frames, frame_counter, cause, meter_id, captured_at)
+
+
+def altered(name: str, apdu: bytes, frame_counter: int | None, cause: str) -> Telegram:
+    """A real capture ALTERED as tests/test_push_drop_causes.py says, cut into frames as Kaifa meters do."""
+    return Telegram(name, tuple(split_segments(apdu, 0x53, 0xFF)), frame_counter, cause)
 
 
 def one_frame_plaintext() -> Telegram:
     """A data-notification short enough for one long frame (CI 0x10): 0-0:96.1.0 only."""
     apdu = bytes.fromhex("0F00000001 00 0202 0906 0000600100FF 090E") + b"1KFM0300000001"
-    return Telegram("one-frame", tuple(split_segments(apdu, 0x53, 0xFF)), None, True, "1KFM0300000001", None)
+    return Telegram("one-frame", tuple(split_segments(apdu, 0x53, 0xFF)), None, None, "1KFM0300000001", None)
 
 
-SIM = simulated("sim", KaifaMeterModel(), 4, True)
-TAGGED = simulated("tagged", KaifaMeterModel(auth_key=AUTH_KEY, frame_counter=0x3000), 3, True)
-WRONG = simulated("wrong-key", KaifaMeterModel(key=WRONG_KEY, frame_counter=0x4000), 2, False)
-WRONG_AUTH_TELEGRAMS = simulated("wrong-auth", KaifaMeterModel(auth_key=WRONG_AUTH, frame_counter=0x5000), 2, False)
-BAD_TAG = [tag_flipped(t) for t in simulated("bad-tag", KaifaMeterModel(auth_key=AUTH_KEY, frame_counter=0x6000), 1, True)]
+SIM = simulated("sim", KaifaMeterModel(), 4, None)
+TAGGED = simulated("tagged", KaifaMeterModel(auth_key=AUTH_KEY, frame_counter=0x3000), 3, None)
+WRONG = simulated("wrong-key", KaifaMeterModel(key=WRONG_KEY, frame_counter=0x4000), 2, "wrong_key")
+WRONG_AUTH_TELEGRAMS = simulated("wrong-auth", KaifaMeterModel(auth_key=WRONG_AUTH, frame_counter=0x5000), 2, "wrong_auth_key")
+BAD_TAG = [tag_flipped(t) for t in simulated("bad-tag", KaifaMeterModel(auth_key=AUTH_KEY, frame_counter=0x6000), 1, None)]
+NO_AUTH = simulated("no-auth", KaifaMeterModel(key=TINETZ_KEY, auth_key=AUTH_KEY, frame_counter=0x7000), 1, "no_auth_key")
 REAL = [
-    real(TINETZ, 0x00295B9A, True, "1KFM0100000035", "2021-07-19T15:46:35"),
-    real(GH905, 0x00000A28, True, "1KFM0200169986", "2021-09-27T20:56:00"),
-    real(GURUX, 0x0000E554, False, None, None),
+    real(TINETZ, 0x00295B9A, None, "1KFM0100000035", "2021-07-19T15:46:35"),
+    real(GH905, 0x00000A28, None, "1KFM0200169986", "2021-09-27T20:56:00"),
+    real(GURUX, 0x0000E554, "wrong_key", None, None),
+    real(SAGEMCOM, 0x00001576, None, "178210431186", "2023-04-14T17:56:05"),
+    real(SAGEMCOM_NOKEY, 0x0000DC9B, "wrong_key", None, None),
+    real(NETZNOE, 0x00000023, None, "181220000009", "2021-09-27T09:47:15"),
 ]
-PLAIN = Telegram("vorarlberg-plain", tuple(split_segments(bytes.fromhex(VORARLBERG["hex_or_text"]), 0x53, 0xFF)), None, True,
+UNSUPPORTED_SUITE = altered("netznoe-suite-2", with_security_control(NETZNOE_APDU, 0x22), 0x00000023, "unsupported_suite")
+UNSUPPORTED_LAYOUT = altered("netznoe-body-unwrapped", BODY_UNWRAPPED, 0x00000023, "unsupported_layout")
+EVENT = altered("netznoe-event-in-clear", EVENT_IN_CLEAR, None, "unsupported_layout")
+PLAIN = Telegram("vorarlberg-plain", tuple(split_segments(bytes.fromhex(VORARLBERG["hex_or_text"]), 0x53, 0xFF)), None, None,
                  "1KFM0200182517", "2023-04-25T10:59:30")
 ONE_FRAME = one_frame_plaintext()
-TELEGRAMS = [*SIM, *TAGGED, *WRONG, *WRONG_AUTH_TELEGRAMS, *BAD_TAG, *REAL, PLAIN]
+TELEGRAMS = [*SIM, *TAGGED, *WRONG, *WRONG_AUTH_TELEGRAMS, *BAD_TAG, *NO_AUTH, *REAL, UNSUPPORTED_SUITE, UNSUPPORTED_LAYOUT,
+             EVENT, PLAIN]
 KNOWN = {t.apdu: t for t in [*TELEGRAMS, ONE_FRAME]}
 UNSUPPORTED = [
     encode_long(0x53, 0xFF, 0x51, bytes(8)),  # SND_UD with an M-Bus application CI, not a DLMS segment
@@ -170,8 +194,14 @@ def classify(event) -> str:
     raise AssertionError(event)
 
 
-def ciphered_header(apdu: bytes) -> int | None:
-    """The frame counter of a general-glo/ded-ciphering APDU that parses, else None."""
+@dataclass(frozen=True)
+class Header:
+    security_control: int
+    frame_counter: int
+
+
+def ciphered_header(apdu: bytes) -> Header | None:
+    """The security header of a general-glo/ded-ciphering APDU that parses, else None."""
     if len(apdu) < 11 or apdu[0] not in (0xDB, 0xDC) or apdu[1] != 8:
         return None
     first = apdu[10]
@@ -181,9 +211,9 @@ def ciphered_header(apdu: bytes) -> int | None:
         if not 1 <= count <= 4 or 11 + count > len(apdu):
             return None
         length, offset = int.from_bytes(apdu[11 : 11 + count], "big"), 11 + count
-    if length < 5 or offset + length > len(apdu) or apdu[offset] & 0x8E:
+    if length < 5 or offset + length > len(apdu):
         return None
-    return int.from_bytes(apdu[offset + 1 : offset + 5], "big")
+    return Header(apdu[offset], int.from_bytes(apdu[offset + 1 : offset + 5], "big"))
 
 
 TIMEOUTS = {"search": (130.0, "silence"), "listening": (15.0, "silence"), "joining": (3.0, "segment_timeout"), "stale": None}
@@ -291,6 +321,8 @@ class AdapterUnderTest:
             drops = self._drop(["incomplete", "out_of_order"] if self.state == "joining" else ["out_of_order"])
             self.state, self.parts = "listening", []
             return drops, None
+        if 3 + len(frame.data) > 255:  # C, A, CI and data: more than an L field holds
+            self.expected["length_overflow"] += 1
         if not last:
             self.state = "joining"
             return drops, None
@@ -306,19 +338,39 @@ class AdapterUnderTest:
     def outcome(self, apdu: bytes) -> tuple[str | None, Telegram | None]:
         """decode_push's verdict, from what the model knows of the telegram."""
         telegram = KNOWN.get(apdu)
-        if telegram is not None and telegram.frame_counter is None:
-            self.expected["telegrams"] += 1
-            return None, telegram
-        counter = telegram.frame_counter if telegram is not None else ciphered_header(apdu)
-        if counter is None:
+        if telegram is not None and telegram.frame_counter is None:  # sent in clear
+            return self.verdict(telegram)
+        if apdu[:1] not in (b"\xdb", b"\xdc"):
+            # Segments of different telegrams sent in clear: a data-notification that does not parse.
+            return ("unparseable" if apdu[:1] in (b"", b"\x0f") else "unsupported_layout"), None
+        header = ciphered_header(apdu)
+        if header is None:
             return "unparseable", None
-        if self.last_frame_counter is not None and counter <= self.last_frame_counter:
+        if header.security_control & 0x8E:  # a suite above 1, or compression
+            return "unsupported_suite", None
+        if self.last_frame_counter is not None and header.frame_counter <= self.last_frame_counter:
             return "replayed", None
         if not self.keys:
             return "no_key", None
-        if telegram is None or not telegram.decodes:
-            return "wrong_key", None  # segments of different telegrams, or a key that does not fit
-        self.last_frame_counter = counter
+        if telegram is None:
+            return self.verdict(self.mixed(apdu, header.frame_counter))
+        return self.verdict(telegram)
+
+    def mixed(self, apdu: bytes, frame_counter: int) -> Telegram:
+        """Segments of different telegrams. No key makes most of them a data-notification, but
+        without a tag the last bytes of a free value (the Sagemcom meter number) may be anything:
+        decode_push judges those."""
+        result = decode_push(apdu, self.keys, None, "mbus", None)
+        if result.outcome is not Outcome.DECODED:
+            return Telegram("mixed", (), frame_counter, result.outcome.value)
+        note("adapter: segments of two telegrams decoded")
+        return Telegram("mixed", (), frame_counter, None, result.reading.meter_id, result.reading.captured_at)
+
+    def verdict(self, telegram: Telegram) -> tuple[str | None, Telegram | None]:
+        if telegram.cause is not None:
+            return telegram.cause, None
+        if telegram.frame_counter is not None:
+            self.last_frame_counter = telegram.frame_counter
         self.expected["telegrams"] += 1
         return None, telegram
 
@@ -696,21 +748,26 @@ def test_a_telegram_restarted_mid_way_drops_the_partial_one():
     expect(driver, "listening", ["incomplete"], readings=1, acks=5, incomplete=1, telegrams=1)
 
 
-@pytest.mark.parametrize(
-    ("keys", "telegrams", "cause"),
-    [
-        (KEYRING, [SIM[0]], None),
-        (KEYRING, [SIM[1], SIM[0]], "replayed"),
-        (KEYRING, [SIM[1], SIM[1]], "replayed"),
-        ([], [SIM[0]], "no_key"),
-        (KEYRING, [WRONG[0]], "wrong_key"),
-        (KEYRING, [WRONG_AUTH_TELEGRAMS[0]], "wrong_key"),
-        (KEYRING, [BAD_TAG[0]], "wrong_key"),
-        (KEYRING, [Telegram("x", tuple(UNPARSEABLE), None, False)], "unparseable"),
-        ([], [PLAIN], None),
-    ],
-    ids=["decoded", "replayed-older", "replayed-same", "no-key", "wrong-key", "wrong-auth-key", "flipped-tag", "unparseable", "plaintext"],
-)
+OUTCOMES = {
+    "decoded": (KEYRING, [SIM[0]], None),
+    "replayed-older": (KEYRING, [SIM[1], SIM[0]], "replayed"),
+    "replayed-same": (KEYRING, [SIM[1], SIM[1]], "replayed"),
+    "no-key": ([], [SIM[0]], "no_key"),
+    "wrong-key": (KEYRING, [WRONG[0]], "wrong_key"),
+    "no-auth-key": (KEYRING, [NO_AUTH[0]], "no_auth_key"),
+    "wrong-auth-key": (KEYRING, [WRONG_AUTH_TELEGRAMS[0]], "wrong_auth_key"),
+    "flipped-tag": (KEYRING, [BAD_TAG[0]], "wrong_auth_key"),
+    "unsupported-suite": ([], [UNSUPPORTED_SUITE], "unsupported_suite"),
+    "unsupported-layout": (KEYRING, [UNSUPPORTED_LAYOUT], "unsupported_layout"),
+    "event-in-clear": ([], [EVENT], "unsupported_layout"),
+    "unparseable": (KEYRING, [Telegram("x", tuple(UNPARSEABLE), None, "unparseable")], "unparseable"),
+    "plaintext": ([], [PLAIN], None),
+    "length-overflow": (KEYRING, [REAL[3]], None),
+}
+"""Keys, the telegrams fed, and what the last one is dropped as (None: published)."""
+
+
+@pytest.mark.parametrize(("keys", "telegrams", "cause"), OUTCOMES.values(), ids=OUTCOMES.keys())
 def test_telegram_outcomes(keys, telegrams, cause):
     driver = Driver(keys=keys, state="listening")
     for telegram in telegrams:
@@ -827,9 +884,7 @@ def test_the_scenarios_take_every_declared_transition():
         test_segments_in_order_join_across_three_frames()
         test_a_telegram_restarted_mid_way_drops_the_partial_one()
         test_a_telegram_that_stops_half_way_times_out()
-        for keys, telegrams, cause in [(KEYRING, [SIM[0]], None), (KEYRING, [SIM[1], SIM[0]], "replayed"), ([], [SIM[0]], "no_key"),
-                                       (KEYRING, [WRONG[0]], "wrong_key"),
-                                       (KEYRING, [Telegram("x", tuple(UNPARSEABLE), None, False)], "unparseable")]:
+        for keys, telegrams, cause in OUTCOMES.values():
             test_telegram_outcomes(keys, telegrams, cause)
         test_a_one_frame_telegram_ends_a_partial_one()
         for state in METER_TIMEOUTS:

@@ -4,8 +4,10 @@ The meter is the M-Bus master and pushes. In search mode it sends a search teleg
 primary address 240) about once a minute; once the adapter acknowledges it with 0xE5 the meter
 switches to data mode and sends SND_UD telegrams at its push interval, each acknowledged with
 0xE5. After 10 missing acknowledgements the meter goes back to search mode. A telegram is often
-split over several long frames (DLMS segments numbered in the CI field). Some grid operators run
-the interface one-way: the adapter reads such a meter the same way, its acks simply go unheard.
+split over several long frames (DLMS segments numbered in the CI field); the Sagemcom T210-D's
+first one overflows its L field (`protocols.mbus`), counted as `length_overflow`. Some grid
+operators run the interface one-way: the adapter reads such a meter the same way, its acks simply
+go unheard.
 """
 
 from __future__ import annotations
@@ -81,10 +83,14 @@ class MBusAdapter(LinkMachine):
     )
     telegram = (
         listening.to.itself(internal=True, cond="decoded", on="publish")
-        | listening.to.itself(internal=True, cond="replayed", on="drop_replayed")
-        | listening.to.itself(internal=True, cond="no_key", on="drop_no_key")
-        | listening.to.itself(internal=True, cond="wrong_key", on="drop_wrong_key")
-        | listening.to.itself(internal=True, on="drop_unparseable")
+        | listening.to.itself(internal=True, cond="replayed", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="no_key", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="wrong_key", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="no_auth_key", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="wrong_auth_key", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="unsupported_suite", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="unsupported_layout", on="drop_telegram")
+        | listening.to.itself(internal=True, cond="unparseable", on="drop_telegram")
     )
     unsupported_data = (
         search.to(listening, on=["ack", "count_unsupported"])
@@ -186,6 +192,21 @@ class MBusAdapter(LinkMachine):
     def wrong_key(self) -> bool:
         return self._outcome() is Outcome.WRONG_KEY
 
+    def no_auth_key(self) -> bool:
+        return self._outcome() is Outcome.NO_AUTH_KEY
+
+    def wrong_auth_key(self) -> bool:
+        return self._outcome() is Outcome.WRONG_AUTH_KEY
+
+    def unsupported_suite(self) -> bool:
+        return self._outcome() is Outcome.UNSUPPORTED_SUITE
+
+    def unsupported_layout(self) -> bool:
+        return self._outcome() is Outcome.UNSUPPORTED_LAYOUT
+
+    def unparseable(self) -> bool:
+        return self._outcome() is Outcome.UNPARSEABLE
+
     def _outcome(self) -> Outcome:
         assert self._result is not None
         return self._result.outcome
@@ -196,6 +217,9 @@ class MBusAdapter(LinkMachine):
         self.actions.append(Send(ACK_BYTES))
 
     def collect(self, frame: LongFrame, received_at: float | None) -> None:
+        if frame.length_overflow:
+            # Read all the same (the framer checked it at L + 256), and shown: a meter's quirk.
+            self.counters["length_overflow"] += 1
         self._parts.append(segment_payload(frame) if len(frame.data) >= 2 else b"")
         self._received_at = received_at
 
@@ -223,20 +247,11 @@ class MBusAdapter(LinkMachine):
         self.counters["telegrams"] += 1
         self.actions.append(Publish(result.reading))
 
-    def drop_replayed(self) -> None:
-        self.drop("replayed", self._detail())
-
-    def drop_no_key(self) -> None:
-        self.drop("no_key", self._detail())
-
-    def drop_wrong_key(self) -> None:
-        self.drop("wrong_key", self._detail())
-
-    def drop_unparseable(self) -> None:
-        self.drop("unparseable", self._detail())
-
-    def _detail(self) -> str:
-        return self._result.detail if self._result is not None else ""
+    def drop_telegram(self) -> None:
+        """Dropped under its outcome's name: each cause is counted apart (what to do differs)."""
+        result = self._result
+        assert result is not None
+        self.drop(result.outcome.value, result.detail)
 
     def drop_partial(self) -> None:
         self._parts.clear()

@@ -4,6 +4,12 @@ Frames: the single character 0xE5 (acknowledge); the short frame `10 C A CS 16`;
 long frames `68 L L 68 C A CI data CS 16` with L = bytes from C to the end of data and CS the
 arithmetic sum of those bytes. `MBusFramer` cuts a byte stream into frames and resynchronises
 after noise; `SegmentJoiner` joins the DLMS segments of one telegram by their CI field.
+
+Sagemcom T210-D meters (Netz NÖ / EVN) send a first long frame of 257 bytes from C to the end of
+data whose L field wrapped around: `68 01 01 68`. No long frame can be shorter than 3 (C, A and
+CI), so a header with L < 3 is read at L + 256, and taken only where checksum and stop byte hold.
+A header with L >= 3 is judged at L alone: waiting 256 bytes more after every damaged frame would
+hold back the acknowledgements of the frames behind it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ ADDRESS_SEARCH_TELEGRAM = 0xF0  # 240: the Austrian push meters' search telegram
 
 FCB = 0x20
 FCV = 0x10
+
+MIN_LONG_LENGTH = 3  # C, A and CI
+LENGTH_OVERFLOW = 0x100
 
 
 class CField(enum.IntEnum):
@@ -81,6 +90,8 @@ class LongFrame:
     a: int
     ci: int
     data: bytes
+    length_overflow: bool = False
+    """The L field said 256 less than the frame's length (the Sagemcom T210-D's first frame)."""
 
     @property
     def function(self) -> CField | None:
@@ -99,11 +110,19 @@ def encode_short(c: int, a: int) -> bytes:
     return bytes((SHORT_START, c, a, (c + a) & 0xFF, STOP))
 
 
-def encode_long(c: int, a: int, ci: int, data: bytes) -> bytes:
+def encode_long(c: int, a: int, ci: int, data: bytes, length_overflow: bool = False) -> bytes:
+    """A long frame; with `length_overflow`, one of 256 to 258 bytes from C on whose L field says
+    256 less, as the Sagemcom T210-D sends it."""
     body = bytes((c, a, ci)) + data
-    if len(body) > 255:
+    if length_overflow:
+        if not LENGTH_OVERFLOW <= len(body) < LENGTH_OVERFLOW + MIN_LONG_LENGTH:
+            raise MBusError(f"long frame with an overflowing L: {len(body)} bytes from C to the end of data, 256 to 258")
+        length = len(body) - LENGTH_OVERFLOW
+    elif len(body) > 255:
         raise MBusError(f"long frame: {len(body)} bytes from C to the end of data, at most 255")
-    return bytes((LONG_START, len(body), len(body), LONG_START)) + body + bytes((checksum(body), STOP))
+    else:
+        length = len(body)
+    return bytes((LONG_START, length, length, LONG_START)) + body + bytes((checksum(body), STOP))
 
 
 class MBusFramer(BufferedFramer):
@@ -160,19 +179,22 @@ class MBusFramer(BufferedFramer):
         buffer = self._buffer
         if len(buffer) < 4:
             return None
-        length = buffer[1]
-        if buffer[2] != length or buffer[3] != LONG_START or length < 3:
-            return self._bad(f"long frame: header 68 {buffer[1]:02X} {buffer[2]:02X} {buffer[3]:02X} is not 68 L L 68 with L >= 3")
+        stated = buffer[1]
+        if buffer[2] != stated or buffer[3] != LONG_START:
+            return self._bad(f"long frame: header 68 {buffer[1]:02X} {buffer[2]:02X} {buffer[3]:02X} is not 68 L L 68")
+        overflow = stated < MIN_LONG_LENGTH
+        length = stated + LENGTH_OVERFLOW if overflow else stated
         end = 4 + length + 2
         if len(buffer) < end:
             return None
+        name = f"long frame (L=0x{stated:02X}, read as {length} bytes)" if overflow else f"long frame (L={length})"
         if buffer[end - 1] != STOP:
-            return self._bad(f"long frame (L={length}): no stop byte")
+            return self._bad(f"{name}: no stop byte")
         body = bytes(buffer[4 : 4 + length])
         if buffer[end - 2] != checksum(body):
-            return self._bad(f"long frame (L={length}): checksum 0x{buffer[end - 2]:02X}, computed 0x{checksum(body):02X}")
+            return self._bad(f"{name}: checksum 0x{buffer[end - 2]:02X}, computed 0x{checksum(body):02X}")
         del buffer[:end]
-        return LongFrame(body[0], body[1], body[2], body[3:])
+        return LongFrame(body[0], body[1], body[2], body[3:], overflow)
 
     def _bad(self, reason: str) -> BadFrame:
         # Drop only the start byte: the real frame may begin inside what looked like this one.

@@ -17,6 +17,7 @@ import trio
 
 from ..actors.link import LinkHooks, LinkLost, LinkStatus
 from ..machines.base import Dropped
+from ..protocols.dlms.push import Outcome
 from ..protocols.readings import Reading
 from ..supervisor import ChildSpec, IntensityExceeded, Supervisor
 
@@ -38,10 +39,10 @@ RunLink = Callable[[LinkHooks, LinkStatus, Opener], Awaitable[None]]
 """One life of a link actor, given its hooks, status and how to open the link."""
 
 
-TELEGRAM_FAILURES = frozenset({"wrong_key", "no_key", "unparseable", "replayed", "crc_error", "crc_missing"})
+TELEGRAM_FAILURES = frozenset({outcome.value for outcome in Outcome if outcome is not Outcome.DECODED} | {"crc_error", "crc_missing"})
 """Drop causes of a whole telegram that arrived and could not be used (not decrypted, not parsed,
-or replayed): what `--max-failures` counts, since a wrong key or wrong options fail every telegram
-alike. Not counted: bad frames and noise between telegrams (one damaged frame can make several),
+not mapped, or replayed): what `--max-failures` counts, since a wrong key or wrong options fail
+every telegram alike. Not counted: bad frames and noise between telegrams (one damaged frame can make several),
 telegrams cut short (a line or peer that went away, which the supervisor restarts), a stale link."""
 
 

@@ -4,29 +4,67 @@ The APDU is a general-glo/ded-ciphering wrapper around a data-notification, or (
 not encrypt) the data-notification itself. Keys are tried in the order given (a pending key of a
 hybrid change-over first); without an authentication tag a wrong key still "decrypts", so a key
 counts as right only when the plaintext parses as a data-notification.
+
+A telegram that fails says why in terms a user can act on: which of the two keys is wrong, a tag
+with no authentication key to check it, a security suite or a content this decoder cannot read.
+With several candidate keys the most telling verdict is reported: the one whose key got furthest
+into the telegram.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ProtocolError
 from ..readings import Reading
-from .notification import DATA_NOTIFICATION, parse_notification, to_reading
-from .security import GENERAL_DED_CIPHERING, GENERAL_GLO_CIPHERING, CipherKeys, DecryptionFailed, decrypt, parse_ciphered
+from .notification import DATA_NOTIFICATION, DataNotification, parse_notification, to_reading
+from .security import (
+    GENERAL_DED_CIPHERING,
+    GENERAL_GLO_CIPHERING,
+    CipheredApdu,
+    CipherKeys,
+    DecryptionFailed,
+    UnsupportedSecurity,
+    decrypt,
+    parse_ciphered,
+    unverified_plaintext,
+)
 
 
 class Outcome(enum.Enum):
+    """What became of a telegram: published, or the cause it is dropped under, with what to do."""
+
+    advice: str
+
+    def __new__(cls, value: str, advice: str = "") -> Outcome:
+        outcome = object.__new__(cls)
+        outcome._value_ = value
+        outcome.advice = advice
+        return outcome
+
     DECODED = "decoded"
     REPLAYED = "replayed"
     NO_KEY = "no_key"
-    WRONG_KEY = "wrong_key"
-    UNPARSEABLE = "unparseable"
+    """Its detail comes from the caller, who knows why there is no key."""
+    WRONG_KEY = "wrong_key", "check the key (GUEK, 32 hex digits) from the grid operator and set it again with meter_setkey"
+    NO_AUTH_KEY = "no_auth_key", ("set the grid operator's second key (authentication key, AK or GAK) as auth_key "
+                                  "with meter_setkey, beside the key")
+    WRONG_AUTH_KEY = "wrong_auth_key", ("check the grid operator's second key (authentication key, AK or GAK) and set "
+                                        "it again as auth_key with meter_setkey")
+    UNSUPPORTED_SUITE = "unsupported_suite", ("meterlink reads security suites 0 and 1 (AES-GCM-128) without "
+                                              "compression; please report the meter type with this line")
+    UNSUPPORTED_LAYOUT = "unsupported_layout", ("meterlink cannot map what this meter pushes (its keys are not the problem); "
+                                                "please report the meter type and grid operator with this line")
+    UNPARSEABLE = "unparseable", "the telegram is damaged or not DLMS; if every telegram fails, report the meter type"
 
 
 NO_KEY_SET = "the telegram is encrypted and no meter key is set"
+
+_TELLING = (Outcome.WRONG_KEY, Outcome.NO_AUTH_KEY, Outcome.WRONG_AUTH_KEY, Outcome.UNPARSEABLE, Outcome.UNSUPPORTED_LAYOUT)
+"""A candidate key's failures, least telling first: each got further into the telegram than the one
+before (a key that decrypts tells more than one that does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,36 +85,93 @@ def decode_push(
     no_key: str = NO_KEY_SET,
 ) -> PushResult:
     """`no_key` is the drop's detail when the telegram is encrypted and `keys` is empty."""
-    if apdu[:1] == bytes((DATA_NOTIFICATION,)):
-        return _plaintext(apdu, link, received_at)
     if apdu[:1] not in (bytes((GENERAL_GLO_CIPHERING,)), bytes((GENERAL_DED_CIPHERING,))):
-        return PushResult(Outcome.UNPARSEABLE, f"APDU tag {apdu[:1].hex() or 'missing'}: neither ciphered nor a data-notification")
+        return _read(apdu, link, received_at, None)
     try:
         ciphered = parse_ciphered(apdu)
+    except UnsupportedSecurity as error:
+        return _failed(Outcome.UNSUPPORTED_SUITE, str(error))
     except ProtocolError as error:
-        return PushResult(Outcome.UNPARSEABLE, str(error))
+        return _failed(Outcome.UNPARSEABLE, str(error))
     counter = ciphered.frame_counter
     if last_frame_counter is not None and counter <= last_frame_counter:
-        return PushResult(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", frame_counter=counter)
+        return _failed(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", counter)
     if not keys:
-        return PushResult(Outcome.NO_KEY, no_key, frame_counter=counter)
-    failure = f"no key decrypts the telegram (frame counter {counter})"
+        return _failed(Outcome.NO_KEY, no_key, counter)
+    attempts = []
     for candidate in keys:
+        attempt = _attempt(ciphered, candidate, link, received_at)
+        if attempt.outcome is Outcome.DECODED:
+            return replace(attempt, keys=candidate, frame_counter=counter)
+        attempts.append(attempt)
+    return replace(max(attempts, key=lambda attempt: _TELLING.index(attempt.outcome)), frame_counter=counter)
+
+
+def _attempt(ciphered: CipheredApdu, keys: CipherKeys, link: str, received_at: float | None) -> PushResult:
+    """One candidate's verdict on a ciphered telegram."""
+    if ciphered.authenticated and keys.authentication is not None:
         try:
-            plaintext = decrypt(ciphered, candidate.encryption, candidate.authentication)
-            notification = parse_notification(plaintext)
-            reading = to_reading(notification, link, received_at, ciphered.system_title)
-        except DecryptionFailed as error:
-            failure = str(error)
-            continue
-        except ProtocolError:
-            continue
-        return PushResult(Outcome.DECODED, reading=reading, keys=candidate, frame_counter=counter)
-    return PushResult(Outcome.WRONG_KEY, f"wrong key: {failure}", frame_counter=counter)
+            plaintext = decrypt(ciphered, keys.encryption, keys.authentication)
+        except DecryptionFailed:
+            return _tag_mismatch(ciphered, keys.encryption)
+        return _read(plaintext, link, received_at, ciphered.system_title)
+    plaintext = unverified_plaintext(ciphered, keys.encryption)
+    if not ciphered.encrypted:
+        return _no_auth_key(ciphered) if ciphered.authenticated else _read(plaintext, link, received_at, ciphered.system_title)
+    notification = _notification(plaintext)
+    if notification is None:
+        return _wrong_key(ciphered)
+    if ciphered.authenticated:
+        return _no_auth_key(ciphered)
+    return _reading(notification, link, received_at, ciphered.system_title)
 
 
-def _plaintext(apdu: bytes, link: str, received_at: float | None) -> PushResult:
+def _tag_mismatch(ciphered: CipheredApdu, key: bytes) -> PushResult:
+    # GCM cannot say which key made the tag fail; a plaintext that reads says the key is right.
+    if _notification(unverified_plaintext(ciphered, key)) is None:
+        return _wrong_key(ciphered)
+    return _failed(Outcome.WRONG_AUTH_KEY, f"the key decrypts the telegram but its authentication tag does not match "
+                                           f"the authentication key (frame counter {ciphered.frame_counter})")
+
+
+def _wrong_key(ciphered: CipheredApdu) -> PushResult:
+    return _failed(Outcome.WRONG_KEY, f"the telegram does not decrypt with the key (frame counter {ciphered.frame_counter})")
+
+
+def _no_auth_key(ciphered: CipheredApdu) -> PushResult:
+    return _failed(Outcome.NO_AUTH_KEY, f"the telegram carries an authentication tag and no authentication key is set "
+                                        f"(frame counter {ciphered.frame_counter})")
+
+
+def _notification(plaintext: bytes) -> DataNotification | None:
+    """The data-notification, or None when the plaintext is none (a wrong key's, without a tag)."""
     try:
-        return PushResult(Outcome.DECODED, reading=to_reading(parse_notification(apdu), link, received_at))
+        return parse_notification(plaintext)
+    except ProtocolError:
+        return None
+
+
+def _read(apdu: bytes, link: str, received_at: float | None, system_title: bytes | None) -> PushResult:
+    """A plaintext APDU that is known to be the meter's (sent in clear, or its tag checked)."""
+    if not apdu:
+        return _failed(Outcome.UNPARSEABLE, "the telegram is empty")
+    if apdu[0] != DATA_NOTIFICATION:
+        return _failed(Outcome.UNSUPPORTED_LAYOUT, f"APDU tag 0x{apdu[0]:02X}: neither ciphered nor a data-notification")
+    try:
+        notification = parse_notification(apdu)
     except ProtocolError as error:
-        return PushResult(Outcome.UNPARSEABLE, str(error))
+        return _failed(Outcome.UNPARSEABLE, str(error))
+    return _reading(notification, link, received_at, system_title)
+
+
+def _reading(notification: DataNotification, link: str, received_at: float | None, system_title: bytes | None) -> PushResult:
+    try:
+        reading = to_reading(notification, link, received_at, system_title)
+    except ProtocolError as error:
+        return _failed(Outcome.UNSUPPORTED_LAYOUT, str(error))
+    return PushResult(Outcome.DECODED, reading=reading)
+
+
+def _failed(outcome: Outcome, what: str, frame_counter: int | None = None) -> PushResult:
+    detail = f"{what}: {outcome.advice}" if outcome.advice else what
+    return PushResult(outcome, detail, frame_counter=frame_counter)

@@ -5,6 +5,10 @@ control byte SC: bit 4 authentication, bit 5 encryption, low nibble the security
 both AES-GCM-128 here). IV = system title ‖ frame counter. Without the authentication bit there is
 no tag, and GCM without its tag is AES-CTR from the counter block IV ‖ 00000002. With it, the last
 12 bytes are the tag and SC ‖ authentication key is the additional data.
+
+A tag that does not match cannot tell which of the two keys is wrong. `unverified_plaintext` is the
+plaintext the encryption key gives without the tag: when it reads as an APDU, the encryption key is
+right and the authentication key is not (the caller judges that, it knows which APDUs it expects).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class SecurityError(ProtocolError):
 
 class DecryptionFailed(SecurityError):
     """Wrong or missing key, or a tag that does not match: reported as such, never with key bytes."""
+
+
+class UnsupportedSecurity(SecurityError):
+    """A security control byte this decoder cannot follow: a suite other than 0 and 1, or compression."""
 
 
 class SecurityControl(enum.IntFlag):
@@ -96,47 +104,44 @@ def parse_ciphered(apdu: bytes) -> CipheredApdu:
         raise SecurityError(f"ciphered APDU: length {length} at byte 10, {len(apdu) - offset} bytes follow")
     security_control = apdu[offset]
     if security_control & (SecurityControl.COMPRESSION | 0x0E):
-        raise SecurityError(f"ciphered APDU: security control 0x{security_control:02X} is not supported (suite 0/1, no compression)")
+        raise UnsupportedSecurity(f"ciphered APDU: security control 0x{security_control:02X} is not supported (suite 0/1, no compression)")
     frame_counter = int.from_bytes(apdu[offset + 1 : offset + 5], "big")
-    return CipheredApdu(apdu[0], system_title, security_control, frame_counter, bytes(apdu[offset + 5 : offset + length]))
+    payload = bytes(apdu[offset + 5 : offset + length])
+    if security_control & SecurityControl.AUTHENTICATION and len(payload) < TAG_SIZE:
+        raise SecurityError(f"ciphered APDU: {len(payload)} bytes after the frame counter, shorter than its authentication tag")
+    return CipheredApdu(apdu[0], system_title, security_control, frame_counter, payload)
 
 
 def decrypt(ciphered: CipheredApdu, key: bytes, auth_key: bytes | None = None) -> bytes:
-    """The plaintext APDU; DecryptionFailed when the tag does not match the key."""
-    if len(key) != 16:
-        raise DecryptionFailed("ciphered APDU: the encryption key must be 16 bytes (AES-128)")
-    payload = ciphered.payload
-    if not ciphered.encrypted:
-        if not ciphered.authenticated:
-            return payload
-        return _verify_only(ciphered, key, auth_key)
+    """The plaintext APDU; DecryptionFailed when the tag does not match the keys."""
     if not ciphered.authenticated:
-        counter = ciphered.iv + b"\x00\x00\x00\x02"
-        decryptor = Cipher(algorithms.AES(key), modes.CTR(counter)).decryptor()
-        return decryptor.update(payload) + decryptor.finalize()
-    if len(payload) < TAG_SIZE:
-        raise DecryptionFailed("ciphered APDU: shorter than its authentication tag")
-    body, tag = payload[:-TAG_SIZE], payload[-TAG_SIZE:]
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(ciphered.iv, tag, min_tag_length=TAG_SIZE)).decryptor()
-    decryptor.authenticate_additional_data(bytes((ciphered.security_control,)) + (auth_key or b""))
+        return unverified_plaintext(ciphered, key)
+    body, tag = ciphered.payload[:-TAG_SIZE], ciphered.payload[-TAG_SIZE:]
+    decryptor = Cipher(_aes(key), modes.GCM(ciphered.iv, tag, min_tag_length=TAG_SIZE)).decryptor()
+    additional = bytes((ciphered.security_control,)) + (auth_key or b"")
+    # Authentication only: the body is sent in clear and is part of the additional data.
+    decryptor.authenticate_additional_data(additional if ciphered.encrypted else additional + body)
     try:
-        return decryptor.update(body) + decryptor.finalize()
-    except InvalidTag:
-        raise DecryptionFailed(f"ciphered APDU (frame counter {ciphered.frame_counter}): authentication tag does not match (wrong key or authentication key)") from None
-
-
-def _verify_only(ciphered: CipheredApdu, key: bytes, auth_key: bytes | None) -> bytes:
-    payload = ciphered.payload
-    if len(payload) < TAG_SIZE:
-        raise DecryptionFailed("ciphered APDU: shorter than its authentication tag")
-    body, tag = payload[:-TAG_SIZE], payload[-TAG_SIZE:]
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(ciphered.iv, tag, min_tag_length=TAG_SIZE)).decryptor()
-    decryptor.authenticate_additional_data(bytes((ciphered.security_control,)) + (auth_key or b"") + body)
-    try:
+        plaintext = decryptor.update(body) if ciphered.encrypted else body
         decryptor.finalize()
     except InvalidTag:
         raise DecryptionFailed(f"ciphered APDU (frame counter {ciphered.frame_counter}): authentication tag does not match") from None
-    return body
+    return plaintext
+
+
+def unverified_plaintext(ciphered: CipheredApdu, key: bytes) -> bytes:
+    """The plaintext without checking the tag: GCM's keystream is AES-CTR from IV ‖ 00000002."""
+    body = ciphered.payload[:-TAG_SIZE] if ciphered.authenticated else ciphered.payload
+    if not ciphered.encrypted:
+        return body
+    decryptor = Cipher(_aes(key), modes.CTR(ciphered.iv + b"\x00\x00\x00\x02")).decryptor()
+    return decryptor.update(body) + decryptor.finalize()
+
+
+def _aes(key: bytes) -> algorithms.AES:
+    if len(key) != 16:
+        raise DecryptionFailed("ciphered APDU: the encryption key must be 16 bytes (AES-128)")
+    return algorithms.AES(key)
 
 
 def encrypt(plaintext: bytes, system_title: bytes, frame_counter: int, key: bytes, security_control: int = 0x30,
