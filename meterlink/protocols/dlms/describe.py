@@ -55,8 +55,8 @@ from .acse import (
 )
 from .apdu import Apdu, parse_apdu
 from .axdr import AxdrError, Data, DataTag, decode_length
-from .notification import DATA_NOTIFICATION, octet_text, parse_notification
-from .objects import ASSOCIATION_LN, json_of
+from .notification import DATA_NOTIFICATION, json_of, octet_text, parse_notification
+from .objects import ASSOCIATION_LN
 from .security import GENERAL_GLO_CIPHERING, parse_ciphered
 from .xdlms import (
     AccessSelection,
