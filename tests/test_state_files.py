@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -58,7 +59,15 @@ def key_forms(hex_key: str) -> list[bytes]:
 
 def test_a_reset_after_a_sigkill_in_meter_setkey_leaves_nothing_of_the_old_keys(tmp_path: Path) -> None:
     state, port = tmp_path / "state", free_port()
-    conf = config(tmp_path / "m.toml", state, port)
+    with socket.socket() as meter:  # a meter that says nothing: the link only has to take a key
+        meter.bind(("127.0.0.1", 0))
+        meter.listen()
+        link = f'[[link]]\nname = "house"\nkind = "mbus"\nport = "tcp://127.0.0.1:{meter.getsockname()[1]}"\n'
+        conf = config(tmp_path / "m.toml", state, port, link)
+        sigkill_in_setkey_then_reset(state, port, conf)
+
+
+def sigkill_in_setkey_then_reset(state: Path, port: int, conf: Path) -> None:
     first = Running("run", "--config", str(conf))
     first.line()
     assert command(port, {"cmd": "meter_setkey", "key": OLD_KEY}).json()["result"] == "OK"
