@@ -1,4 +1,5 @@
-"""Fuzzing the push mapping (issue 13 item 1) with the real data-notifications of tests/data as seeds.
+"""Fuzzing the push mapping (issue 13 item 1, the published lists of issue 14) with the real
+data-notifications of tests/data as seeds.
 
 Two ways in: the decrypted APDUs with bytes changed, inserted, deleted and repeated; and bodies put
 together from the real bodies' elements in any order and number, so that OBIS codes, scaler-unit
@@ -20,15 +21,19 @@ from meterlink.protocols.readings import Reading
 from meterlink.service.meterextension import meter_block
 from meterlink.service.mqtt import obis_key, sensors, state_of
 from test_fuzz_captures import FUZZ, edits, mutate, strict_json
+from test_hdlc_push_captures import CAPTURES, DOC_EXAMPLES, apdu_of
+from test_hdlc_push_captures import plaintext as hdlc_plaintext
 from test_push_mapping import KEYED, capture, plaintext
 
 SEEDS = [plaintext(name) for name in KEYED] + [
     bytes.fromhex(capture("kaifa_salzburgnetz_plaintext_nooxnet")["hex_or_text"]),
     bytes.fromhex(capture("elster_mbus_salzburgnetz_doc_nokey")["expected_values_if_given"]["plaintext_from_same_doc_unverified"]),
+    *(hdlc_plaintext(name) for name in CAPTURES),
+    *(apdu_of(frame)[0] for frame in DOC_EXAMPLES),
 ]
 ELEMENTS = sorted({element for seed in SEEDS for element in parse_notification(seed).body.value}, key=repr)
 HEADERS = sorted({seed[: len(seed) - len(encode_data(parse_notification(seed).body))] for seed in SEEDS})
-"""The bytes before each seed's body: tag, invoke id and date-time (absent or 12 octets)."""
+"""The bytes before each seed's body: tag, invoke id and date-time (absent, 12 octets, or Kaifa's 09 0C + 12)."""
 
 
 def check(reading: Reading, body_length: int | None = None) -> None:

@@ -163,7 +163,7 @@ def test_salzburgnetz_document_sample_is_flat_like_variant_7():
         assert (value.raw, value.scaler, value.unit) == (decoded[obis]["raw"], decoded[obis]["scaler"], decoded[obis]["unit"])
 
 
-# -- HDLC data models without names: variants 1, 3 and 6 ------------------------------------------
+# -- HDLC data models without OBIS codes: variants 1, 3 and 6 -------------------------------------
 
 
 def nameless(reading: Reading) -> list[tuple[int | None, object]]:
@@ -184,14 +184,18 @@ def test_variant_1_kaerntennetz_iskra_keeps_its_values_by_position():
     assert reading.meter_id == "49534b6974ac008f"  # the system title: variant 1 names nothing by OBIS
 
 
-def test_variant_3_wienernetze_iskra_names_only_the_clock():
-    stated = expected("iskra_hdlc_wienernetze_rddl")
-    elements = stated["dlms_cosem_elements"]
+def test_variant_3_wienernetze_iskra_is_named_by_the_seeds_list():
+    by_position = expected("iskra_hdlc_wienernetze_rddl")["by_seed001_variant3_position"]
     reading = reading_of("iskra_hdlc_wienernetze_rddl")
-    clock = stated["by_seed001_variant3_position"]["0-0:1.0.0"].split(" (")[0]
-    assert (reading.values[0].obis, reading.values[0].value) == ("0-0:1.0.0.255", local_time(clock))
-    assert reading.captured_at == local_time(clock)
-    assert nameless(reading) == list(enumerate(elements[1:], start=1))
+    clock = local_time(by_position.pop("0-0:1.0.0").split(" (")[0])
+    assert (reading.values[0].obis, reading.values[0].value) == ("0-0:1.0.0.255", clock)
+    assert reading.captured_at == clock
+    # The file's keys read "1-0:1.8.0 Wh": the OBIS code and the unit seed 001 gives the register.
+    registers = {f"{key.split()[0]}.255": (raw, key.split()[1]) for key, raw in by_position.items()}
+    assert [value.obis for value in reading.values[1:]] == list(registers)
+    for obis, (raw, unit) in registers.items():
+        value = reading.value_of(obis)
+        assert (value.raw, value.scaler, value.value, value.unit) == (raw, 0, raw, unit), obis
 
 
 def test_variant_6_netzburgenland_landisgyr_ends_with_the_meter_number():

@@ -1,6 +1,7 @@
 """The data-notification APDU (0x0F, DLMS UA Green Book 9.3.12) and its mapping to readings.
 
 `0F <long-invoke-id-and-priority(4)> <date-time: 00 absent | 0C + 12 octets> <notification-body Data>`.
+Kaifa's Norwegian meters send the date-time as a tagged octet-string, `09 0C` + 12 octets.
 
 The body is a structure (or array) of elements. One set of rules maps every data model of seed 001
 ch. B.5 (variants 1-3 and 5-9; variant 4 is M-Bus/OMS records), whichever operator sends it:
@@ -25,6 +26,10 @@ value gets a name by these three narrow rules only, none of them per operator:
   string there (variant 1's customer information code) is not a meter number.
 - IDIS push lists begin with the push setup's own logical name (class 40 `0-x:25.9.0.255`,
   attribute 1). That OBIS code is a value, named by itself, not the name of the element after it.
+
+A published list (`lists.py`) goes further, only where the telegram names it by its list id or has
+exactly its shape: a positional list names every value and gives its scaler and unit; a list whose
+meter sends OBIS codes without scalers (Kamstrup_V0001) gives the scalers and names its list id.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from ..obis import Obis, unit_symbol
 from ..readings import Json, Reading, Value, scaled
 from .axdr import AxdrError, Data, DataTag, decode_data
 from .cosem import CosemDateTime, DateTimeError
+from .lists import (
+    CLOCK, LIST_ID, METER_NUMBER, NUMBERS, POSITIONAL_LISTS, SCALED_LISTS, TEXTS, PositionalList, Register, ScaledList,
+)
 
 DATA_NOTIFICATION = 0x0F
 
@@ -59,17 +67,7 @@ def parse_notification(apdu: bytes) -> DataNotification:
     if len(apdu) < 6 or apdu[0] != DATA_NOTIFICATION:
         raise NotificationError(f"data-notification: expected tag 0x0F, got {apdu[:1].hex() or 'nothing'}")
     invoke_id = int.from_bytes(apdu[1:5], "big")
-    offset = 5
-    date_time = None
-    if apdu[offset] == 0x0C:
-        if len(apdu) < offset + 13:
-            raise NotificationError("data-notification: date-time cut short")
-        date_time = CosemDateTime.from_bytes(bytes(apdu[offset + 1 : offset + 13]))
-        offset += 13
-    elif apdu[offset] == 0x00:
-        offset += 1
-    else:
-        raise NotificationError(f"data-notification: date-time at byte {offset}: length 0x{apdu[offset]:02X}, expected 0x00 or 0x0C")
+    date_time, offset = _date_time_at(apdu, 5)
     try:
         body, end = decode_data(apdu, offset)
     except AxdrError as error:
@@ -77,6 +75,26 @@ def parse_notification(apdu: bytes) -> DataNotification:
     if end != len(apdu):
         raise NotificationError(f"data-notification: {len(apdu) - end} bytes left after the body at byte {end}")
     return DataNotification(invoke_id, date_time, body)
+
+
+_KAIFA_DATE_TIME = b"\x09\x0c"
+"""The date-time as Kaifa's Norwegian meters send it: a Data octet-string, tag and length."""
+
+
+def _date_time_at(apdu: bytes, offset: int) -> tuple[CosemDateTime | None, int]:
+    """The header's date-time and the offset after it: 00 (absent), 0C + 12 octets or 09 0C + 12 octets."""
+    if apdu[offset] == 0x00:
+        return None, offset + 1
+    if apdu[offset] == 0x0C:
+        start = offset + 1
+    elif apdu[offset : offset + 2] == _KAIFA_DATE_TIME:
+        start = offset + 2
+    else:
+        raise NotificationError(f"data-notification: date-time at byte {offset}: length 0x{apdu[offset]:02X}, "
+                                f"expected 0x00, 0x0C or 09 0C")
+    if len(apdu) < start + 12:
+        raise NotificationError("data-notification: date-time cut short")
+    return CosemDateTime.from_bytes(bytes(apdu[start : start + 12])), start + 12
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,22 +119,82 @@ class CosemObject:
     """A nameless value's position among the body's elements."""
 
 
-CLOCK = "0-0:1.0.0.255"
-METER_NUMBER = "0-0:96.1.0.255"
+LOGICAL_DEVICE_NAME = "0-0:42.0.0.255"
 _METER_NUMBER_TEXT = re.compile(r"(?=[0-9A-Za-z]*[0-9])[0-9A-Za-z]{6,32}")
 
 
-def push_objects(body: Data) -> list[CosemObject]:
-    """The objects of a push body, in the order sent (the rules are in the module's docstring)."""
+PublishedList = PositionalList | ScaledList
+
+
+def published_list(body: Data) -> PublishedList | None:
+    """The published list a push body names by its list id, or has exactly the shape of; else None."""
+    items = _elements(body)
+    first = _text(items[0]) if items else None
+    for positional in POSITIONAL_LISTS:
+        if positional.list_id in (None, first) and _fits(positional, items):
+            return positional
+    return next((scaled for scaled in SCALED_LISTS if scaled.list_id == first), None)
+
+
+def _elements(body: Data) -> tuple[Data, ...]:
     if body.tag not in (DataTag.STRUCTURE, DataTag.ARRAY):
         raise NotificationError(f"data-notification body: expected a structure, got {body.tag.name.lower()}")
-    items = body.value
+    return body.value
+
+
+def _text(data: Data) -> str | None:
+    if data.tag is DataTag.VISIBLE_STRING:
+        return data.value
+    return data.value.decode("latin-1") if data.tag is DataTag.OCTET_STRING else None
+
+
+def _fits(positional: PositionalList, items: tuple[Data, ...]) -> bool:
+    """Whether every element has the type its register takes: a number, a date-time for the clock, else text."""
+    if len(items) != len(positional.registers):
+        return False
+    for register, item in zip(positional.registers, items):
+        if register.unit is not None:
+            fits = item.tag in NUMBERS
+        elif register.code == CLOCK:
+            fits = _is_date_time(item)
+        else:
+            fits = item.tag in TEXTS
+        if not fits:
+            return False
+    return True
+
+
+def push_objects(body: Data, published: PublishedList | None) -> list[CosemObject]:
+    """The objects of a push body, in the order sent (the rules are in the module's docstring);
+    `published` is the list `published_list` found for the body."""
+    items = _elements(body)
+    if isinstance(published, PositionalList):
+        return [_listed(register, item) for register, item in zip(published.registers, items)]
     objects = []
     at = 0
     while at < len(items):
         obj, at = _object_at(items, at)
         objects.append(obj)
+    if isinstance(published, ScaledList):
+        objects = [_scaled(published, obj) for obj in objects]
     return _named_by_data_models(objects)
+
+
+_LIST_ID = Register(LIST_ID)
+
+
+def _listed(register: Register, item: Data) -> CosemObject:
+    return CosemObject(register.obis, item, register.scaler, register.unit, register.code)
+
+
+def _scaled(published: ScaledList, obj: CosemObject) -> CosemObject:
+    """`obj` with the scaler and unit its list states, or named as the list id when it is the id."""
+    if obj.index == 0 and _text(obj.value) == published.list_id:
+        return replace(obj, obis=_LIST_ID.obis, code=_LIST_ID.code, index=None)
+    register = published.scalers.get(obj.code)
+    if register is None or obj.scaler is not None:
+        return obj
+    return replace(obj, scaler=register.scaler, unit=register.unit)
 
 
 def _object_at(items: tuple[Data, ...], at: int) -> tuple[CosemObject, int]:
@@ -171,19 +249,13 @@ def _is_meter_number(data: Data) -> bool:
     return data.tag is DataTag.VISIBLE_STRING and _METER_NUMBER_TEXT.fullmatch(data.value) is not None
 
 
-_NUMBERS = {
-    DataTag.DOUBLE_LONG, DataTag.DOUBLE_LONG_UNSIGNED, DataTag.INTEGER, DataTag.LONG, DataTag.UNSIGNED,
-    DataTag.LONG_UNSIGNED, DataTag.LONG64, DataTag.LONG64_UNSIGNED, DataTag.ENUM,
-}
-
-
 def object_value(obj: CosemObject) -> Value:
     """One object as a reading value: numbers scaled, text kept as sent, date-times in ISO 8601,
     anything else as `json_of` shows it; a value without a name keeps its index."""
     obis = obj.code or (str(obj.obis) if obj.obis is not None else None)
     index = obj.index if obis is None else None
     data = obj.value
-    if data.tag in _NUMBERS:
+    if data.tag in NUMBERS:
         if obj.scaler is None:
             return Value(obis, data.value, raw=data.value, index=index)
         return Value(obis, scaled(data.value, obj.scaler), unit_symbol(obj.unit) if obj.unit is not None else None,
@@ -249,8 +321,10 @@ def _iso(raw: bytes) -> str | None:
 
 
 def to_reading(notification: DataNotification, link: str, received_at: float | None, system_title: bytes | None = None) -> Reading:
-    """Map a push notification to the common reading (meter id: 0-0:96.1.0, else 0-0:42.0.0, else the system title)."""
-    values = tuple(object_value(obj) for obj in push_objects(notification.body))
+    """Map a push notification to the common reading (meter id: 0-0:96.1.0, else the meter id its
+    published list names, else 0-0:42.0.0, else the system title)."""
+    published = published_list(notification.body)
+    values = tuple(object_value(obj) for obj in push_objects(notification.body, published))
     by_obis = {value.obis: value for value in values if value.obis is not None}
     captured_at = None
     clock = by_obis.get(CLOCK)
@@ -262,7 +336,7 @@ def to_reading(notification: DataNotification, link: str, received_at: float | N
         except DateTimeError:
             captured_at = None
     meter_id = None
-    for obis in (METER_NUMBER, "0-0:42.0.0.255"):
+    for obis in _meter_id_codes(published):
         value = by_obis.get(obis)
         if value is not None and isinstance(value.value, str) and value.value:
             meter_id = value.value
@@ -270,3 +344,9 @@ def to_reading(notification: DataNotification, link: str, received_at: float | N
     if meter_id is None and system_title is not None:
         meter_id = octet_text(system_title)
     return Reading(meter_id, link, received_at, captured_at, values)
+
+
+def _meter_id_codes(published: PublishedList | None) -> tuple[str, ...]:
+    """The values a reading's meter id is taken from, the first present first."""
+    listed = (published.meter_id,) if isinstance(published, ScaledList) else ()
+    return (METER_NUMBER, *listed, LOGICAL_DEVICE_NAME)
