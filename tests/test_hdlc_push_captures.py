@@ -24,7 +24,7 @@ from test_push_mapping import LLC, capture, expected, local_time
 KAMSTRUP = ["kamstrup_hdlc_em001", "kamstrup_han_gh216-1", "kamstrup_han_gh741-1"]
 AMSREADER = [*KAMSTRUP, "kaifa_hdlc_gh180-2", "aidon_hdlc_gh1119"]
 ENCRYPTED = ["siemens_hdlc_wienernetze_rddl", "landisgyr_hdlc_wienernetze_rddl", "iskra_am550_hdlc_shrdzm"]
-CAPTURES = [*AMSREADER, "kaifa_hdlc_gh180-1", "kaifa_hdlc_elwiz", *ENCRYPTED]
+CAPTURES = [*AMSREADER, "kaifa_hdlc_gh180-1", "kaifa_hdlc_elwiz", "iskra_am550_hdlc_gh956-1", *ENCRYPTED]
 DOC_EXAMPLES = [example["hex"] for example in capture("kamstrup_hdlc_nve_doc")["examples"]]
 """Kamstrup's own example frames: its interface description prints them, no meter sent them."""
 
@@ -219,6 +219,13 @@ def test_the_shrdzm_am550_is_variant_1_as_the_kaerntennetz_one():
     by_index = {value.index: value.raw for value in reading_.values}
     assert (by_index[4], by_index[5], by_index[8]) == (stated["+A Wh"], stated["-A Wh"], stated["+P W"])
     assert reading_.captured_at == local_time(stated["datetime"])
+
+
+def test_a_slovenian_am550_sends_values_no_published_list_names():
+    stated = expected("iskra_am550_hdlc_gh956-1")
+    reading_ = reading("iskra_am550_hdlc_gh956-1")
+    assert [(value.index, value.value) for value in reading_.values] == list(enumerate(stated["dlms_cosem_elements"]))
+    assert reading_.captured_at == cosem_time(stated["notification_datetime_dlms_cosem"])
 
 
 # -- the list definitions apply only where the telegram names them --------------------------------
