@@ -11,8 +11,9 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from functools import partial
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from .service.version import software_version
 from .transports import SerialSettings, TransportError
 
 if TYPE_CHECKING:
+    from .machines.base import LinkMachine
     from .machines.dlms import Association
     from .service.config import Config
     from .service.read import ReadUntil
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_MAX_FAILURES = 3
 """A push `read` gives up after this many telegrams in a row that fail (ARCHITECTURE.md)."""
+HDLC_PUSH_INTERVAL = 10.0
+"""actors.hdlc_push's, named here so that building the parser imports no link."""
+LAYOUTS = ("pairs", "aidon", "kamstrup", "kaifa")
+"""simulators.hdlc_push.Layout's values, for the same reason."""
 
 
 class UsageError(Exception):
@@ -121,6 +127,15 @@ def cipher_keys(args: argparse.Namespace) -> CipherKeys:
     return CipherKeys(_key_bytes(args.key, "--key"), _key_bytes(args.auth_key, "--auth-key") if args.auth_key else None)
 
 
+def optional_keys(args: argparse.Namespace) -> list[CipherKeys]:
+    """--key and --auth-key where a meter may push in clear: none without --key."""
+    if args.key is None:
+        if args.auth_key:
+            raise UsageError("--auth-key goes with --key: the authentication key is the second of the meter's two keys")
+        return []
+    return [cipher_keys(args)]
+
+
 def _key_bytes(text: str, option: str) -> bytes:
     digits = "".join(text.split()).replace(":", "")
     if len(digits) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digits):
@@ -138,31 +153,59 @@ def read_mbus(args: argparse.Namespace) -> int:
     return trio.run(read_one_link, "mbus", link.opener(), run, read_until(args), print_reading, warn)
 
 
+@dataclass
+class Tally:
+    """What a `decode` printed: a reading per telegram decoded, a line on stderr per one that failed."""
+
+    decoded: int = 0
+    failed: int = 0
+
+    def drive(self, machine: LinkMachine, events: Iterable[object]) -> None:
+        """Hand each framer event to the link's machine, as its actor would, and report what it did."""
+        from .machines.base import Dropped, Publish
+
+        for event in events:
+            machine.handle(event, None)
+            for action in machine.take_actions():
+                if isinstance(action, Publish):
+                    print_reading(action.reading)
+                    self.decoded += 1
+                elif isinstance(action, Dropped):
+                    self.fail(f"telegram {self.decoded + self.failed + 1}: {action.cause}: {action.detail}")
+
+    def fail(self, why: str) -> None:
+        self.failed += 1
+        warn(why)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed or not self.decoded else EXIT_OK
+
+
 def decode_mbus(args: argparse.Namespace) -> int:
-    from .machines.base import Dropped, Publish
     from .machines.mbus import MBusAdapter
     from .protocols.mbus import MBusFramer
 
     keys = [cipher_keys(args)]
     machine = MBusAdapter(keys=lambda: keys)
     framer = MBusFramer()
-    decoded = failed = 0
-    for event in framer.feed(hex_or_binary(read_input(args.file))):
-        machine.handle(event, None)
-        for action in machine.take_actions():
-            if isinstance(action, Publish):
-                print_reading(action.reading)
-                decoded += 1
-            elif isinstance(action, Dropped):
-                failed += 1
-                warn(f"telegram {decoded + failed}: {action.cause}: {action.detail}")
+    tally = Tally()
+    tally.drive(machine, framer.feed(hex_or_binary(read_input(args.file))))
     if framer.pending or machine.joining.is_active:
-        failed += 1
-        warn("the input ends inside a telegram")
-    if decoded + failed == 0:
+        tally.fail("the input ends inside a telegram")
+    if tally.decoded + tally.failed == 0:
         warn("no complete M-Bus telegram in the input")
-        return EXIT_FAILED
-    return EXIT_FAILED if failed else EXIT_OK
+    return tally.exit_code
+
+
+def read_hdlc_push(args: argparse.Namespace) -> int:
+    from .actors.hdlc_push import HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
+    from .service.read import read_one_link
+
+    keys = optional_keys(args)
+    link = HdlcPushLink(args.port, serial_settings(args, HDLC_PUSH_SERIAL), args.push_interval)
+    run = partial(run_hdlc_push, link, lambda: keys)
+    return trio.run(read_one_link, "hdlc-push", link.opener(), run, read_until(args), print_reading, warn)
 
 
 def read_dlms(args: argparse.Namespace) -> int:
@@ -223,11 +266,39 @@ def dlms_reads(args: argparse.Namespace) -> tuple[AttributeRef, ...]:
 
 
 def decode_hdlc(args: argparse.Namespace) -> int:
+    """The readings of the data-notifications a meter pushed in the frames, read by the machine the
+    HDLC push link runs; `--annotate` describes the frames instead."""
+    from .machines.hdlc_push import HdlcPushReader
+    from .protocols.dlms.describe import read_capture
+    from .protocols.hdlc import Frame, HdlcFramer
+
+    if args.annotate:
+        if args.key is not None or args.auth_key is not None:
+            raise UsageError("--annotate shows the frames as sent and decrypts nothing: leave out --key and --auth-key")
+        return annotate_hdlc(read_capture(read_input(args.file)))
+    keys = optional_keys(args)
+    machine = HdlcPushReader(keys=lambda: keys)
+    framer = HdlcFramer()
+    events = framer.feed(read_capture(read_input(args.file)))
+    tally = Tally()
+    tally.drive(machine, events)
+    if framer.pending:
+        tally.fail("the input ends inside a frame")
+    elif machine.holds_partial:
+        tally.fail("the input ends inside a notification")
+    if tally.decoded + tally.failed == 0:
+        frames = sum(isinstance(event, Frame) for event in events)
+        warn(f"no data-notification in {frames} frames (--annotate shows them)" if frames
+             else "no HDLC frame (7E A0.. .. 7E) in the input")
+    return tally.exit_code
+
+
+def annotate_hdlc(capture: bytes) -> int:
     """Annotate every HDLC frame and the APDU in it: one JSON object per frame, a line on stderr for
     each frame that does not check or decode."""
-    from .protocols.dlms.describe import describe_capture, read_capture
+    from .protocols.dlms.describe import describe_capture
 
-    entries = describe_capture(read_capture(read_input(args.file)))
+    entries = describe_capture(capture)
     frames = failed = 0
     for entry in entries:
         print(json.dumps(entry, ensure_ascii=False), flush=True)
@@ -278,6 +349,21 @@ def simulate_kaifa(args: argparse.Namespace) -> int:
             await push_one_way(stream, model, args.interval)
         else:
             await run_kaifa_meter(stream, model, args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+def simulate_hdlc_push(args: argparse.Namespace) -> int:
+    from .simulators.hdlc_push import HdlcPushMeterModel, Layout, push_notifications
+    from .simulators.serve import serve_meter
+
+    keys = next(iter(optional_keys(args)), None)
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        model = HdlcPushMeterModel(Layout(args.layout), keys and keys.encryption, keys and keys.authentication,
+                                   segmented=args.segmented, blocks=args.blocks)
+        await push_notifications(stream, model, args.interval)
 
     trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
@@ -483,8 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_mbus_cmd, required=True)
     decode_mbus_cmd.set_defaults(handler=decode_mbus)
-    decode_hdlc_cmd = decode.add_parser("hdlc", help="annotate HDLC frames and their APDUs (hex text or binary)")
+    decode_hdlc_cmd = decode.add_parser("hdlc", help="readings of the data-notifications pushed in HDLC frames (hex text or binary)")
     decode_hdlc_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    _add_key_options(decode_hdlc_cmd, required=False)
+    decode_hdlc_cmd.add_argument("--annotate", action="store_true",
+                                 help="describe every frame and the APDU in it instead, as sent (no decryption)")
     decode_hdlc_cmd.set_defaults(handler=decode_hdlc)
 
     read = commands.add_parser("read", help="be the adapter on one link").add_subparsers(dest="link", required=True)
@@ -501,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_push_read_options(read_mbus_cmd)
     read_mbus_cmd.add_argument("--push-interval", type=float, default=5.0, help="seconds between telegrams (stale after 3)")
     read_mbus_cmd.set_defaults(handler=read_mbus, data_request=None)
+    read_hdlc_cmd = read.add_parser("hdlc-push", help="read a meter that pushes DLMS in HDLC frames (2400 8E1)")
+    _add_serial_options(read_hdlc_cmd)
+    _add_key_options(read_hdlc_cmd, required=False)
+    _add_push_read_options(read_hdlc_cmd)
+    read_hdlc_cmd.add_argument("--push-interval", type=float, default=HDLC_PUSH_INTERVAL,
+                               help="seconds between notifications (stale after 3)")
+    read_hdlc_cmd.set_defaults(handler=read_hdlc_push, data_request=None)
     read_dlms_cmd = read.add_parser("dlms", help="be a DLMS/COSEM client over HDLC or the wrapper (9600 8N1)")
     _add_serial_options(read_dlms_cmd)
     _add_dlms_options(read_dlms_cmd)
@@ -523,6 +619,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kaifa_cmd.add_argument("--interval", type=float, default=5.0, help="seconds between telegrams")
     simulate_kaifa_cmd.add_argument("--one-way", action="store_true", help="push without search telegram or waiting for acks")
     simulate_kaifa_cmd.set_defaults(handler=simulate_kaifa)
+    simulate_hdlc_cmd = simulate.add_parser("hdlc-push", help="a meter pushing DLMS data-notifications in HDLC UI frames")
+    _add_listen_options(simulate_hdlc_cmd)
+    _add_key_options(simulate_hdlc_cmd, required=False)
+    simulate_hdlc_cmd.add_argument("--interval", type=float, default=HDLC_PUSH_INTERVAL, help="seconds between notifications")
+    simulate_hdlc_cmd.add_argument("--segmented", action="store_true", help="split each notification over frames (segmentation bit)")
+    simulate_hdlc_cmd.add_argument("--blocks", action="store_true", help="send each notification as general-block-transfer blocks")
+    simulate_hdlc_cmd.add_argument("--layout", choices=LAYOUTS, default=LAYOUTS[0],
+                                   help="pairs: OBIS, value, scaler-unit (Austria); aidon: {OBIS, value, scaler-unit}; "
+                                        "kamstrup: list id, OBIS and values; kaifa: list id and values (Norway)")
+    simulate_hdlc_cmd.set_defaults(handler=simulate_hdlc_push)
     simulate_kamstrup_cmd = simulate.add_parser("kamstrup", help="a Kamstrup K351C / OMNIPOWER answering DLMS/COSEM")
     _add_listen_options(simulate_kamstrup_cmd)
     simulate_kamstrup_cmd.add_argument("--framing", choices=["hdlc", "wrapper"], default="hdlc",

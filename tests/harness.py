@@ -9,13 +9,13 @@ strategy, lets deadlines pass at random points, and checks the invariants after 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from meterlink.machines import key_of
-from meterlink.machines.base import LinkMachine
+from meterlink.machines.base import Dropped, LinkMachine, Publish
 
 
 class LinkUnderTest(Protocol):
@@ -70,6 +70,39 @@ def machine_harness(
                 self.link.restart()
 
     return Harness
+
+
+class Driver:
+    """A machine fed through its framer, frame by frame or event by event, for the one-scenario-per-
+    transition tests; `actions` holds everything it asked for."""
+
+    def __init__(self, machine: LinkMachine, framer: Any, received_at: float | None) -> None:
+        self.machine = machine
+        self.framer = framer
+        self.received_at = received_at
+        self.actions: list = []
+
+    def feed(self, *frames: bytes) -> Self:
+        return self.handle(*self.framer.feed(b"".join(frames)))
+
+    def handle(self, *events: object) -> Self:
+        for event in events:
+            self.machine.handle(event, self.received_at)
+        self.actions += self.machine.take_actions()
+        return self
+
+    def send(self, event: str) -> Self:
+        self.machine.send(event)
+        self.actions += self.machine.take_actions()
+        return self
+
+    @property
+    def causes(self) -> list[str]:
+        return [a.cause for a in self.actions if isinstance(a, Dropped)]
+
+    @property
+    def readings(self) -> list:
+        return [a.reading for a in self.actions if isinstance(a, Publish)]
 
 
 class Recorder:

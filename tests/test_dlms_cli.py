@@ -200,7 +200,7 @@ SEED_TEXT = """
 
 
 def test_decode_hdlc_annotates_the_seed_as_printed():
-    result = meterlink("decode", "hdlc", stdin=SEED_TEXT.encode())
+    result = meterlink("decode", "hdlc", "--annotate", stdin=SEED_TEXT.encode())
     assert result.returncode == 0, result.stderr
     frames = readings(result)
     assert [f["control"]["frame"] for f in frames] == ["SNRM", "UA", "I", "I"]
@@ -214,18 +214,18 @@ def test_decode_hdlc_finds_the_misprinted_block_of_the_manual(tmp_path):
     printed[fifth_row + 6] = 0x0F  # 01:15, as the manual prints it
     capture = tmp_path / "block1.bin"
     capture.write_bytes(bytes(printed))
-    result = meterlink("decode", "hdlc", str(capture))
+    result = meterlink("decode", "hdlc", "--annotate", str(capture))
     assert result.returncode == 1 and b"FCS" in result.stderr
     assert readings(result)[0]["fcs"]["ok"] is False
 
 
 def test_decode_hdlc_never_shows_the_password():
     capture = b"".join(exchange.request + exchange.response for exchange in lls_session()[:2])
-    result = meterlink("decode", "hdlc", stdin=capture.hex().encode())
+    result = meterlink("decode", "hdlc", "--annotate", stdin=capture.hex().encode())
     assert result.returncode == 0, result.stderr
     assert b"12345" not in result.stdout and b"3132333435" not in result.stdout
 
 
 def test_decode_hdlc_without_frames_exits_1():
-    result = meterlink("decode", "hdlc", stdin=b"no frames here")
+    result = meterlink("decode", "hdlc", "--annotate", stdin=b"no frames here")
     assert result.returncode == 1 and b"no HDLC frame" in result.stderr

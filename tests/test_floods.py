@@ -172,7 +172,7 @@ def test_a_lone_broken_frame_is_still_described_as_one():
 def test_decode_hdlc_of_a_flood_prints_one_line(tmp_path, capsys):
     capture = tmp_path / "flood.bin"
     capture.write_bytes(FALSE_STARTS + SEED_FRAMES[0])
-    assert main(["decode", "hdlc", str(capture)]) == 1
+    assert main(["decode", "hdlc", "--annotate", str(capture)]) == 1
     out, err = capsys.readouterr()
     flood, snrm = [json.loads(line) for line in out.splitlines()]
     assert flood["noise"] == len(FALSE_STARTS) and snrm["control"]["frame"] == "SNRM" and "error" not in snrm

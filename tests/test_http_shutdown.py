@@ -22,7 +22,7 @@ from processes import free_port
 from test_service import TOKEN, Running
 
 STALL_READINGS = 60
-"""At most this many readings (the demo makes about 2.5 a second) until the stalled client blocks the server."""
+"""At most this many readings (the demo makes about 3.5 a second) until the stalled client blocks the server."""
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from hypothesis import event, settings
 from hypothesis.errors import InvalidArgument
 from hypothesis import strategies as st
 
+from harness import Driver as MachineDriver
 from harness import Recorder, machine_harness
 from test_push_drop_causes import BODY_UNWRAPPED, EVENT_IN_CLEAR, NETZNOE, NETZNOE_APDU, NETZNOE_KEY, with_security_control
 from meterlink.machines import base, transition_keys
@@ -656,37 +657,16 @@ def test_ten_missed_acks_send_the_meter_back_to_search_and_an_ack_keeps_it_pushi
 # -- one scenario per declared transition ------------------------------------------------------
 
 
-class Driver:
-    """An adapter fed frame by frame; `actions` holds everything it asked for."""
+class Driver(MachineDriver):
+    """An adapter fed frame by frame, starting in `state`."""
 
     def __init__(self, keys: Sequence[CipherKeys] = KEYRING, state: str = "search") -> None:
-        self.machine = MBusAdapter(keys=lambda: keys)
-        self.framer = MBusFramer()
-        self.actions: list = []
+        super().__init__(MBusAdapter(keys=lambda: keys), MBusFramer(), 1.0)
         {"search": lambda: None, "listening": lambda: self.feed(SEARCH),
          "joining": lambda: self.feed(SEARCH, SIM[0].frames[0]), "stale": lambda: self.send("silence")}[state]()
         assert self.machine.state_name == state
         self.actions.clear()
         self.machine.counters.clear()
-
-    def feed(self, *frames: bytes) -> Driver:
-        for event in self.framer.feed(b"".join(frames)):
-            self.machine.handle(event, 1.0)
-        self.actions += self.machine.take_actions()
-        return self
-
-    def send(self, event: str) -> Driver:
-        self.machine.send(event)
-        self.actions += self.machine.take_actions()
-        return self
-
-    @property
-    def causes(self) -> list[str]:
-        return [a.cause for a in self.actions if isinstance(a, Dropped)]
-
-    @property
-    def readings(self) -> list:
-        return [a.reading for a in self.actions if isinstance(a, Publish)]
 
 
 THREE_SEGMENTS = split_segments(encrypt(KaifaMeterModel().plaintext(START), SYSTEM_TITLE, 0x9000, DEMO_KEY, 0x21),

@@ -41,6 +41,7 @@ from statemachine.graph import iterate_states
 from meterlink.actors.link import LinkStatus
 from meterlink.machines.base import Dropped
 from meterlink.machines.dlms import DlmsClient
+from meterlink.machines.hdlc_push import HdlcPushReader
 from meterlink.machines.mbus import MBusAdapter
 from meterlink.machines.p1 import P1Reader
 from meterlink.protocols.p1 import P1Framer, TelegramFramed
@@ -532,13 +533,13 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
                 page = await Page.open(browser, LAPTOP)
                 await wait_until_serving(port)
                 await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
-                await page.wait_for("window.meterlink && window.meterlink.series.length === 3 "
-                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "three meters' graphs", 30)
-                await page.wait_for("document.querySelectorAll('#links > li').length === 3", "the links")
+                await page.wait_for("window.meterlink && window.meterlink.series.length === 4 "
+                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "four meters' graphs", 30)
+                await page.wait_for("document.querySelectorAll('#links > li').length === 4", "the links")
                 assert await page.evaluate("document.getElementById('token-form').hidden")
                 assert await page.evaluate("localStorage.getItem('meterlink.token')") is None
                 labels = {text.split("\n")[0] for text in await page.evaluate(LINKS_TEXT)}
-                assert labels <= {f"{link} ({link}) {name}" for link, machine in DEMO_MACHINES.items()
+                assert labels <= {f"{link} ({kind}) {name}" for link, (kind, machine) in DEMO_LINKS.items()
                                   for name in machine_state_names(machine)}, labels
                 for series in (await page.evaluate("window.meterlink"))["series"]:
                     assert_axes_readable(series)
@@ -556,7 +557,9 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
         await demo.wait()
 
 
-DEMO_MACHINES = {"p1": P1Reader, "mbus": MBusAdapter, "dlms": DlmsClient}
+DEMO_LINKS = {"p1": ("p1", P1Reader), "mbus": ("mbus", MBusAdapter), "hdlc": ("hdlc-push", HdlcPushReader),
+              "dlms": ("dlms", DlmsClient)}
+"""The demo's links by name: their kind and machine."""
 
 
 def machine_state_names(machine: type) -> set[str]:

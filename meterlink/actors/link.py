@@ -156,6 +156,24 @@ async def _loop(
             return  # the machine finished its work (a one-shot DLMS session released)
 
 
+async def run_push_link(
+    open_stream: Callable[[], Awaitable[trio.abc.Stream]],
+    codec: Codec,
+    machine: Any,
+    hooks: LinkHooks,
+    status: LinkStatus,
+) -> None:
+    """`run_link` for a push link's machine (a `PushDecoder`): the last frame counter it accepted is
+    kept in `status`, which outlives the actor, so a telegram replayed after a restart is refused."""
+    machine.last_frame_counter = status.last_frame_counter
+
+    def publish(reading: Reading) -> None:
+        status.last_frame_counter = machine.last_frame_counter
+        hooks.publish(reading)
+
+    await run_link(open_stream, codec, machine, LinkHooks(publish, hooks.dropped, hooks.key_confirmed), status)
+
+
 class Deadlines:
     """The deadline of each active state that declares one, armed when the state is entered.
 

@@ -14,9 +14,8 @@ import trio
 from ..machines.mbus import MBusAdapter
 from ..protocols.dlms.security import CipherKeys
 from ..protocols.mbus import MBusFramer
-from ..protocols.readings import Reading
 from ..transports import SerialSettings, open_link
-from .link import LinkHooks, LinkStatus, run_link
+from .link import LinkHooks, LinkStatus, run_push_link
 
 MBUS_SERIAL = SerialSettings(baudrate=2400, bytesize=8, parity="E", stopbits=1)
 
@@ -40,11 +39,4 @@ async def run_mbus(
 ) -> None:
     """One life of the M-Bus actor; the supervisor calls it again after a failure."""
     machine = MBusAdapter(keys=keys, push_interval=link.push_interval, counters=status.counters)
-    machine.last_frame_counter = status.last_frame_counter
-
-    def publish(reading: Reading) -> None:
-        status.last_frame_counter = machine.last_frame_counter
-        hooks.publish(reading)
-
-    remembering = LinkHooks(publish, hooks.dropped, hooks.key_confirmed)
-    await run_link(open_stream or link.opener(), MBusFramer(), machine, remembering, status)
+    await run_push_link(open_stream or link.opener(), MBusFramer(), machine, hooks, status)

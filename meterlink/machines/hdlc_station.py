@@ -4,7 +4,8 @@ Each end numbers its I-frames (N(S) from its send state, N(R) = the next frame i
 an information field longer than the negotiated maximum into segments (S bit) and acknowledges
 each segment it receives with RR, sends the same frame again when the answer does not come, and
 counts what is not for it. `HdlcStation` is mixed into the DLMS client and the simulated meter;
-their machines declare the transitions that call these actions.
+their machines declare the transitions that call these actions. `HdlcReceiver`, the receiving
+side alone, is also what the HDLC push link hears with.
 """
 
 from __future__ import annotations
@@ -54,7 +55,51 @@ def receiver_region() -> State:
     return receiver
 
 
-class HdlcStation:
+class HdlcReceiver:
+    """The framer events a `receiver_region()` takes, and its actions; the machine it is mixed into
+    sets `inter_octet` and says in `received` what a whole frame means to it."""
+
+    inter_octet: float
+    # Provided by LinkMachine:
+    actions: list[Any]
+    counters: Any
+    send: Any
+    drop: Any
+    count_noise: Any
+
+    def handle(self, event: object, received_at: float | None = None) -> None:
+        """Feed one framer event."""
+        if self.is_terminated:  # type: ignore[attr-defined]
+            return
+        match event:
+            case Partial():
+                self.send("partial_frame")
+            case Quiet():
+                if self.receiving.is_active:  # type: ignore[attr-defined]
+                    self.send("frame_ended")
+            case BadFrame():
+                self.send("bad_frame", bad=event)
+            case Noise(count):
+                self.send("noise", count=count)
+            case _:
+                self.received(event, received_at)
+
+    def received(self, frame: object, received_at: float | None) -> None:
+        raise NotImplementedError
+
+    def drop_stalled_frame(self) -> None:
+        self.actions.append(Resync())
+        self.drop("stalled_frame", f"a frame stopped for more than {self.inter_octet:g} s (inter-octet timeout)")
+
+    def count_bad_frame(self, bad: BadFrame) -> None:
+        self.count_noise(bad.noise)
+        self.drop("bad_frame", bad.detail)
+
+    def count_stray_frame(self, detail: str) -> None:
+        self.counters["stray_frames"] += 1
+
+
+class HdlcStation(HdlcReceiver):
     """The data-link bookkeeping of one end; the machine it is mixed into sets `local`, `peer`,
     `llc_out` and `llc_in`, and has a `receiver_region()` beside its session."""
 
@@ -63,11 +108,6 @@ class HdlcStation:
     llc_out: bytes
     llc_in: bytes
     # Provided by LinkMachine:
-    actions: list[Any]
-    counters: Any
-    send: Any
-    drop: Any
-    count_noise: Any
     accepts: Any
     state_name: str
 
@@ -82,23 +122,13 @@ class HdlcStation:
 
     # -- events in ---------------------------------------------------------------------------------
 
-    def handle(self, event: object, received_at: float | None = None) -> None:
-        """Feed one framer event (HDLC or wrapper)."""
-        if self.is_terminated:  # type: ignore[attr-defined]
-            return
-        match event:
+    def received(self, frame: object, received_at: float | None) -> None:
+        """An HDLC or a wrapper frame."""
+        match frame:
             case Frame():
-                self._frame(event, received_at)
+                self._frame(frame, received_at)
             case WrapperFrame():
-                self.wrapper_frame(event, received_at)
-            case Partial():
-                self.send("partial_frame")
-            case Quiet() if self.receiving.is_active:  # type: ignore[attr-defined]
-                self.send("frame_ended")
-            case BadFrame():
-                self.send("bad_frame", bad=event)
-            case Noise(count):
-                self.send("noise", count=count)
+                self.wrapper_frame(frame, received_at)
 
     def _frame(self, frame: Frame, received_at: float | None) -> None:
         if not self.addressed_to_us(frame):
@@ -198,16 +228,3 @@ class HdlcStation:
     def _accept(self, frame: Frame) -> None:
         self._receive_sequence = (self._receive_sequence + 1) % 8
         self._incoming.append(frame.information)
-
-    # -- the receiver region ------------------------------------------------------------------------
-
-    def drop_stalled_frame(self) -> None:
-        self.actions.append(Resync())
-        self.drop("stalled_frame", f"a frame stopped for more than {self.inter_octet:g} s (inter-octet timeout)")  # type: ignore[attr-defined]
-
-    def count_bad_frame(self, bad: BadFrame) -> None:
-        self.count_noise(bad.noise)
-        self.drop("bad_frame", bad.detail)
-
-    def count_stray_frame(self, detail: str) -> None:
-        self.counters["stray_frames"] += 1

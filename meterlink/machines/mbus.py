@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 
 from statemachine import State
 
-from ..protocols.dlms.push import NO_KEY_SET, Outcome, PushResult, decode_push
-from ..protocols.dlms.security import CipherKeys, KeysUnavailable
+from ..protocols.dlms.security import CipherKeys
 from ..protocols.mbus import (
     ACK,
     ADDRESS_BROADCAST_NO_REPLY,
@@ -36,21 +35,18 @@ from ..protocols.mbus import (
     segment_number,
     segment_payload,
 )
-from .base import KeyConfirmed, LinkMachine, Publish, Send, StateTimeout
+from .base import LinkMachine, Send, StateTimeout
+from .push import PushDecoder, no_keys, telegram_outcomes
 
 DATA_ADDRESSES = (ADDRESS_SEARCH_TELEGRAM, ADDRESS_BROADCAST_NO_REPLY)
 ACK_BYTES = bytes((ACK,))
-
-
-def no_keys() -> list[CipherKeys]:
-    return []
 
 
 def no_telegram() -> list[bytes]:
     return []
 
 
-class MBusAdapter(LinkMachine):
+class MBusAdapter(PushDecoder, LinkMachine):
     """Adapter side: acknowledge the search telegram and every data frame, join, decrypt, publish."""
 
     search = State("Search mode (waiting for SND_NKE to 240)", initial=True)
@@ -81,17 +77,7 @@ class MBusAdapter(LinkMachine):
         | listening.to(listening, on=["ack", "drop_out_of_order"])
         | stale.to(listening, on=["ack", "drop_out_of_order"])
     )
-    telegram = (
-        listening.to.itself(internal=True, cond="decoded", on="publish")
-        | listening.to.itself(internal=True, cond="replayed", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="no_key", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="wrong_key", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="no_auth_key", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="wrong_auth_key", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="unsupported_suite", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="unsupported_layout", on="drop_telegram")
-        | listening.to.itself(internal=True, cond="unparseable", on="drop_telegram")
-    )
+    telegram = telegram_outcomes(listening)
     unsupported_data = (
         search.to(listening, on=["ack", "count_unsupported"])
         | listening.to(listening, on=["ack", "count_unsupported"])
@@ -131,6 +117,8 @@ class MBusAdapter(LinkMachine):
         StateTimeout("joining", after="segment_gap", event="segment_timeout"),
     )
 
+    kind = "mbus"
+
     def __init__(
         self,
         keys: Callable[[], Sequence[CipherKeys]] = no_keys,
@@ -140,15 +128,12 @@ class MBusAdapter(LinkMachine):
         segment_gap: float = 3.0,
         counters: Counter[str] | None = None,
     ) -> None:
-        self.keys = keys
         self.data_silence = push_interval * silence_intervals
         self.search_silence = search_interval * 2 + 10
         self.segment_gap = segment_gap
-        self.last_frame_counter: int | None = None
         self._parts: list[bytes] = []
-        self._result: PushResult | None = None
         self._received_at: float | None = None
-        super().__init__(counters)
+        super().__init__(keys, counters)
 
     def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
         """Feed one framer event; only well-formed frames to 240 or 0xFF are ours to acknowledge."""
@@ -180,37 +165,6 @@ class MBusAdapter(LinkMachine):
     def in_order(self, frame: LongFrame) -> bool:
         return segment_number(frame) == len(self._parts)
 
-    def decoded(self) -> bool:
-        return self._outcome() is Outcome.DECODED
-
-    def replayed(self) -> bool:
-        return self._outcome() is Outcome.REPLAYED
-
-    def no_key(self) -> bool:
-        return self._outcome() is Outcome.NO_KEY
-
-    def wrong_key(self) -> bool:
-        return self._outcome() is Outcome.WRONG_KEY
-
-    def no_auth_key(self) -> bool:
-        return self._outcome() is Outcome.NO_AUTH_KEY
-
-    def wrong_auth_key(self) -> bool:
-        return self._outcome() is Outcome.WRONG_AUTH_KEY
-
-    def unsupported_suite(self) -> bool:
-        return self._outcome() is Outcome.UNSUPPORTED_SUITE
-
-    def unsupported_layout(self) -> bool:
-        return self._outcome() is Outcome.UNSUPPORTED_LAYOUT
-
-    def unparseable(self) -> bool:
-        return self._outcome() is Outcome.UNPARSEABLE
-
-    def _outcome(self) -> Outcome:
-        assert self._result is not None
-        return self._result.outcome
-
     # -- actions ----------------------------------------------------------------------------
 
     def ack(self) -> None:
@@ -226,32 +180,7 @@ class MBusAdapter(LinkMachine):
     def complete(self) -> None:
         apdu = b"".join(self._parts)
         self._parts.clear()
-        keys, no_key = self._keys()
-        self._result = decode_push(apdu, keys, self.last_frame_counter, "mbus", self._received_at, no_key)
-        self.raise_("telegram")
-
-    def _keys(self) -> tuple[Sequence[CipherKeys], str]:
-        """The keys to try, and what to say when there are none."""
-        try:
-            return self.keys(), NO_KEY_SET
-        except KeysUnavailable as error:
-            return (), f"the telegram is encrypted and cannot be decrypted: {error}"
-
-    def publish(self) -> None:
-        result = self._result
-        assert result is not None and result.reading is not None
-        if result.frame_counter is not None:
-            self.last_frame_counter = result.frame_counter
-        if result.keys is not None:
-            self.actions.append(KeyConfirmed(result.keys))
-        self.counters["telegrams"] += 1
-        self.actions.append(Publish(result.reading))
-
-    def drop_telegram(self) -> None:
-        """Dropped under its outcome's name: each cause is counted apart (what to do differs)."""
-        result = self._result
-        assert result is not None
-        self.drop(result.outcome.value, result.detail)
+        self.decode_telegram(apdu, self._received_at)
 
     def drop_partial(self) -> None:
         self._parts.clear()

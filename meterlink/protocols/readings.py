@@ -92,7 +92,7 @@ class Reading:
 
     meter_id: str | None
     kind: str
-    """The link kind: p1, mbus, dlms."""
+    """The link kind: p1, mbus, hdlc-push, dlms."""
     received_at: float | None
     captured_at: str | None
     values: tuple[Value, ...]

@@ -73,7 +73,7 @@ from .wifi import SimulatedWifi, WifiBackend, host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-KEYED_KINDS = frozenset({"mbus"})
+KEYED_KINDS = frozenset({"mbus", "hdlc-push"})
 """Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey)."""
 FETCH_TIMEOUT = 10.0
 FETCH_LIMIT = 1024 * 1024
@@ -501,7 +501,7 @@ class ReadingOut(BaseModel):
     link: str
     """The configured link's name."""
     kind: str
-    """The link kind: p1, mbus, dlms."""
+    """The link kind: p1, mbus, hdlc-push, dlms."""
     received_at: float | None
     captured_at: str | None
     values: list[ValueOut]

@@ -154,7 +154,7 @@ class SupervisorSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "dlms"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms"]
     port: str
     """A serial device path or tcp://HOST:PORT."""
     baud: int | None = Field(default=None, gt=0)
@@ -163,7 +163,7 @@ class LinkSection(_Section):
     stopbits: Literal[1, 1.5, 2] | None = None
     data_request: Literal["rts", "dtr"] | None = None
     push_interval: float | None = Field(default=None, gt=0)
-    """Seconds between telegrams (default: P1 1 s, M-Bus 5 s); stale after 3 missing."""
+    """Seconds between telegrams (default: P1 1 s, M-Bus 5 s, HDLC push 10 s); stale after 3 missing."""
     legacy: bool = False
     """P1: DSMR 2.2/3 telegrams without CRC (9600 7E1 unless given)."""
     objects: list[str] = []

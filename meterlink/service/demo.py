@@ -1,4 +1,5 @@
-"""`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, DLMS).
+"""`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
+push, DLMS).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -14,6 +15,7 @@ from pathlib import Path
 import trio
 
 from ..protocols.readings import Reading, Value
+from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
@@ -33,6 +35,7 @@ async def run_demo(
         async with trio.open_nursery() as nursery:
             p1_url = await nursery.start(serve_tcp, _p1_meter, "tcp://127.0.0.1:0")
             mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
+            hdlc_url = await nursery.start(serve_tcp, _hdlc_push_meter, "tcp://127.0.0.1:0")
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
             config = parse_config(
                 {
@@ -41,13 +44,14 @@ async def run_demo(
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
+                        {"name": "hdlc", "kind": "hdlc-push", "port": hdlc_url, "push_interval": 1.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
                     ],
                 },
                 "demo",
             )
-            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY)})
+            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY)})
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
@@ -72,6 +76,12 @@ async def _p1_meter(stream: trio.abc.Stream) -> None:
 async def _kaifa_meter(stream: trio.abc.Stream) -> None:
     async with stream:
         await run_kaifa_meter(stream, KaifaMeterModel(), interval=1.0)
+
+
+async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:
+    # An L+G E450 as some Austrian operators run it: encrypted, in general-block-transfer blocks.
+    async with stream:
+        await push_notifications(stream, HdlcPushMeterModel(key=DEMO_KEY, blocks=True, seed=2), interval=1.0)
 
 
 async def _kamstrup_meter(stream: trio.abc.Stream) -> None:

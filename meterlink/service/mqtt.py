@@ -373,8 +373,9 @@ def link_config(topics: Topics, status: LinkStatus) -> dict[str, Any]:
 
 
 def link_state(status: LinkStatus) -> dict[str, Any]:
+    # A machine with parallel regions names a state per region: "stale,quiet".
     return {"kind": status.kind, "state": status.state, "connected": status.connected,
-            "stale": status.state == "stale"}
+            "stale": "stale" in status.state.split(",")}
 
 
 # --- the publisher -----------------------------------------------------------------------------------

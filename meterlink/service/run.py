@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -21,6 +21,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
+from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
@@ -53,13 +54,23 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
     """The supervised actor of one configured link."""
     if section.kind == "mbus":
         link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
-        keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
-        return ChildSpec(section.name, partial(run_mbus, link, partial(cipher_keys, keys, section.name), keyed, status))
+        return _keyed_child(section, partial(run_mbus, link), hooks, status, keys)
+    if section.kind == "hdlc-push":
+        hdlc = HdlcPushLink(section.port, section.serial(HDLC_PUSH_SERIAL), section.push_interval or HDLC_PUSH_INTERVAL)
+        return _keyed_child(section, partial(run_hdlc_push, hdlc), hooks, status, keys)
     if section.kind == "dlms":
         return ChildSpec(section.name, partial(run_dlms, dlms_link(section), hooks, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     return ChildSpec(section.name, partial(run_p1, p1, hooks, status))
+
+
+def _keyed_child(section: LinkSection, run: Callable[..., Awaitable[None]], hooks: LinkHooks, status: LinkStatus,
+                 keys: KeyStore) -> ChildSpec:
+    """A link whose telegrams are decrypted with the key store's keys for it; a telegram that decrypts
+    with a pending key of a change-over makes that key current."""
+    keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
+    return ChildSpec(section.name, partial(run, partial(cipher_keys, keys, section.name), keyed, status))
 
 
 def readings_hub(sections: list[LinkSection], links: dict[str, LinkStatus]) -> ReadingsHub:

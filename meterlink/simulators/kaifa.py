@@ -8,8 +8,6 @@ in general-glo-ciphering (SC 0x21: encrypted, no tag; with an authentication key
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +18,8 @@ from ..actors.link import LinkHooks, LinkLost, LinkStatus, run_link
 from ..machines.mbus import MBusMeter
 from ..protocols.mbus import MBusFramer
 from .clock import local_zone
+from .household import Household
+from .serve import push_every
 from ..protocols.dlms.axdr import Data, DataTag, encode_data, octet_string, structure
 from ..protocols.dlms.cosem import CosemDateTime
 from ..protocols.dlms.security import encrypt
@@ -53,23 +53,16 @@ class KaifaMeterModel:
     auth_key: bytes | None = None
     seed: int = 1
     frame_counter: int = 0x2000
-    import_wh: float = 4_412_345.0
-    export_wh: float = 1_234.0
-    reactive_import_varh: float = 98_765.0
-    reactive_export_varh: float = 4_321.0
-    _last: datetime | None = None
-    _rng: random.Random = field(init=False)
+    household: Household = field(init=False)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+        self.household = Household(self.seed)
 
     def plaintext(self, now: datetime) -> bytes:
         """The data-notification APDU for the meter's state at `now` (local time)."""
-        power = 600 + 400 * math.sin(now.timestamp() / 120) + self._rng.gauss(0, 30)
-        self._integrate(now, power)
+        sample = self.household.sample(now)
+        power, volts, amps = sample.power_w, sample.decivolts, sample.centiamps
         clock = CosemDateTime.from_datetime(now.replace(microsecond=0), deviation=-60, status=0x00).to_bytes()
-        volts = [2290 + self._rng.randint(-40, 60) for _ in range(3)]
-        amps = [int(abs(power) / 3 / (v / 10) * 100) for v in volts]
         body = structure(
             octet_string(Obis.parse("0-0:1.0.0.255").to_bytes()),
             octet_string(clock),
@@ -83,10 +76,10 @@ class KaifaMeterModel:
             _register("1-0:71.7.0.255", DataTag.LONG_UNSIGNED, amps[2], -2, 33),
             _register("1-0:1.7.0.255", DataTag.DOUBLE_LONG_UNSIGNED, max(int(power), 0), 0, 27),
             _register("1-0:2.7.0.255", DataTag.DOUBLE_LONG_UNSIGNED, max(int(-power), 0), 0, 27),
-            _register("1-0:1.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(self.import_wh), 0, 30),
-            _register("1-0:2.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(self.export_wh), 0, 30),
-            _register("1-0:3.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(self.reactive_import_varh), 0, 32),
-            _register("1-0:4.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(self.reactive_export_varh), 0, 32),
+            _register("1-0:1.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(sample.import_wh), 0, 30),
+            _register("1-0:2.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(sample.export_wh), 0, 30),
+            _register("1-0:3.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(sample.reactive_import_varh), 0, 32),
+            _register("1-0:4.8.0.255", DataTag.DOUBLE_LONG_UNSIGNED, int(sample.reactive_export_varh), 0, 32),
         )
         invoke_id = self.frame_counter.to_bytes(4, "big")
         return b"\x0f" + invoke_id + b"\x0c" + clock + encode_data(body)
@@ -97,16 +90,6 @@ class KaifaMeterModel:
         security_control = 0x31 if self.auth_key is not None else 0x21
         apdu = encrypt(self.plaintext(now), SYSTEM_TITLE, self.frame_counter, self.key, security_control, self.auth_key)
         return split_segments(apdu, CField.SND_UD, ADDRESS_BROADCAST_NO_REPLY)
-
-    def _integrate(self, now: datetime, power_w: float) -> None:
-        if self._last is not None:
-            hours = max((now - self._last).total_seconds(), 0.0) / 3600
-            if power_w >= 0:
-                self.import_wh += power_w * hours
-            else:
-                self.export_wh -= power_w * hours
-            self.reactive_import_varh += 40 * hours
-        self._last = now
 
 
 def vienna_now() -> datetime:
@@ -140,11 +123,4 @@ async def push_one_way(
     wallclock: Callable[[], datetime] = vienna_now,
 ) -> None:
     """A meter run one-way (as TINETZ does): a telegram every interval, no search, no acks awaited."""
-    next_push = trio.current_time()
-    while True:
-        try:
-            await stream.send_all(b"".join(model.frames(wallclock())))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        next_push += interval
-        await trio.sleep_until(next_push)
+    await push_every(stream, lambda: b"".join(model.frames(wallclock())), interval)

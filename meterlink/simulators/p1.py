@@ -17,6 +17,7 @@ import trio
 
 from ..protocols.p1 import telegram_bytes
 from .clock import local_zone
+from .serve import push_every
 
 BRUSSELS = local_zone("Europe/Brussels")
 
@@ -126,11 +127,4 @@ async def push_telegrams(
     wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> None:
     """Send one telegram every `interval` seconds until the peer goes away or we are cancelled."""
-    next_push = trio.current_time()
-    while True:
-        try:
-            await stream.send_all(model.telegram(wallclock()))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        next_push += interval
-        await trio.sleep_until(next_push)
+    await push_every(stream, lambda: model.telegram(wallclock()), interval)

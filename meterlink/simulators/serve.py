@@ -1,7 +1,8 @@
 """Serve a simulated meter on `tcp://HOST:PORT` or a new pty, as `meterlink simulate` does.
 
 Each TCP connection gets a meter of its own, as a serial-to-Ethernet converter would hand the
-meter's line to whoever is connected. The first line printed is where to connect.
+meter's line to whoever is connected. The first line printed is where to connect. `push_every` is
+the loop of a meter that pushes without listening.
 """
 
 from __future__ import annotations
@@ -30,3 +31,15 @@ async def serve_meter(listen: str, meter: Meter, announce: Callable[[str], None]
 
     async with trio.open_nursery() as nursery:
         announce(await nursery.start(serve_tcp, handler, listen))
+
+
+async def push_every(stream: trio.abc.SendStream, telegram: Callable[[], bytes], interval: float) -> None:
+    """Send `telegram()` every `interval` seconds until the peer goes away or we are cancelled."""
+    next_push = trio.current_time()
+    while True:
+        try:
+            await stream.send_all(telegram())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        next_push += interval
+        await trio.sleep_until(next_push)

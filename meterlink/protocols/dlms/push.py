@@ -90,14 +90,14 @@ def decode_push(
     try:
         ciphered = parse_ciphered(apdu)
     except UnsupportedSecurity as error:
-        return _failed(Outcome.UNSUPPORTED_SUITE, str(error))
+        return failed(Outcome.UNSUPPORTED_SUITE, str(error))
     except ProtocolError as error:
-        return _failed(Outcome.UNPARSEABLE, str(error))
+        return failed(Outcome.UNPARSEABLE, str(error))
     counter = ciphered.frame_counter
     if last_frame_counter is not None and counter <= last_frame_counter:
-        return _failed(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", counter)
+        return failed(Outcome.REPLAYED, f"frame counter {counter} is not above the last one ({last_frame_counter})", counter)
     if not keys:
-        return _failed(Outcome.NO_KEY, no_key, counter)
+        return failed(Outcome.NO_KEY, no_key, counter)
     attempts = []
     for candidate in keys:
         attempt = _attempt(ciphered, candidate, link, received_at)
@@ -130,16 +130,16 @@ def _tag_mismatch(ciphered: CipheredApdu, key: bytes) -> PushResult:
     # GCM cannot say which key made the tag fail; a plaintext that reads says the key is right.
     if _notification(unverified_plaintext(ciphered, key)) is None:
         return _wrong_key(ciphered)
-    return _failed(Outcome.WRONG_AUTH_KEY, f"the key decrypts the telegram but its authentication tag does not match "
+    return failed(Outcome.WRONG_AUTH_KEY, f"the key decrypts the telegram but its authentication tag does not match "
                                            f"the authentication key (frame counter {ciphered.frame_counter})")
 
 
 def _wrong_key(ciphered: CipheredApdu) -> PushResult:
-    return _failed(Outcome.WRONG_KEY, f"the telegram does not decrypt with the key (frame counter {ciphered.frame_counter})")
+    return failed(Outcome.WRONG_KEY, f"the telegram does not decrypt with the key (frame counter {ciphered.frame_counter})")
 
 
 def _no_auth_key(ciphered: CipheredApdu) -> PushResult:
-    return _failed(Outcome.NO_AUTH_KEY, f"the telegram carries an authentication tag and no authentication key is set "
+    return failed(Outcome.NO_AUTH_KEY, f"the telegram carries an authentication tag and no authentication key is set "
                                         f"(frame counter {ciphered.frame_counter})")
 
 
@@ -154,13 +154,13 @@ def _notification(plaintext: bytes) -> DataNotification | None:
 def _read(apdu: bytes, link: str, received_at: float | None, system_title: bytes | None) -> PushResult:
     """A plaintext APDU that is known to be the meter's (sent in clear, or its tag checked)."""
     if not apdu:
-        return _failed(Outcome.UNPARSEABLE, "the telegram is empty")
+        return failed(Outcome.UNPARSEABLE, "the telegram is empty")
     if apdu[0] != DATA_NOTIFICATION:
-        return _failed(Outcome.UNSUPPORTED_LAYOUT, f"APDU tag 0x{apdu[0]:02X}: neither ciphered nor a data-notification")
+        return failed(Outcome.UNSUPPORTED_LAYOUT, f"APDU tag 0x{apdu[0]:02X}: neither ciphered nor a data-notification")
     try:
         notification = parse_notification(apdu)
     except ProtocolError as error:
-        return _failed(Outcome.UNPARSEABLE, str(error))
+        return failed(Outcome.UNPARSEABLE, str(error))
     return _reading(notification, link, received_at, system_title)
 
 
@@ -168,10 +168,10 @@ def _reading(notification: DataNotification, link: str, received_at: float | Non
     try:
         reading = to_reading(notification, link, received_at, system_title)
     except ProtocolError as error:
-        return _failed(Outcome.UNSUPPORTED_LAYOUT, str(error))
+        return failed(Outcome.UNSUPPORTED_LAYOUT, str(error))
     return PushResult(Outcome.DECODED, reading=reading)
 
 
-def _failed(outcome: Outcome, what: str, frame_counter: int | None = None) -> PushResult:
+def failed(outcome: Outcome, what: str, frame_counter: int | None = None) -> PushResult:
     detail = f"{what}: {outcome.advice}" if outcome.advice else what
     return PushResult(outcome, detail, frame_counter=frame_counter)
