@@ -4,6 +4,11 @@ A telegram is `/XXX5<identification>` CRLF CRLF, data lines each ending CRLF, th
 digits of CRC-16/ARC over everything from `/` to `!` inclusive, and CRLF. DSMR 2.2/3 telegrams end
 at `!` without a CRC. `P1Framer` cuts a byte stream into telegrams (one event per telegram, never
 one per byte or line); `parse_telegram` turns one telegram into a `P1Telegram`.
+
+Some meters send the telegram encrypted instead (the Luxembourg Smarty, Energienetze Steiermark's
+Sagemcom T210-D-r): a general-glo-ciphering APDU `DB 08 <system title> <length> <SC> <frame
+counter> <ciphertext>[<tag>]` whose plaintext is the telegram. The framer finds those in the same
+stream and hands each out whole as an `EncryptedTelegram`; `p1_encrypted.decrypt_telegram` opens it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import re
 from dataclasses import dataclass
 
 from .crc import crc16_arc
+from .dlms.axdr import AxdrError, decode_length
+from .dlms.security import GENERAL_GLO_CIPHERING
 from .errors import ProtocolError
 from .readings import ProfileRow, Reading, Value, scaled
 
@@ -70,21 +77,73 @@ class TelegramTruncated:
     count: int
 
 
-FramerEvent = TelegramStarted | TelegramFramed | NoiseDiscarded | TelegramOversized | TelegramTruncated
+@dataclass(frozen=True, slots=True)
+class EncryptedTelegram:
+    """A whole general-glo-ciphering APDU as sent, its plaintext a telegram; not yet decrypted."""
+
+    apdu: bytes
+
+    @property
+    def system_title(self) -> bytes:
+        """The meter's system title: its maker's three-letter FLAG id, then a serial number."""
+        return self.apdu[2:10]
+
+
+FramerEvent = (TelegramStarted | TelegramFramed | EncryptedTelegram | NoiseDiscarded | TelegramOversized
+               | TelegramTruncated)
+
+CIPHERED_TAG = bytes((GENERAL_GLO_CIPHERING,))
+_TITLE_LENGTH = 8
+_LENGTH_AT = 2 + _TITLE_LENGTH
+_SECURITY_HEADER = 5
+"""The security control byte and the frame counter: the least an APDU's length covers."""
+_UNDECIDED = -1
+
+
+def ciphered_size(data: bytes | bytearray, start: int, limit: int = MAX_TELEGRAM) -> int | None:
+    """The size of the general-glo-ciphering APDU that begins at `start` (`DB 08`, a system title
+    whose maker id is three capital letters, a BER length of at most two bytes, no more than
+    `limit` bytes in all); None when none begins there, -1 when `data` ends before that is known.
+
+    The checks keep a stray `DB` in line noise from holding the stream for thousands of bytes."""
+    header = data[start : start + _LENGTH_AT + 3]
+    if header[:1] != CIPHERED_TAG or header[1:2] not in (b"", bytes((_TITLE_LENGTH,))):
+        return None
+    if not all(0x41 <= letter <= 0x5A for letter in header[2:5]):
+        return None
+    if len(header) <= _LENGTH_AT:
+        return _UNDECIDED
+    form = header[_LENGTH_AT]
+    if form > 0x82:
+        return None
+    if len(header) < _LENGTH_AT + 1 + (form & 0x7F if form >= 0x80 else 0):
+        return _UNDECIDED
+    try:
+        length, end = decode_length(header, _LENGTH_AT)
+    except AxdrError:
+        return None
+    size = end + length
+    return size if length >= _SECURITY_HEADER and size <= limit else None
 
 
 class P1Framer:
-    """Sans-IO framing: feed bytes as they arrive, get one event per telegram boundary."""
+    """Sans-IO framing: feed bytes as they arrive, get one event per telegram boundary.
+
+    A plain telegram runs from `/` to its CRC line; an encrypted one is a general-glo-ciphering
+    APDU of the length its header states (its bytes may hold `/` and `!`)."""
 
     def __init__(self, max_size: int = MAX_TELEGRAM) -> None:
         self._buffer = bytearray()
         self._in_telegram = False
+        self._apdu_size: int | None = None
+        """The size of the encrypted telegram being read; None while reading a plain one."""
         self._max_size = max_size
 
     def reset(self) -> None:
-        """Forget a partial telegram; the next bytes are hunted for `/`."""
+        """Forget a partial telegram; the next bytes are hunted for `/` or an APDU."""
         self._buffer.clear()
         self._in_telegram = False
+        self._apdu_size = None
 
     @property
     def in_telegram(self) -> bool:
@@ -97,20 +156,49 @@ class P1Framer:
             if not self._in_telegram:
                 if not self._hunt(events):
                     break
+            elif self._apdu_size is not None:
+                if not self._read_apdu(events):
+                    break
             elif not self._read(events):
                 break
         return events
 
     def _hunt(self, events: list[FramerEvent]) -> bool:
-        start = self._buffer.find(b"/")
-        noise = len(self._buffer) if start < 0 else start
-        if noise:
-            events.append(NoiseDiscarded(noise))
-            del self._buffer[:noise]
-        if start < 0:
+        start, apdu_size = self._next_start()
+        if start:
+            events.append(NoiseDiscarded(start))
+            del self._buffer[:start]
+        if apdu_size == _UNDECIDED or not self._buffer:
             return False
         self._in_telegram = True
+        self._apdu_size = apdu_size
         events.append(TelegramStarted())
+        return True
+
+    def _next_start(self) -> tuple[int, int | None]:
+        """Where the next telegram begins (the buffer's length if nowhere), with its APDU size:
+        None for a plain telegram, -1 for an APDU header not yet complete."""
+        buffer = self._buffer
+        at = 0
+        while True:
+            slash = buffer.find(b"/", at)
+            tag = buffer.find(CIPHERED_TAG, at, slash if slash >= 0 else len(buffer))
+            if tag < 0:
+                return (slash, None) if slash >= 0 else (len(buffer), None)
+            size = ciphered_size(buffer, tag, self._max_size)
+            if size is not None:
+                return tag, size
+            at = tag + 1
+
+    def _read_apdu(self, events: list[FramerEvent]) -> bool:
+        size = self._apdu_size
+        assert size is not None
+        if len(self._buffer) < size:
+            return False
+        events.append(EncryptedTelegram(bytes(self._buffer[:size])))
+        del self._buffer[:size]
+        self._in_telegram = False
+        self._apdu_size = None
         return True
 
     def _read(self, events: list[FramerEvent]) -> bool:
@@ -141,7 +229,8 @@ class P1Framer:
         # The rest of the oversized telegram arrives as noise until the next `/`.
 
 
-_CRC_LINE = re.compile(rb"!([0-9A-Fa-f]{4})?\r?\n\Z")
+_CRC_LINE = re.compile(rb"!([0-9A-Fa-f]{1,4})?\r?\n\Z")
+"""Four hex digits, or fewer where a meter leaves out leading zeros (`!B9F`, NWA heat interfaces)."""
 
 
 def check_telegram(raw: bytes) -> TelegramFramed:
@@ -149,7 +238,7 @@ def check_telegram(raw: bytes) -> TelegramFramed:
     bang = raw.rfind(b"!")
     crc_line = _CRC_LINE.match(raw, bang)
     if crc_line is None:
-        return TelegramFramed(raw, CrcStatus.MISMATCH, None, P1Error(f"CRC line {raw[bang:]!r} is not '!' and four hex digits"))
+        return TelegramFramed(raw, CrcStatus.MISMATCH, None, P1Error(f"CRC line {raw[bang:]!r} is not '!' and the CRC in hex"))
     sent = crc_line.group(1)
     if sent is None:
         status = CrcStatus.ABSENT
@@ -161,6 +250,13 @@ def check_telegram(raw: bytes) -> TelegramFramed:
         return TelegramFramed(raw, status, parse_telegram(raw[:bang]), None)
     except P1Error as error:
         return TelegramFramed(raw, status, None, error)
+
+
+def is_telegram(data: bytes) -> bool:
+    """Whether `data` is one whole telegram: the identification line first, the CRC line last
+    (what a right key's plaintext is, and a wrong key's is not)."""
+    bang = data.rfind(b"!")
+    return _HEADER.match(data) is not None and bang >= 0 and _CRC_LINE.match(data, bang) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 The APDU is a general-glo/ded-ciphering wrapper around a data-notification, or (meters that do
 not encrypt) the data-notification itself. Keys are tried in the order given (a pending key of a
 hybrid change-over first); without an authentication tag a wrong key still "decrypts", so a key
-counts as right only when the plaintext parses as a data-notification.
+counts as right only when the plaintext parses as what the link carries (`Contents`): a
+data-notification here, a P1 telegram on an encrypted P1 port (`protocols.p1_encrypted`).
 
 A telegram that fails says why in terms a user can act on: which of the two keys is wrong, a tag
 with no authentication key to check it, a security suite or a content this decoder cannot read.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ..errors import ProtocolError
 from ..readings import Reading
@@ -74,6 +76,39 @@ class PushResult:
     reading: Reading | None = None
     keys: CipherKeys | None = None
     frame_counter: int | None = None
+    plaintext: bytes | None = None
+    """The meter's plaintext, where the link reads it on its own (a P1 telegram's text)."""
+
+
+class Contents(Protocol):
+    """What the ciphered APDUs of a link carry: how its plaintext tells a right key, and is read."""
+
+    @property
+    def default_auth_key(self) -> bytes | None:
+        """Tried when a telegram has a tag and no authentication key is set: a key published for
+        every meter of a kind (the Luxembourg Smarty's); None where there is none."""
+
+    def recognise(self, plaintext: bytes, system_title: bytes) -> PushResult | None:
+        """The verdict on a plaintext of this kind; None when it is none (a wrong key's, without a tag)."""
+
+    def read(self, plaintext: bytes, system_title: bytes | None) -> PushResult:
+        """The verdict on a plaintext known to be the meter's (sent in clear, or its tag checked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notifications:
+    """Data-notifications, each read into a reading of the link kind `link`."""
+
+    link: str
+    received_at: float | None
+    default_auth_key: bytes | None = None
+
+    def recognise(self, plaintext: bytes, system_title: bytes) -> PushResult | None:
+        notification = _notification(plaintext)
+        return None if notification is None else _reading(notification, self.link, self.received_at, system_title)
+
+    def read(self, plaintext: bytes, system_title: bytes | None) -> PushResult:
+        return _read(plaintext, self.link, self.received_at, system_title)
 
 
 def decode_push(
@@ -85,8 +120,21 @@ def decode_push(
     no_key: str = NO_KEY_SET,
 ) -> PushResult:
     """`no_key` is the drop's detail when the telegram is encrypted and `keys` is empty."""
+    notifications = Notifications(link, received_at)
     if apdu[:1] not in (bytes((GENERAL_GLO_CIPHERING,)), bytes((GENERAL_DED_CIPHERING,))):
-        return _read(apdu, link, received_at, None)
+        return notifications.read(apdu, None)
+    return decode_ciphered(apdu, keys, last_frame_counter, notifications, no_key)
+
+
+def decode_ciphered(
+    apdu: bytes,
+    keys: Sequence[CipherKeys],
+    last_frame_counter: int | None,
+    contents: Contents,
+    no_key: str = NO_KEY_SET,
+) -> PushResult:
+    """The verdict on a ciphered APDU whose plaintext is `contents`: its keys tried in order, the
+    frame counter above `last_frame_counter`."""
     try:
         ciphered = parse_ciphered(apdu)
     except UnsupportedSecurity as error:
@@ -100,36 +148,39 @@ def decode_push(
         return failed(Outcome.NO_KEY, no_key, counter)
     attempts = []
     for candidate in keys:
-        attempt = _attempt(ciphered, candidate, link, received_at)
+        attempt = _attempt(ciphered, candidate, contents)
         if attempt.outcome is Outcome.DECODED:
             return replace(attempt, keys=candidate, frame_counter=counter)
         attempts.append(attempt)
     return replace(max(attempts, key=lambda attempt: _TELLING.index(attempt.outcome)), frame_counter=counter)
 
 
-def _attempt(ciphered: CipheredApdu, keys: CipherKeys, link: str, received_at: float | None) -> PushResult:
+def _attempt(ciphered: CipheredApdu, keys: CipherKeys, contents: Contents) -> PushResult:
     """One candidate's verdict on a ciphered telegram."""
-    if ciphered.authenticated and keys.authentication is not None:
+    auth_key = keys.authentication or contents.default_auth_key
+    if ciphered.authenticated and auth_key is not None:
         try:
-            plaintext = decrypt(ciphered, keys.encryption, keys.authentication)
+            plaintext = decrypt(ciphered, keys.encryption, auth_key)
         except DecryptionFailed:
-            return _tag_mismatch(ciphered, keys.encryption)
-        return _read(plaintext, link, received_at, ciphered.system_title)
+            return _tag_mismatch(ciphered, keys, contents)
+        return contents.read(plaintext, ciphered.system_title)
     plaintext = unverified_plaintext(ciphered, keys.encryption)
     if not ciphered.encrypted:
-        return _no_auth_key(ciphered) if ciphered.authenticated else _read(plaintext, link, received_at, ciphered.system_title)
-    notification = _notification(plaintext)
-    if notification is None:
+        return _no_auth_key(ciphered) if ciphered.authenticated else contents.read(plaintext, ciphered.system_title)
+    verdict = contents.recognise(plaintext, ciphered.system_title)
+    if verdict is None:
         return _wrong_key(ciphered)
     if ciphered.authenticated:
         return _no_auth_key(ciphered)
-    return _reading(notification, link, received_at, ciphered.system_title)
+    return verdict
 
 
-def _tag_mismatch(ciphered: CipheredApdu, key: bytes) -> PushResult:
+def _tag_mismatch(ciphered: CipheredApdu, keys: CipherKeys, contents: Contents) -> PushResult:
     # GCM cannot say which key made the tag fail; a plaintext that reads says the key is right.
-    if _notification(unverified_plaintext(ciphered, key)) is None:
+    if contents.recognise(unverified_plaintext(ciphered, keys.encryption), ciphered.system_title) is None:
         return _wrong_key(ciphered)
+    if keys.authentication is None:
+        return _no_auth_key(ciphered)  # only the published default was tried: the meter has its own
     return failed(Outcome.WRONG_AUTH_KEY, f"the key decrypts the telegram but its authentication tag does not match "
                                            f"the authentication key (frame counter {ciphered.frame_counter})")
 
