@@ -38,6 +38,8 @@ HDLC_PUSH_INTERVAL = 10.0
 """actors.hdlc_push's, named here so that building the parser imports no link."""
 LAYOUTS = ("pairs", "aidon", "kamstrup", "kaifa")
 """simulators.hdlc_push.Layout's values, for the same reason."""
+DETECT_LISTEN_TIME = 12.0
+"""machines.detect's DEFAULT_LISTEN_TIME, for the same reason."""
 
 
 class UsageError(Exception):
@@ -319,6 +321,29 @@ def hex_or_binary(data: bytes) -> bytes:
     if text and all(c in b"0123456789abcdefABCDEF" for c in text) and len(text) % 2 == 0:
         return bytes.fromhex(text.decode("ascii"))
     return data
+
+
+# -- detect -------------------------------------------------------------------------------------
+
+
+def detect(args: argparse.Namespace) -> int:
+    """One JSON object on stdout, a summary on stderr; exit 0 when a meter was found, else 1."""
+    from .actors.link import LinkStatus
+    from .service.detect import Found, detect as detect_meter, notes, report, setting_text, summary
+
+    keys = optional_keys(args)
+    if not args.listen_time > 0:
+        raise UsageError(f"--listen-time: seconds to listen at each serial setting, more than 0, not {args.listen_time:g}")
+
+    def listening(serial: SerialSettings | None) -> None:
+        warn(f"listening at {setting_text(serial)} for {args.listen_time:g} s")
+
+    result = trio.run(partial(detect_meter, args.port, keys, args.listen_time, LinkStatus("detect", "auto"),
+                              on_setting=listening))
+    print(json.dumps(report(result), ensure_ascii=False), flush=True)
+    for line in (summary(result), *notes(result)):
+        warn(line)
+    return EXIT_OK if isinstance(result, Found) else EXIT_FAILED
 
 
 # -- simulate -----------------------------------------------------------------------------------
@@ -607,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     read_dlms_cmd.add_argument("--clock-obis", default="0.1.1.0.0.255", metavar="OBIS",
                                help="the clock a profile's rows are selected by (default: Kamstrup's 0.1.1.0.0.255)")
     read_dlms_cmd.set_defaults(handler=read_dlms, data_request=None)
+
+    detect_cmd = commands.add_parser("detect", help="find a meter's serial setting, framing and maker; print a [[link]] for it")
+    detect_cmd.add_argument("--port", required=True, help="serial device path or tcp://HOST:PORT")
+    _add_key_options(detect_cmd, required=False)
+    detect_cmd.add_argument("--listen-time", type=float, default=DETECT_LISTEN_TIME, metavar="S",
+                            help=f"seconds at each serial setting (default {DETECT_LISTEN_TIME:g}; 70 hears an M-Bus "
+                                 f"meter in search mode, which calls once a minute)")
+    detect_cmd.set_defaults(handler=detect)
 
     simulate = commands.add_parser("simulate", help="a simulated meter").add_subparsers(dest="meter", required=True)
     simulate_p1_cmd = simulate.add_parser("p1", help="a P1 meter pushing a telegram every second")

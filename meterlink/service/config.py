@@ -154,7 +154,8 @@ class SupervisorSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "hdlc-push", "dlms"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "auto"]
+    """"auto": the link found at start by `meterlink detect`'s search (README, "Finding your meter's settings")."""
     port: str
     """A serial device path or tcp://HOST:PORT."""
     baud: int | None = Field(default=None, gt=0)
@@ -179,6 +180,8 @@ class LinkSection(_Section):
     """DLMS: HDLC (serial, or over TCP) or the IEC 62056-47 wrapper (TCP port 4059)."""
     inactivity_timeout: float = Field(default=20.0, gt=0)
     """DLMS: the meter's inactivity timeout (HDLC setup attribute 8), so the association outlives no poll."""
+    listen_time: float | None = Field(default=None, gt=0)
+    """auto: seconds at each serial setting (default 12; 70 hears an M-Bus meter in search mode)."""
     max_meters: int = Field(default=DEFAULT_MAX_METERS, ge=1)
     """Meters whose readings are kept for this link; a new one beyond that forgets the least recently heard."""
 
@@ -210,6 +213,17 @@ class LinkSection(_Section):
                 raise ValueError(f"{', '.join(misplaced)}: only for kind = \"dlms\"")
         elif not self.objects:
             raise ValueError("objects: a dlms link polls at least one attribute, e.g. \"3:1-1:1.8.0.255:2\"")
+        return self
+
+    @model_validator(mode="after")
+    def _auto_keys(self) -> LinkSection:
+        found = ("baud", "parity", "bytesize", "stopbits", "legacy")
+        if self.kind == "auto":
+            misplaced = [key for key in found if getattr(self, key)]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: found by kind = \"auto\"; give them with the kind it found instead")
+        elif self.listen_time is not None:
+            raise ValueError("listen_time: only for kind = \"auto\"")
         return self
 
     def serial(self, default: SerialSettings) -> SerialSettings:

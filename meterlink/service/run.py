@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,11 +26,13 @@ from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLin
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
+from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy
 from .config import Config, LinkSection, MqttSection, SupervisorSection
+from .detect import Found, detect, link_fields, notes, summary
 from .httpserver import serve
 from .hub import ReadingsHub
 from .mqtt import MqttSettings, MqttStatus, mqtt_child
@@ -52,6 +55,8 @@ class Outputs:
 
 def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys: KeyStore) -> ChildSpec:
     """The supervised actor of one configured link."""
+    if section.kind == "auto":
+        return _auto_child(section, hooks, status, keys)
     if section.kind == "mbus":
         link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
         return _keyed_child(section, partial(run_mbus, link), hooks, status, keys)
@@ -71,6 +76,44 @@ def _keyed_child(section: LinkSection, run: Callable[..., Awaitable[None]], hook
     with a pending key of a change-over makes that key current."""
     keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
     return ChildSpec(section.name, partial(run, partial(cipher_keys, keys, section.name), keyed, status))
+
+
+class NoMeterFound(Exception):
+    """Detection found no meter on an auto link; the supervisor tries again after its backoff."""
+
+
+def _auto_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys: KeyStore) -> ChildSpec:
+    """Detect the meter at the first start, then run the link found; a restart runs that link
+    again, and detects afresh only while nothing was found."""
+    found: LinkSection | None = None
+
+    async def run() -> None:
+        nonlocal found
+        if found is None:
+            found = await detected_link(section, status, keys)
+        await link_child(found, hooks, status, keys).start()
+
+    return ChildSpec(section.name, run)
+
+
+async def detected_link(section: LinkSection, status: LinkStatus, keys: KeyStore,
+                        wallclock: Callable[[], float] = time.time) -> LinkSection:
+    """The `[[link]]` that reads the meter detection finds on an auto link's port; the link's
+    status shows the detector's state, and then the kind found."""
+    try:
+        candidates = cipher_keys(keys, section.name)
+    except KeysUnavailable:
+        candidates = []  # the key check only: the link found reports the store's problem on each telegram
+    result = await detect(section.port, candidates, section.listen_time or DEFAULT_LISTEN_TIME, status,
+                          wallclock=wallclock)
+    if not isinstance(result, Found):
+        raise NoMeterFound(f"{section.name}: {summary(result)}; " + " ".join(notes(result)))
+    status.kind = result.detection.framing.kind
+    log.warning("%s: %s", section.name, summary(result))
+    fields = link_fields(result, section.name) | {"max_meters": section.max_meters}
+    if section.push_interval is not None:
+        fields["push_interval"] = section.push_interval
+    return LinkSection.model_validate(fields)
 
 
 def readings_hub(sections: list[LinkSection], links: dict[str, LinkStatus]) -> ReadingsHub:
