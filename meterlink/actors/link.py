@@ -62,6 +62,8 @@ class LinkStatus:
     meters_forgotten: int = 0
     """Meters the hub forgot to keep the link within its `max_meters`."""
     last_meter_forgotten: str | None = None
+    detected: str | None = None
+    """kind = "auto": what detection found (setting, framing, maker), for people."""
 
     @property
     def readings_since_drop(self) -> int:

@@ -28,7 +28,8 @@ from ..protocols.dlms.push import Outcome
 from ..protocols.dlms.security import CipherKeys
 from ..protocols.hdlc import Frame, HdlcFramer
 from ..protocols.mbus import TSAP_PREFIX_LENGTH, LongFrame, MBusFramer, ShortFrame, segment_number, segment_payload
-from ..protocols.p1 import P1Framer
+from ..protocols.p1 import EncryptedTelegram, NoiseDiscarded, P1Framer, check_telegram
+from ..protocols.p1_encrypted import decrypt_telegram
 from .base import Dropped, KeyConfirmed, LinkMachine, Publish, Send, StateTimeout
 from .hdlc_push import LLC_HEADERS, LLC_LENGTH, HdlcPushReader
 from .mbus import MBusAdapter
@@ -68,14 +69,40 @@ class Probe(Protocol):
 
 
 class P1Probe:
-    """P1: the framer alone (a P1 meter is never answered, and plain P1 has no key)."""
+    """P1: the framer, and the keys for an encrypted telegram (a P1 meter is never answered).
+
+    An encrypted telegram is a bare APDU on the line, so it counts only where nothing came before
+    it since the last telegram: the same APDU inside an HDLC or M-Bus frame follows the frame's
+    header, which the P1 framer discards as noise. A key that opens it to a telegram whose CRC
+    holds proves it anywhere."""
 
     def __init__(self, keys: Sequence[CipherKeys]) -> None:
         self._framer = P1Framer()
+        self._keys = keys
+        self._quiet_before = True
 
     def feed(self, data: bytes) -> list[ProbeEvent]:
-        framings = (p1_framing(event) for event in self._framer.feed(data))
-        return [Heard(framing) for framing in framings if framing is not None]
+        heard: list[ProbeEvent] = []
+        for event in self._framer.feed(data):
+            if isinstance(event, NoiseDiscarded):
+                self._quiet_before = False
+            elif isinstance(event, EncryptedTelegram):
+                heard += self._encrypted(event)
+                self._quiet_before = True
+            elif (framing := p1_framing(event)) is not None:
+                heard.append(Heard(framing))
+                self._quiet_before = True
+        return heard
+
+    def _encrypted(self, telegram: EncryptedTelegram) -> list[ProbeEvent]:
+        result = decrypt_telegram(telegram.apdu, self._keys)
+        opened = result.outcome is Outcome.DECODED and p1_framing(check_telegram(result.plaintext or b"")) is not None
+        if opened:
+            return [Heard(Framing.P1_ENCRYPTED, True, telegram.system_title, Outcome.DECODED, True)]
+        if not self._quiet_before:
+            return []
+        outcome = Outcome.UNSUPPORTED_LAYOUT if result.outcome is Outcome.DECODED else result.outcome
+        return [Heard(Framing.P1_ENCRYPTED, True, telegram.system_title, outcome)]
 
 
 TELEGRAM_OUTCOMES = frozenset(outcome.value for outcome in Outcome)

@@ -1,6 +1,7 @@
 """What `meterlink detect` reads from a meter's bytes besides what its link's codec reads.
 
-A P1 telegram is recognised by its CRC (DSMR 4/5, e-MUCs) or, without one, by parsing (DSMR 2.2/3).
+A P1 telegram is recognised by its CRC (DSMR 4/5, e-MUCs) or, without one, by parsing (DSMR 2.2/3);
+an encrypted one by its general-glo-ciphering header, which names the meter in the clear.
 A pushed DLMS telegram names its meter in the clear when it is ciphered: `DB|DC 08 <system title>`
 opens the APDU in the telegram's first frame, also inside the first general-block-transfer block.
 The system title begins with the maker's FLAG id, three letters registered with the DLMS UA. The
@@ -36,6 +37,7 @@ class Framing(enum.Enum):
 
     P1 = "p1", "p1", "P1 telegrams with CRC (DSMR 4/5, e-MUCs)"
     P1_LEGACY = "p1-legacy", "p1", "P1 telegrams without CRC (DSMR 2.2/3)", True
+    P1_ENCRYPTED = "p1-encrypted", "p1", "encrypted P1 telegrams (general-glo-ciphering: Luxembourg, Steiermark)"
     MBUS = "mbus", "mbus", "M-Bus push (DLMS in M-Bus long frames)"
     HDLC_PUSH = "hdlc-push", "hdlc-push", "DLMS data-notifications in HDLC frames"
 

@@ -539,6 +539,8 @@ class LinkOut(BaseModel):
     meters_forgotten: int
     """Meters forgotten to keep the link within its `max_meters`, least recently heard first."""
     last_meter_forgotten: str | None
+    detected: str | None
+    """kind = "auto": what detection found at start (serial setting, framing, maker); null otherwise."""
 
     @classmethod
     def of(cls, status: LinkStatus) -> LinkOut:
@@ -547,7 +549,7 @@ class LinkOut(BaseModel):
                    readings=status.readings, drops=dict(status.drops), last_drop=status.last_drop,
                    last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
                    readings_since_drop=status.readings_since_drop, meters_forgotten=status.meters_forgotten,
-                   last_meter_forgotten=status.last_meter_forgotten)
+                   last_meter_forgotten=status.last_meter_forgotten, detected=status.detected)
 
 
 class ChildOut(BaseModel):

@@ -85,11 +85,17 @@ async def detect(
     A port that cannot be opened raises TransportError."""
     open_port = opener or partial(_open, port)
     tried = settings_for(port)
+
+    async def open_and_tell(serial: SerialSettings | None) -> trio.abc.Stream:
+        stream = await open_port(serial)
+        on_setting(serial)  # once open: a port that cannot be opened is one line, its error
+        return stream
+
     for serial in tried:
-        on_setting(serial)
         detector = Detector(listen_time, counters=status.counters)
         with suppress(LinkLost):  # a converter that hangs up ends its one setting early
-            await run_link(partial(open_port, serial), Probes(keys), detector, LinkHooks(_no_reading), status, wallclock)
+            await run_link(partial(open_and_tell, serial), Probes(keys), detector, LinkHooks(_no_reading), status,
+                           wallclock)
         if detector.detection is not None:
             return Found(port, serial, detector.detection, listen_time)
     return NotFound(port, tried, listen_time)

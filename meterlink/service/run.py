@@ -109,7 +109,8 @@ async def detected_link(section: LinkSection, status: LinkStatus, keys: KeyStore
     if not isinstance(result, Found):
         raise NoMeterFound(f"{section.name}: {summary(result)}; " + " ".join(notes(result)))
     status.kind = result.detection.framing.kind
-    log.warning("%s: %s", section.name, summary(result))
+    status.detected = summary(result)
+    log.warning("%s: %s", section.name, status.detected)
     fields = link_fields(result, section.name) | {"max_meters": section.max_meters}
     if section.push_interval is not None:
         fields["push_interval"] = section.push_interval
