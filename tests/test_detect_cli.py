@@ -9,7 +9,6 @@ which answers and never pushes, is listened to for the (short) whole time.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import tomllib
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import METERLINK, free_port, meterlink, start_simulator, stop
-from test_service import TOKEN, Running
+from processes import meterlink, start_simulator, stop
+from test_service import run_with_links
 from meterlink.service.config import LinkSection
 
 KAIFA_KEY = "36C66639E48A8CA4D6BC8B282A793BBB"
@@ -98,17 +97,8 @@ def test_an_unusable_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_an_auto_link_runs_the_link_it_found_and_says_what_it_found(tmp_path: Path) -> None:
     meter, meter_url = start_simulator("p1", "--listen", "tcp://127.0.0.1:0", "--interval", "0.2")
-    port = free_port()
-    config = tmp_path / "meterlink.toml"
-    config.write_text(
-        f'[adapter]\nstate_dir = "{tmp_path / "state"}"\ntoken = "{TOKEN}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
-        f'[[link]]\nname = "meter"\nkind = "auto"\nport = "{meter_url}"\n',
-        encoding="utf-8",
-    )
-    service = Running("run", "--config", str(config), cwd=tmp_path)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    service, url, headers = run_with_links(tmp_path, f'[[link]]\nname = "meter"\nkind = "auto"\nport = "{meter_url}"\n')
     try:
-        assert service.line().startswith(f"meterlink: serving {url}/")
         deadline = time.monotonic() + 30
         while True:
             (link,) = httpx.get(f"{url}/api/v1/links", headers=headers, timeout=5).json()["links"]

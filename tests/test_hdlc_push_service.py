@@ -16,11 +16,11 @@ from meterlink.service.config import load_config, parse_config
 from meterlink.service.mqtt import link_state
 from meterlink.actors.link import LinkStatus
 
-from processes import METERLINK, free_port
+from processes import METERLINK
 from test_api import KEY, api_client, command, stored
 from test_api_setkey import AUTH_KEY, pair, rig_with
 from test_config import EXAMPLE
-from test_service import TOKEN, Running, wait_for_readings
+from test_service import run_with_links, wait_for_readings
 
 DEMO = "36C66639E48A8CA4D6BC8B282A793BBB"
 
@@ -65,17 +65,9 @@ def test_run_reads_the_meter_once_its_keys_are_set(tmp_path: Path) -> None:
     meter = subprocess.Popen([*METERLINK, "simulate", "hdlc-push", "--listen", "tcp://127.0.0.1:0", "--interval", "0.5",
                               "--key", DEMO, "--blocks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     meter_url = meter.stdout.readline().decode().strip()
-    port = free_port()
-    config = tmp_path / "meterlink.toml"
-    config.write_text(
-        f'[adapter]\nstate_dir = "{tmp_path / "state"}"\ntoken = "{TOKEN}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
-        f'[[link]]\nname = "house"\nkind = "hdlc-push"\nport = "{meter_url}"\npush_interval = 0.5\n',
-        encoding="utf-8",
-    )
-    service = Running("run", "--config", str(config), cwd=tmp_path)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    service, url, headers = run_with_links(
+        tmp_path, f'[[link]]\nname = "house"\nkind = "hdlc-push"\nport = "{meter_url}"\npush_interval = 0.5\n')
     try:
-        assert service.line().startswith(f"meterlink: serving {url}/")
         assert set_key(url, headers, {"key": KEY}).json() == {"link": "house", "result": "OK"}  # a wrong key first
         time.sleep(1.5)
         # The right pair waits as pending; the first notification that decrypts with it makes it current.

@@ -46,6 +46,22 @@ class Running:
         return time.monotonic() - started, code, self.process.stderr.read()
 
 
+def run_with_links(tmp_path: Path, links: str) -> tuple[Running, str, dict[str, str]]:
+    """`meterlink run` with the `[[link]]` tables `links` on a free HTTP port, once it serves: the
+    process, its URL and the headers with its token."""
+    port = free_port()
+    config = tmp_path / "meterlink.toml"
+    config.write_text(f'[adapter]\nstate_dir = "{tmp_path / "state"}"\ntoken = "{TOKEN}"\n'
+                      f'[http]\nlisten = "127.0.0.1:{port}"\n{links}', encoding="utf-8")
+    service = Running("run", "--config", str(config), cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    line = service.line()
+    if not line.startswith(f"meterlink: serving {url}/"):
+        service.stop()
+        raise AssertionError(f"meterlink run did not serve: {line!r}")
+    return service, url, {"Authorization": f"Bearer {TOKEN}"}
+
+
 def wait_for_readings(url: str, headers: dict[str, str], links: int, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
