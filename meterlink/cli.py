@@ -79,6 +79,8 @@ def decode_p1(args: argparse.Namespace) -> int:
         if accepted and event.telegram is not None:
             print_reading(event.telegram.to_reading(None))
             decoded += 1
+            for line in event.telegram.skipped:  # the rest was read: named, and not a failure
+                warn(f"telegram {decoded + failed}: {line}")
             continue
         failed += 1
         if event.error is not None:

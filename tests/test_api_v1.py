@@ -89,7 +89,8 @@ async def test_links_and_supervisor_tree(tmp_path: Path) -> None:
                                 "counters": {"telegrams": 12, "crc_errors": 1}, "connected": True,
                                 "last_reading_at": NOW - 1, "readings": 0, "drops": {}, "last_drop": "crc: mismatch",
                                 "last_drop_at": None, "last_drop_cleared": False, "readings_since_drop": 0,
-                                "meters_forgotten": 0, "last_meter_forgotten": None, "detected": None}]
+                                "meters_forgotten": 0, "last_meter_forgotten": None, "detected": None,
+                                "last_note": None, "last_note_at": None}]
     links, http = answer["supervisor"]
     assert (links["id"], links["state"], http["id"], http["children"]) == ("links", "running", "http", [])
     assert links["children"] == [{"id": "p1", "state": "backoff", "restarts": 3,

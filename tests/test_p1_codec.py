@@ -164,20 +164,27 @@ def test_framer_handles_any_split(data_file):
         assert [type(e) for e in events if not isinstance(e, NoiseDiscarded)] == [TelegramStarted, TelegramFramed]
 
 
+def test_a_bad_identification_line_fails_the_telegram():
+    with pytest.raises(P1Error, match="identification line") as error:
+        parse_telegram(b"FLU5 no slash")
+    assert isinstance(error.value, ProtocolError)
+
+
 @pytest.mark.parametrize(
     "body, where",
     [
-        (b"FLU5 no slash", "identification line"),
-        (b"/FLU5\\x\r\n\r\n1-0:1.8.1(000000.915*kWh)\r\nrubbish line\r\n", "data line 3"),
-        (b"/FLU5\\x\r\n\r\n1-0:1.8.1(0000x0.915*kWh)\r\n", "1-0:1.8.1"),
+        (b"/FLU5\\x\r\n\r\n1-0:1.8.1(000000.915*kWh)\r\nrubbish line\r\n", "line 4 skipped"),
+        (b"/FLU5\\x\r\n\r\n1-0:1.8.1(0000x0.915*kWh)\r\n", "line 3 (1-0:1.8.1.255)"),
         (b"/FLU5\\x\r\n\r\n0-0:1.0.0(201312145552S)\r\n", "out of range"),
         (b"/FLU5\\x\r\n\r\n0-0:98.1.0(2)(1-0:1.6.0)(200501000000S)\r\n", "declares 2 entries"),
     ],
 )
-def test_bad_telegrams_raise_protocol_errors_naming_where(body, where):
-    with pytest.raises(P1Error, match=where) as error:
-        parse_telegram(body)
-    assert isinstance(error.value, ProtocolError)
+def test_a_bad_data_line_is_skipped_and_named(body, where):
+    """Issue 15: a line that does not parse is skipped and named; the rest of the telegram is read
+    (it once failed the whole telegram)."""
+    telegram = parse_telegram(body)
+    (skipped,) = telegram.skipped
+    assert where in str(skipped)
 
 
 def test_check_telegram_with_garbled_crc_line():

@@ -2,8 +2,9 @@
 
 Digits that `str.isdigit` accepts but `int()` refuses (Latin-1's superscripts) and numbers longer
 than Python's int conversion takes (4,300 digits) once raised a bare ValueError out of the codec;
-the supervisor restarted the link every ~30 s without end. Such a telegram is dropped and counted
-as unparseable, and the link goes on.
+the supervisor restarted the link every ~30 s without end. Such a line is skipped and counted in
+bad_lines, the rest of the telegram is published (issue 15; the whole telegram was once dropped as
+unparseable), and the link goes on.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import trio.testing
 from meterlink.actors.link import LinkHooks, LinkStatus
 from meterlink.actors.p1 import P1Link, run_p1
 from meterlink.cli import main
-from meterlink.machines.base import Dropped, Publish
+from meterlink.machines.base import Dropped, Noted, Publish
 from meterlink.machines.p1 import P1Reader
 from meterlink.protocols.crc import crc16_arc
-from meterlink.protocols.p1 import CrcStatus, P1Error, P1Framer, TelegramFramed
+from meterlink.protocols.p1 import CrcStatus, P1Framer, TelegramFramed
 from meterlink.supervisor import ChildSpec, Supervisor
 
 from links import Meters
@@ -58,9 +59,10 @@ def framed(raw: bytes) -> TelegramFramed:
 def test_the_codec_names_the_line_and_the_problem(line):
     event = framed(with_line(GOOD, line))
     code = line.split("(", 1)[0]
-    assert event.crc is CrcStatus.OK and event.telegram is None
-    assert isinstance(event.error, P1Error)
-    assert f"({code})" in str(event.error) and "data line" in str(event.error)
+    assert event.crc is CrcStatus.OK and event.error is None
+    (skipped,) = event.telegram.skipped
+    assert skipped.obis == code + ".255" and f"({code}.255) skipped" in str(skipped)
+    assert len(event.telegram.values) == len(framed(GOOD).telegram.values)
 
 
 def test_numbers_up_to_twenty_digits_are_read():
@@ -70,14 +72,15 @@ def test_numbers_up_to_twenty_digits_are_read():
 
 
 @pytest.mark.parametrize("line", HOSTILE.values(), ids=HOSTILE.keys())
-def test_the_reader_drops_and_counts_it_and_reads_the_next(line):
+def test_the_reader_publishes_the_rest_counts_the_line_and_reads_the_next(line):
     reader = P1Reader()
     for event in P1Framer().feed(with_line(GOOD, line) + GOOD):
         reader.handle(event, 1.0)
     actions = reader.take_actions()
-    assert [a.cause for a in actions if isinstance(a, Dropped)] == ["unparseable"]
-    assert len([a for a in actions if isinstance(a, Publish)]) == 1
-    assert reader.counters["unparseable"] == 1 and reader.state_name == "hunting"
+    assert not [a for a in actions if isinstance(a, Dropped)]
+    assert [a.cause for a in actions if isinstance(a, Noted)] == ["bad_lines"]
+    assert len([a for a in actions if isinstance(a, Publish)]) == 2
+    assert reader.counters["bad_lines"] == 1 and reader.state_name == "hunting"
 
 
 async def test_the_actor_goes_on_without_a_restart(autojump_clock):
@@ -94,7 +97,7 @@ async def test_the_actor_goes_on_without_a_restart(autojump_clock):
 
     def publish(reading) -> None:
         readings.append(reading)
-        if len(readings) == 2:
+        if len(readings) == len(hostile) + 2:
             done.set()
 
     status = LinkStatus("p1", "p1")
@@ -107,13 +110,15 @@ async def test_the_actor_goes_on_without_a_restart(autojump_clock):
         (child,) = supervisor.status()
         nursery.cancel_scope.cancel()
     assert child.restarts == 0 and meters.connections == 1
-    assert status.counters["unparseable"] == len(HOSTILE) and status.counters["telegrams"] == 2
+    assert status.counters["bad_lines"] == len(HOSTILE) and status.counters["telegrams"] == len(HOSTILE) + 2
+    assert not status.drops and status.last_note.startswith("bad_lines: line ")
 
 
-def test_decode_p1_says_why_on_stderr_and_exits_1(tmp_path, capsys):
+def test_decode_p1_names_the_skipped_line_on_stderr_and_prints_the_reading(tmp_path, capsys):
     capture = tmp_path / "capture.bin"
     capture.write_bytes(with_line(GOOD, HOSTILE["superscript-two"]) + GOOD)
-    assert main(["decode", "p1", str(capture)]) == 1
+    assert main(["decode", "p1", str(capture)]) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 1 and json.loads(out)["meter_id"] == "1SAG1100000231"
-    assert err.splitlines() == ["meterlink: telegram 1: data line 30 (0-0:96.7.21): value '\u00b2' is not a number"]
+    assert [json.loads(line)["meter_id"] for line in out.splitlines()] == ["1SAG1100000231"] * 2
+    assert err.splitlines() == [
+        "meterlink: telegram 1: line 31 (0-0:96.7.21.255) skipped: value '\u00b2' is not a number: '0-0:96.7.21(\u00b2)'"]

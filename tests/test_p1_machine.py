@@ -162,13 +162,15 @@ TestP1LegacyReader = P1LegacyHarness.TestCase
 TestP1LegacyReader.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
-def test_unparseable_telegram_with_good_crc_is_dropped():
+def test_a_bad_identification_line_with_good_crc_is_dropped():
+    """Issue 15: only the identification line fails a whole telegram now; a bad data line is
+    skipped (tests/test_p1_tolerant.py)."""
     from meterlink.protocols.p1 import telegram_bytes
 
     link = P1UnderTest(legacy=False)
-    link.feed(telegram_bytes("FLU5\\x", ["1-0:1.8.1(12x.3*kWh)"]), 4096)
+    link.feed(telegram_bytes("12345", ["1-0:1.8.1(12.3*kWh)"]), 4096)
     assert link.counters["unparseable"] == 1 and not link.published
-    assert "1-0:1.8.1" in link.drops[0].detail
+    assert "identification line" in link.drops[0].detail
 
 
 def test_rest_of_an_oversized_telegram_is_noise():

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..machines.base import Dropped, KeyConfirmed, LinkMachine, Publish, Resync, Send
+from ..machines.base import Dropped, KeyConfirmed, LinkMachine, Noted, Publish, Resync, Send
 from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
 
@@ -64,6 +64,10 @@ class LinkStatus:
     last_meter_forgotten: str | None = None
     detected: str | None = None
     """kind = "auto": what detection found (setting, framing, maker), for people."""
+    last_note: str | None = None
+    """The last part of a frame left out while the rest was published (a P1 line that does not
+    parse), with its counter: `bad_lines: line 7 (1-0:1.8.1.255) skipped: ...`."""
+    last_note_at: float | None = None
 
     @property
     def readings_since_drop(self) -> int:
@@ -220,6 +224,9 @@ async def _carry_out(
                 hooks.publish(replace(reading, name=status.name))
             case KeyConfirmed(keys):
                 hooks.key_confirmed(keys)
+            case Noted(cause, detail):
+                status.last_note, status.last_note_at = f"{cause}: {detail}", now
+                log.info("%s: published a frame without a part of it (%s): %s", status.name, cause, detail)
             case Dropped(cause, detail):
                 status.note_drop(action, now)
                 log.info("%s: dropped a frame (%s): %s", status.name, cause, detail)

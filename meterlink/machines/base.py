@@ -58,6 +58,15 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Noted:
+    """Part of a frame was left out and the rest published (a P1 line that does not parse): `cause`
+    is the counter it went to, `detail` names what for a person. Nothing was dropped."""
+
+    cause: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """Discard what the codec holds of a partial frame and hunt for the next start."""
 
@@ -69,7 +78,7 @@ class KeyConfirmed:
     keys: CipherKeys
 
 
-Action = Send | Publish | Dropped | Resync | KeyConfirmed
+Action = Send | Publish | Dropped | Noted | Resync | KeyConfirmed
 
 observers: list[Any] = []
 """Listeners attached to every link machine created; the test suite's transition-coverage
@@ -197,6 +206,11 @@ class LinkMachine(StateChart):
 
     def report_stale(self) -> None:
         self.counters["stale"] += 1
+
+    def note(self, cause: str, detail: str) -> None:
+        """Count a part of a frame left out under `cause` and tell the actor which; the frame was published."""
+        self.counters[cause] += 1
+        self.actions.append(Noted(cause, detail))
 
     def drop(self, cause: str, detail: str) -> None:
         """Count a dropped frame under `cause` and tell the actor why."""

@@ -98,6 +98,8 @@ class P1Reader(LinkMachine):
         assert frame.telegram is not None
         self.counters["telegrams"] += 1
         self.actions.append(Publish(frame.telegram.to_reading(received_at)))
+        for line in frame.telegram.skipped:  # the rest of the telegram is published (issue 15)
+            self.note("bad_lines", str(line))
 
     def drop_crc_error(self, frame: TelegramFramed) -> None:
         detail = str(frame.error) if frame.error else "CRC-16 does not match the telegram"

@@ -260,11 +260,33 @@ def is_telegram(data: bytes) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """A data line that does not parse: left out of the reading, the rest of the telegram is read."""
+
+    line: int
+    """Its line number in the telegram, the identification line being line 1."""
+    obis: str | None
+    """The object code it begins with, in full form, where it begins with one."""
+    text: str
+    """The line as sent, cut to `SKIPPED_TEXT` characters."""
+    reason: str
+
+    def __str__(self) -> str:
+        named = f" ({self.obis})" if self.obis else ""
+        return f"line {self.line}{named} skipped: {self.reason}: {self.text!r}"
+
+
+SKIPPED_TEXT = 60
+
+
+@dataclass(frozen=True, slots=True)
 class P1Telegram:
-    """A parsed telegram: the identification line and the data objects in the order sent."""
+    """A parsed telegram: the identification line, the data objects in the order sent, and the
+    lines that did not parse."""
 
     header: str
     values: tuple[Value, ...]
+    skipped: tuple[SkippedLine, ...] = ()
 
     @property
     def meter_id(self) -> str | None:
@@ -277,7 +299,7 @@ class P1Telegram:
 
     @property
     def captured_at(self) -> str | None:
-        """The telegram's own time stamp, 0-0:1.0.0."""
+        """The telegram's own time stamp, 0-0:1.0.0 (None where the meter sends the placeholder)."""
         value = _find(self.values, "0-0:1.0.0.255")
         return value.value if value is not None and isinstance(value.value, str) else None
 
@@ -300,14 +322,22 @@ def _hex_text(text: str) -> str:
     return decoded if decoded.isprintable() and decoded else text
 
 
-_HEADER = re.compile(rb"/([A-Za-z]{3}\d[^\r\n]*)\r?\n")
-_LINE = re.compile(rb"\r?\n(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:\([^()\r\n]*\))+)")
-_BLANK = re.compile(rb"\s*\Z")
+_HEADER = re.compile(rb"/([A-Za-z]{3}[\x21-\x7e][\x20-\x7e]*)\r?\n")
+"""`/`, the maker's three-letter id, then the identification in printable ASCII: DSMR's `/XXX5...`,
+and meters that leave out the baud-rate digit (`/NWA-WARMTELINK`)."""
+_CODE = r"[0-9]{1,3}-[0-9]{1,3}:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"
+_OBJECT = re.compile(rf"({_CODE})(?:\*([0-9]{{1,3}}))?((?:\([^()]*\))+)\Z")
+"""One object: its code (D0 style `C.D.E*F` too, EasyMeter), then its fields in brackets."""
+_LEADING_CODE = re.compile(rf"({_CODE})(?:\*([0-9]{{1,3}}))?")
 # [0-9], not \d or str.isdigit: those take digits such as Latin-1's superscripts that int() refuses.
 _NUMBER = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
-_TIMESTAMP = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([SW]?)\Z")
+_TIMESTAMP = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([SWsw]?)\Z")
+"""YYMMDDhhmmssX; X is S or W, lowercase from some meters (L+G E350 DSMR 4.0), absent in DSMR 2.2/3."""
+_NO_TIME = "632525252525"
+"""The placeholder a meter sends where it has no time (Fluvius/e-MUCs empty months, a gas meter
+not yet heard), with either season letter."""
 _DIGITS = re.compile(r"[0-9]+\Z")
-_OBIS_REF = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
+_OBIS_REF = re.compile(rf"{_CODE}\Z")
 
 INTEGER_OBJECTS = frozenset(
     ("0-0:96.3.10", "0-0:96.7.21", "0-0:96.7.9", "1-0:32.32.0", "1-0:52.32.0", "1-0:72.32.0",
@@ -315,49 +345,85 @@ INTEGER_OBJECTS = frozenset(
 )
 """Unitless objects DSMR types as integers (breaker state, failure and sag counters); channel
 objects 0-n:24.1.0 (device type) and 0-n:24.4.0 (valve state) are matched by C.D.E below."""
+TIME_OBJECTS = frozenset(("1.0.0",))
+"""C.D.E of objects whose one field is a time (the clock 0-0:1.0.0): only there is a bare 12-digit
+field, without season letter (DSMR 2.2/3), taken for a time."""
+TEXT_OBJECTS = ("96.1.",)
+"""C.D. of objects that are text whatever they look like: equipment identifiers 0-n:96.1.x, whose
+12 digits (`0-1:96.1.0(000000000000)`) are no time stamp."""
 
 
 def parse_telegram(body: bytes) -> P1Telegram:
-    """Parse a telegram from `/` up to (not including) `!`."""
+    """Parse a telegram from `/` up to (not including) `!`.
+
+    A data line that does not parse is skipped and named in `P1Telegram.skipped`; only an
+    identification line that is not `/` and the maker's three letters fails the whole telegram.
+    A line that begins with `(` continues the object before it (DSMR 2.2/3 puts the gas value of
+    0-n:24.3.0 on the next line)."""
     header = _HEADER.match(body)
     if header is None:
         raise P1Error(f"identification line {body[:40]!r}: expected '/XXX5<identification>'")
     values: list[Value] = []
-    position = header.end() - 1  # keep the header's line end: every data line starts after one
-    line_number = 1
-    for match in _LINE.finditer(body, position):
-        if match.start() != position and _BLANK.match(body[position : match.start()]) is None:
-            break
-        line_number += 1
-        values.append(_parse_object(match.group(1).decode("ascii"), match.group(2).decode("latin-1"), line_number))
-        position = match.end()
-    rest = body[position:]
-    if _BLANK.match(rest) is None:
-        bad = rest.strip().split(b"\n", 1)[0]
-        raise P1Error(f"data line {line_number + 1}: cannot parse {bad[:60]!r}")
-    return P1Telegram(header.group(1).decode("latin-1"), tuple(values))
+    skipped: list[SkippedLine] = []
+    pending: tuple[int, str] | None = None  # an object's first line number and its text so far
+    lines = body[header.end() :].decode("latin-1").split("\n")
+    for number, line in enumerate(lines, start=2):
+        text = line.strip()
+        if text.startswith("(") and pending is not None:
+            pending = (pending[0], pending[1] + text)
+            continue
+        if pending is not None:
+            _read_object(*pending, values, skipped)
+            pending = None
+        if text:
+            pending = (number, text)
+    if pending is not None:
+        _read_object(*pending, values, skipped)
+    return P1Telegram(header.group(1).decode("ascii"), tuple(values), tuple(skipped))
 
 
-def _parse_object(code: str, groups: str, line: int) -> Value:
-    obis = code + ".255"
-    fields = groups[1:-1].split(")(")
+def _read_object(line: int, text: str, values: list[Value], skipped: list[SkippedLine]) -> None:
+    match = _OBJECT.match(text)
     try:
-        if len(fields) == 1:
-            return _single(obis, code, fields[0])
-        if len(fields) == 2 and _TIMESTAMP.match(fields[0]):
-            return _with_time(obis, fields[0], fields[1])
-        if _OBIS_REF.match(fields[1] if len(fields) > 1 else ""):
-            return _profile(obis, fields)
+        if match is None:
+            raise P1Error("not an OBIS code followed by values in brackets")
+        code, billing, groups = match.groups()
+        values.append(_parse_object(code, billing, groups[1:-1].split(")(")))
     except P1Error as error:
-        raise P1Error(f"data line {line} ({code}): {error}") from None
-    raise P1Error(f"data line {line} ({code}): unexpected value list {groups[:60]!r}")
+        leading = _LEADING_CODE.match(text)
+        obis = _full_code(*leading.groups()) if leading else None
+        skipped.append(SkippedLine(line, obis, text[:SKIPPED_TEXT], str(error)))
 
 
-def _single(obis: str, code: str, field: str) -> Value:
+def _full_code(code: str, billing: str | None) -> str:
+    """`A-B:C.D.E` with F: 255 where the line leaves it out, as given after `*` in D0 style."""
+    return f"{code}.{int(billing) if billing is not None else 255}"
+
+
+def _parse_object(code: str, billing: str | None, fields: list[str]) -> Value:
+    obis = _full_code(code, billing)
+    cde = code.split(":", 1)[1]
+    if len(fields) == 1:
+        return _single(obis, code, cde, fields[0])
+    if cde.startswith(TEXT_OBJECTS):
+        raise P1Error(f"an identifier with {len(fields)} fields")
+    if len(fields) == 2 and _TIMESTAMP.match(fields[0]):
+        return _with_time(obis, fields[0], fields[1])
+    if len(fields) >= 6 and _OBIS_REF.match(fields[4]):
+        return _hourly(obis, fields)
+    if _OBIS_REF.match(fields[1]):
+        return _profile(obis, fields)
+    raise P1Error(f"a list of {len(fields)} fields in no known layout")
+
+
+def _single(obis: str, code: str, cde: str, field: str) -> Value:
+    if cde.startswith(TEXT_OBJECTS):
+        return Value(obis, field)
     if "*" in field:
         return _measured(obis, field)
-    if _TIMESTAMP.match(field):
-        return Value(obis, timestamp(field))
+    time = _TIMESTAMP.match(field)
+    if time is not None and (time.group(7) or cde in TIME_OBJECTS):
+        return Value(obis, _time(field))
     if _is_integer_object(code) and field.isdigit():  # isdigit also takes "²", which _integer names
         return Value(obis, _integer(field, "value"))
     return Value(obis, field)
@@ -367,9 +433,21 @@ def _is_integer_object(code: str) -> bool:
     return code in INTEGER_OBJECTS or (code.startswith("0-") and code.split(":", 1)[1] in ("24.1.0", "24.4.0"))
 
 
-def _with_time(obis: str, time_field: str, field: str) -> Value:
+def _with_time(obis: str, time_field: str, field: str, unit: str | None = None) -> Value:
+    """A value with its capture time; `unit` where the value's field carries none (DSMR 2.2/3)."""
+    if unit is not None and "*" not in field:
+        field = f"{field}*{unit}"
     value = _measured(obis, field) if "*" in field else Value(obis, field)
-    return Value(value.obis, value.value, value.unit, value.raw, value.scaler, None, timestamp(time_field))
+    return Value(value.obis, value.value, value.unit, value.raw, value.scaler, None, _time(time_field))
+
+
+def _hourly(obis: str, fields: list[str]) -> Value:
+    """DSMR 2.2/3 0-n:24.3.0: (time)(status)(period in minutes)(number of values)(OBIS of the
+    value)(unit)(value)...; one value is read with its time, more are ambiguous."""
+    count = _integer(fields[3], "value count")
+    if count != 1 or len(fields) != 7:
+        raise P1Error(f"{count} values in {len(fields) - 6} fields: only one value with its time is read")
+    return _with_time(obis, fields[0], fields[6], fields[5])
 
 
 def _measured(obis: str, field: str) -> Value:
@@ -415,10 +493,15 @@ def _profile(obis: str, fields: list[str]) -> Value:
 
 
 def _profile_row(cells: list[str]) -> ProfileRow:
-    times = [timestamp(cell) for cell in cells[:-1]]
+    times = [_time(cell) for cell in cells[:-1]]
     value = _measured("", cells[-1]) if "*" in cells[-1] else Value("", cells[-1])
     entry_time = times[0] if len(times) > 1 else None
     return ProfileRow(value.value, times[-1] if times else None, entry_time, value.unit, value.raw, value.scaler)
+
+
+def _time(field: str) -> str | None:
+    """A time stamp, or None for the meter's placeholder for no time."""
+    return None if field[:-1] == _NO_TIME and field[-1:] in ("S", "W", "s", "w") else timestamp(field)
 
 
 def timestamp(field: str) -> str:

@@ -541,6 +541,10 @@ class LinkOut(BaseModel):
     last_meter_forgotten: str | None
     detected: str | None
     """kind = "auto": what detection found at start (serial setting, framing, maker); null otherwise."""
+    last_note: str | None
+    """The last part of a telegram left out while the rest was published (a P1 line that does not
+    parse, counted in `bad_lines`), naming the line; null if none."""
+    last_note_at: float | None
 
     @classmethod
     def of(cls, status: LinkStatus) -> LinkOut:
@@ -549,7 +553,8 @@ class LinkOut(BaseModel):
                    readings=status.readings, drops=dict(status.drops), last_drop=status.last_drop,
                    last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
                    readings_since_drop=status.readings_since_drop, meters_forgotten=status.meters_forgotten,
-                   last_meter_forgotten=status.last_meter_forgotten, detected=status.detected)
+                   last_meter_forgotten=status.last_meter_forgotten, detected=status.detected,
+                   last_note=status.last_note, last_note_at=status.last_note_at)
 
 
 class ChildOut(BaseModel):
