@@ -72,6 +72,11 @@ class Meter:
 METERS = [
     # e-MUCs P1 (seed 003 annex B 5.2, its CRC as a meter computes it)
     Meter("emucs-p1", (DATA / "emucs_p1_3phase.txt").read_bytes(), P1_8N1, Framing.P1, 1.0),
+    # Landis+Gyr E350, DSMR 4.2 (basjes)
+    Meter("lg-e350-p1", (DATA / "landisgyr_e350_p1_dsmr4_basjes.txt").read_bytes(), P1_8N1, Framing.P1, 10.0),
+    # Iskra MT382, DSMR 2.2 without CRC at 9600 7E1 (dsmr_parser's test telegram)
+    Meter("dsmr22", (DATA / "dsmr22_p1_gas_nextline_dsmr_parser.txt").read_bytes(), SerialSettings(9600, 7, "E", 1),
+          Framing.P1_LEGACY, 10.0),
     # Luxembourg Smarty, encrypted P1 (NEXXTLAB/go-smarty-reader)
     Meter("smarty", hex_of("sagemcom_p1_smarty_nexxtlab"), P1_8N1, Framing.P1_ENCRYPTED, 10.0, "Sagemcom",
           key_of("sagemcom_p1_smarty_nexxtlab")),
