@@ -42,6 +42,10 @@ DETECT_LISTEN_TIME = 12.0
 """machines.detect's DEFAULT_LISTEN_TIME, for the same reason."""
 
 
+NO_KEY_GIVEN = "the telegram is encrypted: give the meter's key with --key (and --auth-key where the grid operator issued one)"
+"""The no_key detail of a command: its keys come from the command line, not the key store."""
+
+
 class UsageError(Exception):
     """Bad arguments, or a file or port that cannot be used: exit 2."""
 
@@ -69,10 +73,24 @@ def read_input(path: str) -> bytes:
 
 
 def decode_p1(args: argparse.Namespace) -> int:
-    from .protocols.p1 import CrcStatus, P1Framer, TelegramFramed
+    """Plain telegrams as text, or encrypted ones (Luxembourg Smarty, Energienetze Steiermark) as
+    hex text or binary, opened with --key/--auth-key under the P1 link's rules."""
+    from .protocols.dlms.push import Outcome
+    from .protocols.p1 import CrcStatus, EncryptedTelegram, P1Framer, TelegramFramed, check_telegram
+    from .protocols.p1_encrypted import decrypt_telegram
 
+    keys = optional_keys(args)
+    last_frame_counter = None
     failed = decoded = 0
-    for event in P1Framer().feed(read_input(args.file)):
+    for event in P1Framer().feed(hex_or_binary(read_input(args.file))):
+        if isinstance(event, EncryptedTelegram):
+            result = decrypt_telegram(event.apdu, keys, last_frame_counter, NO_KEY_GIVEN)
+            if result.outcome is not Outcome.DECODED or result.plaintext is None:
+                failed += 1
+                warn(f"telegram {decoded + failed}: {result.outcome.value}: {result.detail}")
+                continue
+            last_frame_counter = result.frame_counter
+            event = check_telegram(result.plaintext)
         if not isinstance(event, TelegramFramed):
             continue
         accepted = event.crc is CrcStatus.OK or (event.crc is CrcStatus.ABSENT and args.legacy)
@@ -90,7 +108,7 @@ def decode_p1(args: argparse.Namespace) -> int:
         else:
             warn(f"telegram {decoded + failed}: CRC-16 does not match")
     if decoded + failed == 0:
-        warn("no complete P1 telegram ('/' ... '!' CRC line) in the input")
+        warn("no complete P1 telegram ('/' ... '!' CRC line, or encrypted: DB 08 ...) in the input")
         return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -121,9 +139,11 @@ def read_p1(args: argparse.Namespace) -> int:
     from .actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
     from .service.read import read_one_link
 
+    keys = optional_keys(args)
     default = DSMR22_SERIAL if args.legacy else P1_SERIAL
     link = P1Link(args.port, serial_settings(args, default), args.push_interval, legacy=args.legacy)
-    return trio.run(read_one_link, "p1", link.opener(), partial(run_p1, link), read_until(args), print_reading, warn)
+    run = partial(run_p1, link, keys=lambda: keys)
+    return trio.run(read_one_link, "p1", link.opener(), run, read_until(args), print_reading, warn)
 
 
 def cipher_keys(args: argparse.Namespace) -> CipherKeys:
@@ -352,11 +372,14 @@ def detect(args: argparse.Namespace) -> int:
 
 
 def simulate_p1(args: argparse.Namespace) -> int:
-    from .simulators.p1 import P1MeterModel, push_telegrams
+    from .simulators.p1 import P1Cipher, P1MeterModel, push_telegrams
     from .simulators.serve import serve_meter
 
+    keys = next(iter(optional_keys(args)), None)
+    cipher = P1Cipher(keys.encryption, keys.authentication) if keys is not None else None
+
     async def meter(stream: trio.abc.Stream) -> None:
-        await push_telegrams(stream, P1MeterModel(), args.interval)
+        await push_telegrams(stream, P1MeterModel(), args.interval, cipher=cipher)
 
     trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
@@ -588,9 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     token_cmd.set_defaults(handler=token)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
-    decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams")
+    decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams (text; encrypted ones as hex text or binary)")
     decode_p1_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     decode_p1_cmd.add_argument("--legacy", action="store_true", help="accept DSMR 2.2/3 telegrams without CRC")
+    _add_key_options(decode_p1_cmd, required=False)
     decode_p1_cmd.set_defaults(handler=decode_p1)
     decode_mbus_cmd = decode.add_parser("mbus", help="decode M-Bus frames (hex text or binary)")
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
@@ -610,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     read_p1_cmd.add_argument("--push-interval", type=float, default=1.0, help="seconds between telegrams (stale after 3)")
     read_p1_cmd.add_argument("--legacy", action="store_true", help="DSMR 2.2/3: 9600 7E1, telegrams without CRC")
     read_p1_cmd.add_argument("--data-request", choices=["rts", "dtr"], help="raise this line as the data-request signal")
+    _add_key_options(read_p1_cmd, required=False)
     read_p1_cmd.set_defaults(handler=read_p1)
     read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1)")
     _add_serial_options(read_mbus_cmd)
@@ -647,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_p1_cmd = simulate.add_parser("p1", help="a P1 meter pushing a telegram every second")
     _add_listen_options(simulate_p1_cmd)
     simulate_p1_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between telegrams")
+    simulate_p1_cmd.add_argument("--key", metavar="HEX", help="send the telegrams encrypted with this key, 32 hex digits "
+                                 "(general-glo-ciphering, as the Luxembourg Smarty and the Sagemcom T210-D-r)")
+    simulate_p1_cmd.add_argument("--auth-key", metavar="HEX", help="with --key: authenticate them with this key (SC 0x30)")
     simulate_p1_cmd.set_defaults(handler=simulate_p1)
     simulate_kaifa_cmd = simulate.add_parser("kaifa", help="a Kaifa MA309M pushing encrypted M-Bus telegrams")
     _add_listen_options(simulate_kaifa_cmd)

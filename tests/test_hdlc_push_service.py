@@ -38,7 +38,7 @@ def test_the_examples_hdlc_push_link_loads(tmp_path: Path) -> None:
 
 
 async def test_meter_setkey_finds_the_hdlc_push_link(tmp_path: Path) -> None:
-    rig = rig_with(tmp_path, ("p1", "p1"), ("house", "hdlc-push"), ("kamstrup", "dlms"))
+    rig = rig_with(tmp_path, ("house", "hdlc-push"), ("kamstrup", "dlms"))
     async with api_client(rig.adapter) as client:
         response = await command(client, {"cmd": "meter_setkey", "key": KEY, "auth_key": AUTH_KEY})
     assert response.json() == {"link": "house", "result": "OK"}

@@ -4,27 +4,40 @@ The meter pushes a telegram every push interval (1 s for e-MUCs). The reader wai
 to `!` and the CRC line, checks the CRC-16/ARC and hands the telegram out. No telegram for three
 push intervals reports the link stale. Garbage, truncated, oversized and bad-CRC telegrams are
 dropped and counted. Framing is the codec's: the machine gets one event per telegram boundary.
+
+Some meters send each telegram encrypted (the Luxembourg Smarty, Energienetze Steiermark's
+Sagemcom T210-D-r and T216-D: `protocols.p1_encrypted`). Such a telegram is opened with the link's
+keys under the push links' verdicts (`machines.push`: wrong_key, no_auth_key, replayed, ...), and
+its plaintext then follows the rules of a plain one; plain telegrams are read on the same link.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
+
 from statemachine import State
 
+from ..protocols.dlms.push import PushResult
+from ..protocols.dlms.security import CipherKeys
 from ..protocols.p1 import (
     CrcStatus,
+    EncryptedTelegram,
     FramerEvent,
     NoiseDiscarded,
     TelegramFramed,
     TelegramOversized,
     TelegramStarted,
     TelegramTruncated,
+    check_telegram,
 )
+from ..protocols.p1_encrypted import decrypt_telegram
 from .base import LinkMachine, Publish, Resync, StateTimeout
+from .push import PushDecoder, no_keys, telegram_outcomes
 
 
-class P1Reader(LinkMachine):
-    """Adapter side of a P1 port."""
+class P1Reader(PushDecoder, LinkMachine):
+    """Adapter side of a P1 port, plain or encrypted."""
 
     hunting = State("Waiting for '/'", initial=True)
     reading = State("Reading to '!' and CRC")
@@ -39,6 +52,8 @@ class P1Reader(LinkMachine):
         | reading.to(hunting, cond="crc_absent and not legacy", on="drop_crc_missing")
         | reading.to(hunting, on="drop_unparseable")
     )
+    encrypted_telegram = reading.to.itself(internal=True, on="decrypt")
+    telegram = telegram_outcomes(reading, dropped_to=hunting, decoded="open_telegram")
     truncated = reading.to(reading, on="drop_truncated")
     oversized = reading.to(hunting, on="drop_oversized")
     noise = hunting.to.itself(internal=True, on="count_noise") | stale.to.itself(internal=True, on="count_noise")
@@ -55,8 +70,11 @@ class P1Reader(LinkMachine):
         StateTimeout("reading", after="max_telegram_time", event="telegram_timeout"),
     )
 
+    kind = "p1"
+
     def __init__(
         self,
+        keys: Callable[[], Sequence[CipherKeys]] = no_keys,
         push_interval: float = 1.0,
         silence_intervals: int = 3,
         telegram_timeout: float = 2.0,
@@ -66,7 +84,8 @@ class P1Reader(LinkMachine):
         self.silence_timeout = push_interval * silence_intervals
         self.max_telegram_time = telegram_timeout
         self.legacy = legacy
-        super().__init__(counters)
+        self._received_at: float | None = None
+        super().__init__(keys, counters)
 
     def handle(self, event: FramerEvent, received_at: float | None = None) -> None:
         """Feed one framer event."""
@@ -75,6 +94,8 @@ class P1Reader(LinkMachine):
                 self.send("start_of_telegram")
             case TelegramFramed():
                 self.send("end_of_telegram", frame=event, received_at=received_at)
+            case EncryptedTelegram(apdu):
+                self.send("encrypted_telegram", apdu=apdu, received_at=received_at)
             case NoiseDiscarded(count):
                 self.send("noise", count=count)
             case TelegramOversized():
@@ -100,6 +121,19 @@ class P1Reader(LinkMachine):
         self.actions.append(Publish(frame.telegram.to_reading(received_at)))
         for line in frame.telegram.skipped:  # the rest of the telegram is published (issue 15)
             self.note("bad_lines", str(line))
+
+    def decrypt(self, apdu: bytes, received_at: float | None) -> None:
+        self._received_at = received_at
+        self.decode_telegram(apdu, received_at)
+
+    def verdict(self, apdu: bytes, keys: Sequence[CipherKeys], no_key: str, received_at: float | None) -> PushResult:
+        return decrypt_telegram(apdu, keys, self.last_frame_counter, no_key)
+
+    def open_telegram(self) -> None:
+        """The keys opened the telegram: its text ends the telegram as a plain one would (CRC, lines)."""
+        result = self.accept()
+        assert result.plaintext is not None
+        self.raise_("end_of_telegram", frame=check_telegram(result.plaintext), received_at=self._received_at)
 
     def drop_crc_error(self, frame: TelegramFramed) -> None:
         detail = str(frame.error) if frame.error else "CRC-16 does not match the telegram"

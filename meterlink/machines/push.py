@@ -25,13 +25,17 @@ def no_keys() -> list[CipherKeys]:
     return []
 
 
-def telegram_outcomes(state: State) -> TransitionList:
-    """The `telegram` event's transitions: publish a decoded telegram, drop any other under its
-    outcome's guard (named as the outcome), all staying in `state`."""
-    transitions = state.to.itself(internal=True, cond="decoded", on="publish")
+def telegram_outcomes(state: State, dropped_to: State | None = None, decoded: str = "publish") -> TransitionList:
+    """The `telegram` event's transitions: a decoded telegram goes to the action `decoded`, staying
+    in `state`; any other is dropped under its outcome's guard (named as the outcome), staying in
+    `state` or going to `dropped_to`."""
+    transitions = state.to.itself(internal=True, cond="decoded", on=decoded)
     for outcome in Outcome:
         if outcome is not Outcome.DECODED:
-            transitions |= state.to.itself(internal=True, cond=outcome.value, on="drop_telegram")
+            if dropped_to is None:
+                transitions |= state.to.itself(internal=True, cond=outcome.value, on="drop_telegram")
+            else:
+                transitions |= state.to(dropped_to, cond=outcome.value, on="drop_telegram")
     return transitions
 
 
@@ -54,8 +58,12 @@ class PushDecoder:
 
     def decode_telegram(self, apdu: bytes, received_at: float | None) -> None:
         keys, no_key = self._keys()
-        self._result = decode_push(apdu, keys, self.last_frame_counter, self.kind, received_at, no_key)
+        self._result = self.verdict(apdu, keys, no_key, received_at)
         self.raise_("telegram")
+
+    def verdict(self, apdu: bytes, keys: Sequence[CipherKeys], no_key: str, received_at: float | None) -> PushResult:
+        """The verdict on one telegram; a link whose telegrams are no data-notifications has its own."""
+        return decode_push(apdu, keys, self.last_frame_counter, self.kind, received_at, no_key)
 
     def _keys(self) -> tuple[Sequence[CipherKeys], str]:
         """The keys to try, and what to say when there are none."""
@@ -100,14 +108,20 @@ class PushDecoder:
     # -- actions ----------------------------------------------------------------------------
 
     def publish(self) -> None:
+        result = self.accept()
+        assert result.reading is not None
+        self.counters["telegrams"] += 1
+        self.actions.append(Publish(result.reading))
+
+    def accept(self) -> PushResult:
+        """A telegram the keys opened: its frame counter is the last one, its keys confirmed."""
         result = self._result
-        assert result is not None and result.reading is not None
+        assert result is not None
         if result.frame_counter is not None:
             self.last_frame_counter = result.frame_counter
         if result.keys is not None:
             self.actions.append(KeyConfirmed(result.keys))
-        self.counters["telegrams"] += 1
-        self.actions.append(Publish(result.reading))
+        return result
 
     def drop_telegram(self) -> None:
         """Dropped under its outcome's name: each cause is counted apart (what to do differs)."""

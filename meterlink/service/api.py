@@ -73,7 +73,7 @@ from .wifi import SimulatedWifi, WifiBackend, host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-KEYED_KINDS = frozenset({"mbus", "hdlc-push"})
+KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1"})
 """Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey)."""
 FETCH_TIMEOUT = 10.0
 FETCH_LIMIT = 1024 * 1024

@@ -67,7 +67,8 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         return ChildSpec(section.name, partial(run_dlms, dlms_link(section), hooks, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
-    return ChildSpec(section.name, partial(run_p1, p1, hooks, status))
+    # Keys for encrypted P1 (Luxembourg Smarty, Energienetze Steiermark); plain telegrams need none.
+    return _keyed_child(section, lambda keys, keyed, status: run_p1(p1, keyed, status, keys=keys), hooks, status, keys)
 
 
 def _keyed_child(section: LinkSection, run: Callable[..., Awaitable[None]], hooks: LinkHooks, status: LinkStatus,

@@ -3,6 +3,10 @@
 The meter pushes one telegram per interval (1 s, as e-MUCs meters do) to whoever listens. Its
 values move like a household's: a base load with slow swings and noise, solar export around
 noon, energy registers that integrate the power, tariff 1 by day and 2 by night.
+
+With a key it sends each telegram encrypted as the Luxembourg Smarty and Energienetze Steiermark's
+Sagemcom T210-D-r do (`P1Cipher`): a general-glo-ciphering APDU under the next frame counter, with
+an authentication tag (SC 0x30) when it has an authentication key, without (SC 0x20) otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import datetime, timezone
 
 import trio
 
+from ..protocols.dlms.security import encrypt
 from ..protocols.p1 import telegram_bytes
 from .clock import local_zone
 from .serve import push_every
@@ -23,6 +28,24 @@ BRUSSELS = local_zone("Europe/Brussels")
 
 HEADER = "FLU5\\253769484_A"
 EQUIPMENT_ID = "1SAG3101021605"
+
+
+SYSTEM_TITLE = b"SAG5" + bytes.fromhex("00000001")
+"""Sagemcom's FLAG id, as the meters of Energienetze Steiermark and Luxembourg begin theirs."""
+
+
+@dataclass
+class P1Cipher:
+    """How an encrypting meter wraps each telegram; its frame counter only goes up, across connections."""
+
+    key: bytes
+    auth_key: bytes | None = None
+    frame_counter: int = 0x100
+
+    def wrap(self, telegram: bytes) -> bytes:
+        self.frame_counter += 1
+        security_control = 0x30 if self.auth_key is not None else 0x20
+        return encrypt(telegram, SYSTEM_TITLE, self.frame_counter, self.key, security_control, self.auth_key)
 
 
 def p1_timestamp(moment: datetime) -> str:
@@ -125,6 +148,11 @@ async def push_telegrams(
     model: P1MeterModel,
     interval: float = 1.0,
     wallclock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    cipher: P1Cipher | None = None,
 ) -> None:
-    """Send one telegram every `interval` seconds until the peer goes away or we are cancelled."""
-    await push_every(stream, lambda: model.telegram(wallclock()), interval)
+    """Send one telegram every `interval` seconds until the peer goes away or we are cancelled;
+    encrypted by `cipher` where given."""
+    if cipher is None:
+        await push_every(stream, lambda: model.telegram(wallclock()), interval)
+    else:
+        await push_every(stream, lambda: cipher.wrap(model.telegram(wallclock())), interval)
