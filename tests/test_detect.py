@@ -28,9 +28,10 @@ from meterlink.actors.link import LinkStatus
 from meterlink.machines import base, transition_keys
 from meterlink.machines.base import Send
 from meterlink.machines.detect import DEFAULT_LISTEN_TIME, SEARCH_LISTEN_TIME, Detector, Heard, Probes, Reply
-from meterlink.protocols.detect import Framing, ciphered_title, maker_of, push_interval
+from meterlink.protocols.detect import Framing, ciphered_title, maker_of, p1_framing, push_interval
 from meterlink.protocols.dlms.push import Outcome
 from meterlink.protocols.dlms.security import CipherKeys
+from meterlink.protocols.p1 import P1Framer
 from meterlink.service.config import LinkSection
 from meterlink.service.detect import USUAL_SETTINGS, Found, NotFound, detect, link_block, notes, report, summary
 from meterlink.transports import SerialSettings
@@ -323,6 +324,15 @@ def run_detect(line, keys: Sequence[CipherKeys], listen_time: float = DEFAULT_LI
 
 
 # -- the machine ------------------------------------------------------------------------------------
+
+
+def test_a_telegram_without_crc_proves_dsmr_22_only_where_its_lines_read() -> None:
+    # Noise at a wrong setting that happens to hold '/', three letters and '!' parses, every line
+    # of it skipped: that is no meter.
+    noise = b"/ABC7q\r\n\x02\xff(\x81\r\n1-0:\x8e\r\n!\r\n"
+    assert [event for event in P1Framer().feed(noise) if p1_framing(event)] == []
+    dsmr22 = (DATA / "dsmr22_p1_gas_nextline_dsmr_parser.txt").read_bytes()
+    assert [p1_framing(event) for event in P1Framer().feed(dsmr22) if p1_framing(event)] == [Framing.P1_LEGACY]
 
 
 def test_push_interval_is_the_median_gap_to_a_tenth() -> None:

@@ -82,6 +82,7 @@ def test_placeholder_time_is_no_time_and_the_value_is_read():
     rows = value(telegram, "0-0:98.1.0.255").value
     assert [(r.value, r.unit) for r in rows] == [(0.0, "kW"), (1.862, "kW"), (4.229, "kW"), (4.927, "kW")]
     assert rows[0].time is None and rows[0].entry_time == "2023-08-01T00:00:00"
+    assert rows[0].to_json()["time"] is None  # "time": null, as the issue asks: the meter said it has none
     assert rows[1].time == "2023-08-31T18:15:00"
     assert telegram.captured_at == "2023-11-02T12:15:48"  # 231102121548W; dsmr_parser: 11:15:48 UTC
 
@@ -96,13 +97,14 @@ def test_placeholder_time_of_the_telegram_is_captured_at_none():
     assert value(telegram, "1-0:1.8.1.255").value == 301.548
 
 
-def test_placeholder_time_of_a_value_leaves_its_time_out():
+def test_placeholder_time_of_a_value_is_time_null():
     """dsmr_parser issue 120 and its test_gas_timestamp_invalid: `0-1:24.2.1(632525252525S)(00000.000)`."""
     raw = (DATA / "fluvius_p1_no_time_dsmr_parser.txt").read_bytes()
     body = body_of(raw).replace(b"0-2:24.2.1(231102121532W)(00008.579*m3)", b"0-2:24.2.1(632525252525S)(00000.000)")
     gas = value(framed(with_crc(body)).telegram, "0-2:24.2.1.255")
     assert (gas.value, gas.time) == ("00000.000", None)
-    assert "time" not in gas.to_json()  # JSON readers take a missing time for null
+    assert gas.to_json()["time"] is None
+    assert "time" not in value(framed(with_crc(body)).telegram, "1-0:1.8.1.255").to_json()  # a value sent without one
 
 
 def test_landis_gyr_e350_dsmr4_as_sent():

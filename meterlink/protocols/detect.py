@@ -42,15 +42,24 @@ class Framing(enum.Enum):
     HDLC_PUSH = "hdlc-push", "hdlc-push", "DLMS data-notifications in HDLC frames"
 
 
+LEGACY_PROOF = 2
+"""Data lines a telegram without CRC must read, and more than it skips, to prove DSMR 2.2/3."""
+
+
 def p1_framing(event: FramerEvent) -> Framing | None:
-    """The framing a P1 framer event proves: a CRC that matches, or a telegram without CRC that
-    parses; None for anything else (noise at a wrong setting can hold a '/' and a '!')."""
+    """The framing a P1 framer event proves: a CRC that matches, or a telegram without CRC whose
+    lines mostly parse; None for anything else. Noise at a wrong setting can hold a '/', three
+    letters and a '!', and the tolerant parser skips any line it cannot read, so parsing alone
+    proves nothing."""
     if not isinstance(event, TelegramFramed):
         return None
     if event.crc is CrcStatus.OK:
         return Framing.P1
-    if event.crc is CrcStatus.ABSENT and event.telegram is not None:
-        return Framing.P1_LEGACY
+    telegram = event.telegram
+    if event.crc is CrcStatus.ABSENT and telegram is not None:
+        read = len(telegram.values)
+        if read >= LEGACY_PROOF and read > len(telegram.skipped):
+            return Framing.P1_LEGACY
     return None
 
 

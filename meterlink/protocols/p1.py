@@ -438,7 +438,8 @@ def _with_time(obis: str, time_field: str, field: str, unit: str | None = None) 
     if unit is not None and "*" not in field:
         field = f"{field}*{unit}"
     value = _measured(obis, field) if "*" in field else Value(obis, field)
-    return Value(value.obis, value.value, value.unit, value.raw, value.scaler, None, _time(time_field))
+    time = _time(time_field)
+    return Value(value.obis, value.value, value.unit, value.raw, value.scaler, None, time, no_time=time is None)
 
 
 def _hourly(obis: str, fields: list[str]) -> Value:
@@ -496,7 +497,8 @@ def _profile_row(cells: list[str]) -> ProfileRow:
     times = [_time(cell) for cell in cells[:-1]]
     value = _measured("", cells[-1]) if "*" in cells[-1] else Value("", cells[-1])
     entry_time = times[0] if len(times) > 1 else None
-    return ProfileRow(value.value, times[-1] if times else None, entry_time, value.unit, value.raw, value.scaler)
+    time = times[-1] if times else None
+    return ProfileRow(value.value, time, entry_time, value.unit, value.raw, value.scaler, no_time=bool(times) and time is None)
 
 
 def _time(field: str) -> str | None:

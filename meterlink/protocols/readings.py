@@ -45,13 +45,15 @@ class ProfileRow:
     unit: str | None = None
     raw: int | None = None
     scaler: int | None = None
+    no_time: bool = False
+    """The meter sent its placeholder for "no time" (P1 632525252525W): `time` shows as null."""
 
     def to_json(self) -> dict[str, Any]:
         spelled = non_finite(self.value)
         return _without_none(
             {"entry_time": self.entry_time, "time": self.time, "value": None if spelled else self.value,
              "unit": self.unit, "raw": spelled or self.raw, "scaler": self.scaler},
-            "value",
+            "value", *(("time",) if self.no_time else ()),
         )
 
 
@@ -69,6 +71,8 @@ class Value:
     time: str | None = None
     index: int | None = None
     """A nameless value's position in what the meter sent (a DLMS push: among the body's elements)."""
+    no_time: bool = False
+    """The meter sent its placeholder for "no time" (P1 632525252525W): `time` shows as null."""
 
     def to_json(self) -> dict[str, Any]:
         value = self.value
@@ -78,7 +82,7 @@ class Value:
         return _without_none(
             {"obis": self.obis, "index": self.index, "value": None if spelled else value, "unit": self.unit,
              "raw": spelled or self.raw, "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
-            "obis", "value",
+            "obis", "value", *(("time",) if self.no_time else ()),
         )
 
 
