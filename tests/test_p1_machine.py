@@ -128,7 +128,9 @@ stimuli = st.one_of(
     st.builds(valid, indexes, chunks),
     st.builds(bad_crc, indexes, chunks),
     st.builds(legacy, chunks),
-    st.builds(noise, st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"/", b"-"))),
+    # No 0xDB: a DB at the end of the noise waits for the bytes that say whether an encrypted
+    # telegram begins (tests/test_p1_encrypted.py covers stray DBs).
+    st.builds(noise, st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"/", b"-").replace(b"\xdb", b"-"))),
     st.builds(partial, indexes, st.integers(1, 300)),
     st.just(oversized),
     st.just(link_lost),
