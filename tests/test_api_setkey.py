@@ -75,8 +75,17 @@ async def test_no_keyed_link_is_422_and_stores_nothing(tmp_path: Path) -> None:
         response = await command(client, {"cmd": "meter_setkey", "key": KEY})
     assert response.status_code == 422
     assert response.json()["error"] == "no_keyed_link"
-    assert "(link kinds: hdlc-push, mbus, p1)" in response.json()["message"]
+    assert "(link kinds: auto, hdlc-push, mbus, p1)" in response.json()["message"]
     assert rig.adapter.keys.links() == []
+
+
+async def test_an_auto_link_takes_the_key_before_it_found_its_meter(tmp_path: Path) -> None:
+    """kind = "auto" may find an encrypted meter; its key is there for detection and for the link found."""
+    rig = rig_with(tmp_path, ("kamstrup", "dlms"), ("meter", "auto"))
+    async with api_client(rig.adapter) as client:
+        response = await command(client, {"cmd": "meter_setkey", "key": KEY})
+    assert response.json() == {"link": "meter", "result": "OK"}
+    assert rig.adapter.keys.links() == ["meter"]
 
 
 async def test_a_named_link_must_be_configured(tmp_path: Path) -> None:

@@ -39,10 +39,11 @@ def simulator(request):
 
 @pytest.mark.parametrize("simulator, kind, maker, encrypted", [
     (("p1", "--interval", "0.2"), "p1", None, False),
+    (("p1", "--interval", "0.2", "--key", KAIFA_KEY), "p1", "Sagemcom", True),
     (("kaifa", "--interval", "0.3", "--key", KAIFA_KEY), "mbus", "Kaifa", True),
     (("hdlc-push", "--interval", "0.3"), "hdlc-push", None, False),
     (("hdlc-push", "--interval", "0.3", "--key", KAIFA_KEY, "--blocks"), "hdlc-push", "Landis+Gyr", True),
-], indirect=["simulator"], ids=["p1", "kaifa-mbus", "hdlc-push", "hdlc-push-encrypted-blocks"])
+], indirect=["simulator"], ids=["p1", "p1-encrypted", "kaifa-mbus", "hdlc-push", "hdlc-push-encrypted-blocks"])
 def test_detect_finds_each_pushing_simulator(simulator: str, kind: str, maker: str | None, encrypted: bool) -> None:
     code, found, stderr = detect(simulator, *(["--key", KAIFA_KEY] if encrypted else []))
     assert code == 0, stderr
@@ -50,7 +51,8 @@ def test_detect_finds_each_pushing_simulator(simulator: str, kind: str, maker: s
     assert found["key_ok"] is (True if encrypted else None)
     assert found["push_interval"] == pytest.approx(0.3 if kind != "p1" else 0.2, abs=0.15)
     assert found["maker"] == maker
-    assert (found["system_title"] or "")[:6] == {"Kaifa": "4B464D", "Landis+Gyr": "4C475A", None: ""}[maker]
+    assert (found["system_title"] or "")[:6] == {"Kaifa": "4B464D", "Landis+Gyr": "4C475A", "Sagemcom": "534147",
+                                                  None: ""}[maker]
     (link,) = tomllib.loads(found["config"])["link"]
     section = LinkSection.model_validate(link)
     assert (section.kind, section.port) == (kind, simulator)

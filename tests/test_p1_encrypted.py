@@ -229,6 +229,8 @@ def test_the_reader_publishes_the_smarty_telegram_and_confirms_its_key() -> None
     assert actions[0].keys == CipherKeys(SMARTY_KEY)
     reading = actions[1].reading
     assert reading.kind == "p1" and reading.received_at == 7.0 and reading.captured_at == "2018-01-30T10:21:22"
+    # 0-0:42.0.0 (53414731...) is the ASCII of the meter's name, as the Smarty P1 specification states
+    assert reading.meter_id == bytes.fromhex("53414731303330373030313134303034").decode("ascii") == "SAG1030700114004"
     assert link.machine.last_frame_counter == 0x0005A8E3 and link.machine.hunting.is_active
     assert link.machine.counters["telegrams"] == 1
     link.feed(SMARTY_APDU)  # the same telegram again: replayed

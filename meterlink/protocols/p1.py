@@ -290,8 +290,9 @@ class P1Telegram:
 
     @property
     def meter_id(self) -> str | None:
-        """Equipment identifier 0-0:96.1.1 decoded from hex where printable (DIN 43863-5), else as sent."""
-        for obis in ("0-0:96.1.1.255", "0-0:96.1.0.255"):
+        """Equipment identifier 0-0:96.1.1 decoded from hex where printable (DIN 43863-5), else as sent;
+        the Luxembourg Smarty names itself in 0-0:42.0.0 (COSEM logical device name) instead."""
+        for obis in ("0-0:96.1.1.255", "0-0:96.1.0.255", "0-0:42.0.0.255"):
             value = _find(self.values, obis)
             if value is not None and isinstance(value.value, str) and value.value:
                 return _hex_text(value.value)

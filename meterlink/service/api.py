@@ -73,8 +73,9 @@ from .wifi import SimulatedWifi, WifiBackend, host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1"})
-"""Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey)."""
+KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1", "auto"})
+"""Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey); an auto
+link may find an encrypted meter, so it takes them too, before or after detection."""
 FETCH_TIMEOUT = 10.0
 FETCH_LIMIT = 1024 * 1024
 SSE_KEEPALIVE = 15.0
