@@ -321,7 +321,8 @@ class ImageTransfer(LinkMachine):
 
     @property
     def blocks(self) -> int:
-        return cls18.block_count(self.image.size, self.block_size)
+        # Resumed at verification, the block size is the meter's, read when inspecting.
+        return cls18.block_count(self.image.size, self.block_size or self._inspection.block_size or 0)
 
     @property
     def blocks_resent(self) -> int:
@@ -504,6 +505,11 @@ class ImageTransfer(LinkMachine):
     def note_inspected(self, result: object) -> None:
         index = self._pending_reads.popleft()
         inspection = self._inspection
+        if not isinstance(result, Data) and index in (cls18.ENABLED, cls18.BLOCK_SIZE):
+            # Without these there is no transfer; the likely cause is an association that does
+            # not see the object (seed 002 ch. 3.8: the password-protected ones do).
+            names = {cls18.ENABLED: "image_transfer_enabled", cls18.BLOCK_SIZE: "image_block_size"}
+            self.reason = self.reason or f"cannot read {names[index]} of {self.obis}: {_why(result)}"
         try:
             if isinstance(result, Data):
                 if index == cls18.ENABLED:
@@ -637,6 +643,9 @@ class ImageTransfer(LinkMachine):
         self._fail(self.reason or "image transfer is not enabled on the meter (image_transfer_enabled is false)")
 
     def fail_too_big(self) -> None:
+        if self.reason is not None:
+            self._fail(self.reason)
+            return
         size = self._inspection.block_size or 0
         self._fail(f"the meter announces {size}-byte blocks; an image_block_transfer of that size needs "
                    f"{cls18.block_request_size(size)} bytes but the meter takes APDUs of at most {self.max_receive_pdu}")
