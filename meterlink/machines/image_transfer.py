@@ -167,6 +167,7 @@ class ImageTransfer(LinkMachine):
                 | inspecting.to.itself(internal=True, cond="blocks_too_big", on="fail_too_big")
                 | inspecting.to(verification_wait, cond="ours and status_verifying")
                 | inspecting.to(checking_info, cond="ours and status_verified", on="read_info")
+                | inspecting.to(verifying, cond="resumable and nothing_missing", on=["resume", "verify"])
                 | inspecting.to(sending, cond="resumable", on=["resume", "send_block"])
                 | inspecting.to(initiating, on="initiate")
             )
@@ -419,6 +420,10 @@ class ImageTransfer(LinkMachine):
         return (self.ours() and self._inspection.status is TransferStatus.INITIATED and bits is not None
                 and bits[0] == cls18.block_count(self.image.size, size))
 
+    def nothing_missing(self) -> bool:
+        count, transferred = self._inspection.bits or (0, frozenset())
+        return len(transferred) == count
+
     def revision_known(self) -> bool:
         return self.revision_before is not None
 
@@ -554,11 +559,6 @@ class ImageTransfer(LinkMachine):
         self.counters["resumed"] += 1
 
     def send_block(self) -> None:
-        if not self._queue:
-            # Resumed with every block there: the check that follows sends nothing.
-            self._current = None
-            self.read_blocks_status()
-            return
         number = self._queue.popleft()
         self._current = number
         start = number * self.block_size
@@ -578,8 +578,8 @@ class ImageTransfer(LinkMachine):
             self.confirmed.add(number)
 
     def read_blocks_status(self) -> None:
-        self._checking_attribute = cls18.BLOCKS_STATUS
-        self._get(cls18.BLOCKS_STATUS)
+        """Step 4: the bit-string, or the first block missing where the meter could not give it."""
+        self._get(self._checking_attribute)
 
     def read_first_not_transferred(self) -> None:
         self._checking_attribute = cls18.FIRST_NOT_TRANSFERRED
