@@ -62,6 +62,10 @@ class LinkStatus:
     meters_forgotten: int = 0
     """Meters the hub forgot to keep the link within its `max_meters`."""
     last_meter_forgotten: str | None = None
+    image: Any = None
+    """A DLMS link's image transfer (service.image_transfer.Transfer), the running or the last one."""
+    pause_polling: trio.CancelScope | None = None
+    """Cancelled to hand a DLMS link's port from its polling to a new image transfer."""
 
     @property
     def readings_since_drop(self) -> int:

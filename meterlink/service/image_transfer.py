@@ -13,8 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import trio
 
+
+from ..actors.dlms import DlmsLink, run_dlms
 from ..actors.image_transfer import ImageHooks, run_image_transfer
+from ..actors.link import LinkHooks, LinkStatus
 from ..machines.dlms import Association
 from ..machines.image_transfer import SOFTWARE_REVISION, Image, ImageTransfer, Outcome, Progress, TransferRecord
 from ..protocols.dlms.objects import AttributeRef
@@ -122,3 +126,31 @@ async def run_transfer(transfer: Transfer, port: str, serial: SerialSettings, as
     finally:
         transfer.finished = time.monotonic()
 
+
+
+async def run_dlms_with_images(link: DlmsLink, hooks: LinkHooks, status: LinkStatus) -> None:
+    """A DLMS link of the service: it polls, and hands its port to an image transfer asked for
+    through the API (`start_image`), then polls again."""
+    while True:
+        transfer = status.image
+        if isinstance(transfer, Transfer) and transfer.finished is None:
+            status.state, status.state_label = "image_transfer", "Image transfer"
+            await run_transfer(transfer, link.port, link.serial, link.association)
+            continue
+        with trio.CancelScope() as scope:
+            status.pause_polling = scope
+            await run_dlms(link, hooks, status)
+        status.pause_polling = None
+        if not scope.cancelled_caught:
+            return
+
+
+def start_image(status: LinkStatus, port: str, association: Association, image: Image) -> Transfer:
+    """Ask a DLMS link to send `image` (ValueError when one is already on its way)."""
+    if isinstance(status.image, Transfer) and status.image.finished is None:
+        raise ValueError(f"link {status.name}: an image transfer is already running")
+    transfer = make_transfer(image, port, association)
+    status.image = transfer
+    if status.pause_polling is not None:
+        status.pause_polling.cancel()
+    return transfer
