@@ -55,7 +55,7 @@ from ..protocols.dlms.objects import (
     ScalerUnit,
 )
 from ..protocols.dlms.xdlms import AccessSelection, ActionResult, AttributeDescriptor, DataAccessResult, MethodDescriptor
-from ..protocols.hdlc import HdlcFramer
+from ..protocols.hdlc import HdlcFramer, HdlcParameters
 from ..protocols.obis import Obis
 from ..protocols.wrapper import WrapperFramer
 from .clock import local_zone
@@ -74,7 +74,7 @@ MAX_RECEIVE_PDU = 0x007D
 """The seed's K351C takes APDUs of up to 125 bytes (its AARE)."""
 OMNIPOWER_MAX_RECEIVE_PDU = 0x0400
 """An OMNIPOWER's, for image transfer: the seed gives none, but its 985-byte image blocks (ch. 3.8)
-travel in one ACTION-request of 1007 bytes, so it takes at least that."""
+travel in one ACTION-request of 1009 bytes, so it takes at least that."""
 
 CAPTURE_PERIOD = 900
 PROFILE_DAYS = 7
@@ -451,7 +451,7 @@ async def _sit_out_reboot(stream: trio.abc.Stream, model: KamstrupMeterModel) ->
 
 
 async def run_kamstrup_meter(stream: trio.abc.Stream, model: KamstrupMeterModel, framing: Framing = Framing.HDLC,
-                             block_transfer: bool = True) -> None:
+                             block_transfer: bool = True, supported: HdlcParameters = HdlcParameters(512, 128, 1, 1)) -> None:
     """The meter on one link until the client hangs up, or the meter drops the link (a fault)."""
     codec = HdlcFramer() if framing is Framing.HDLC else WrapperFramer()
     status = LinkStatus("kamstrup", "meter")
@@ -462,7 +462,7 @@ async def run_kamstrup_meter(stream: trio.abc.Stream, model: KamstrupMeterModel,
         return line
 
     while True:
-        machine = DlmsMeter(model, block_transfer=block_transfer)  # after a reboot: disconnected, as new
+        machine = DlmsMeter(model, supported=supported, block_transfer=block_transfer)  # after a reboot: disconnected, as new
         codec.reset()
         try:
             await run_link(already_open, codec, machine, LinkHooks(lambda reading: None), status)
