@@ -89,7 +89,8 @@ class Transfer:
     def progress(self) -> dict[str, object]:
         """What the API and the web page show while it runs."""
         now = self.machine.progress()
-        return {"state": now.state, "blocks": now.blocks, "confirmed": now.confirmed, "sent": now.sent,
+        return {"state": now.state, "identification": _text(self.machine.image.identifier),
+                "blocks": now.blocks, "confirmed": now.confirmed, "sent": now.sent,
                 "resent": now.resent, "bytes_sent": now.bytes_sent, "size": now.image_size,
                 **({"verdict": self.verdict()} if self.machine.is_terminated else {})}
 
