@@ -4,6 +4,7 @@ gives each connection a meter of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,9 +37,10 @@ class Run:
 
 
 def transfer(image: Image, model: KamstrupMeterModel, interrupt_after_blocks: int | None = None,
-             record: TransferRecord | None = None, clock: trio.testing.MockClock | None = None, **options) -> Run:
+             record: TransferRecord | None = None, clock: trio.testing.MockClock | None = None,
+             between_steps: Callable[[Progress], None] = lambda now: None, **options) -> Run:
     """One `meterlink image-transfer` against `model`; `interrupt_after_blocks` presses Ctrl-C
-    (cancels the actor) once that many blocks were sent."""
+    (cancels the actor) once that many blocks were sent; `between_steps` is called after each step."""
     machine = ImageTransfer(image, meter="sim", record=record, **options)
     run = Run(machine, model)
 
@@ -56,6 +58,7 @@ def transfer(image: Image, model: KamstrupMeterModel, interrupt_after_blocks: in
 
             def progress(now: Progress) -> None:
                 run.progress.append(now)
+                between_steps(now)
                 if interrupt_after_blocks is not None and now.sent >= interrupt_after_blocks and not machine.is_terminated:
                     raise KeyboardInterrupt
 
