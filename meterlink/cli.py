@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .protocols.dlms.objects import AttributeRef
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C during an image transfer: the meter keeps the partial image for --resume."""
 DEFAULT_MAX_FAILURES = 3
 """A push `read` gives up after this many telegrams in a row that fail (ARCHITECTURE.md)."""
 HDLC_PUSH_INTERVAL = 10.0
@@ -289,6 +291,94 @@ def dlms_reads(args: argparse.Namespace) -> tuple[AttributeRef, ...]:
     return tuple(replace(ref, access=access) if profile else ref for ref, profile in zip(reads, profiles))
 
 
+def image_transfer(args: argparse.Namespace) -> int:
+    """`meterlink image-transfer`: progress on stderr, the verdict as one JSON object on stdout;
+    0 when the new image is active and its revision confirmed, 1 when not, 130 on Ctrl-C."""
+    from .actors.dlms import DLMS_SERIAL
+    from .machines.image_transfer import Image, Outcome
+    from .protocols.dlms.objects import DATA, AttributeRef
+    from .protocols.obis import Obis, ObisError
+    from .service.image_transfer import load_record, make_transfer, record_path, run_transfer
+
+    path = Path(args.image)
+    data = read_input(args.image)
+    if not data:
+        raise UsageError(f"{args.image}: the image is empty")
+    identifier = (args.identifier if args.identifier is not None else path.stem).encode("utf-8")
+    if not identifier:
+        raise UsageError("--identifier: the image identifier cannot be empty")
+    try:
+        revision = AttributeRef(DATA, Obis.parse(args.revision_obis), 2)
+    except ObisError as error:
+        raise UsageError(f"--revision-obis: {error}") from None
+    record_file = record_path(path)
+    try:
+        record = load_record(record_file) if args.resume else None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--resume: {error}") from None
+    association = dlms_association(args)
+    transfer = make_transfer(Image(identifier, data), args.port, association, record, revision, args.expect_revision,
+                             args.signature_hash)
+    show = _ImageProgress(sys.stderr.isatty())
+    try:
+        trio.run(partial(run_transfer, transfer, args.port, serial_settings(args, DLMS_SERIAL), association, show.update,
+                         record_file))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        show.close()
+    verdict = transfer.verdict()
+    if transfer.machine.outcome is None:
+        verdict["result"] = Outcome.INTERRUPTED.value
+    print(json.dumps(verdict, ensure_ascii=False), flush=True)
+    outcome = transfer.machine.outcome
+    if outcome is Outcome.ACTIVE:
+        return EXIT_OK
+    if outcome is Outcome.INTERRUPTED or outcome is None:
+        return EXIT_INTERRUPTED
+    warn(f"image transfer failed: {transfer.machine.reason}")
+    return EXIT_FAILED
+
+
+class _ImageProgress:
+    """A bar on a terminal (blocks, bytes, rate, ETA), else a line whenever the step changes or
+    another tenth of the blocks went out."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.bar = None
+        self.task = None
+        self.last: tuple[str, int] | None = None
+
+    def update(self, now) -> None:  # type: ignore[no-untyped-def]
+        if self.tty:
+            self._bar(now)
+            return
+        tenth = now.confirmed * 10 // now.blocks if now.blocks else 0
+        if (now.state, tenth) != self.last:
+            self.last = (now.state, tenth)
+            print(f"meterlink: {now.state}: {now.confirmed}/{now.blocks} blocks, {now.bytes_sent} bytes sent"
+                  + (f", {now.resent} resent" if now.resent else ""), file=sys.stderr, flush=True)
+
+    def _bar(self, now) -> None:  # type: ignore[no-untyped-def]
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[blocks]}"),
+                                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(now.state, total=now.image_size or None, blocks="")
+        done = min(now.image_size, now.confirmed * (now.image_size // now.blocks if now.blocks else 0)) if now.confirmed < now.blocks else now.image_size
+        self.bar.update(self.task, description=now.state, completed=done if now.blocks else 0,
+                        blocks=f"{now.confirmed}/{now.blocks} blocks")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def decode_hdlc(args: argparse.Namespace) -> int:
     """The readings of the data-notifications a meter pushed in the frames, read by the machine the
     HDLC push link runs; `--annotate` describes the frames instead."""
@@ -421,14 +511,22 @@ def simulate_hdlc_push(args: argparse.Namespace) -> int:
 
 def simulate_kamstrup(args: argparse.Namespace) -> int:
     from .machines.dlms import Framing
-    from .simulators.kamstrup import DEFAULT_PASSWORD, KamstrupMeterModel, run_kamstrup_meter
+    from .simulators.image_transfer import Faults, ImageTransferServer
+    from .simulators.kamstrup import DEFAULT_PASSWORD, OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
     from .simulators.serve import serve_meter
 
     password = args.password.encode("utf-8") if args.password is not None else DEFAULT_PASSWORD
     framing = Framing(args.framing)
+    faults = Faults(drop_blocks=frozenset(args.drop_blocks), busy_blocks=frozenset(args.busy_blocks),
+                    verify_fails=args.verify_fails, activation_refusals=args.activation_refusals,
+                    activation_broken=args.activation_broken, reboot_seconds=args.reboot_seconds,
+                    drop_link_after=args.drop_link_after)
+    # One meter for every connection: an image sent over one must be there for the next.
+    model = KamstrupMeterModel(password=password, image=ImageTransferServer(faults, block_size=args.block_size),
+                               max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
 
     async def meter(stream: trio.abc.Stream) -> None:
-        await run_kamstrup_meter(stream, KamstrupMeterModel(password=password), framing, block_transfer=not args.no_blocks)
+        await run_kamstrup_meter(stream, model, framing, block_transfer=not args.no_blocks)
 
     trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
@@ -571,6 +669,16 @@ def _not_negative(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    if not text.isdecimal() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, got {text!r}")
+    return int(text)
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(_not_negative(part.strip()) for part in text.split(",") if part.strip())
+
+
 def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
@@ -660,6 +768,22 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the clock a profile's rows are selected by (default: Kamstrup's 0.1.1.0.0.255)")
     read_dlms_cmd.set_defaults(handler=read_dlms, data_request=None)
 
+    image_cmd = commands.add_parser("image-transfer", help="update a DLMS meter's firmware (class 18 image transfer)")
+    _add_serial_options(image_cmd)
+    _add_dlms_options(image_cmd)
+    image_cmd.add_argument("--image", required=True, metavar="FILE", help="the image to send")
+    image_cmd.add_argument("--identifier", metavar="ID", help="image identifier for image_transfer_initiate (default: FILE's stem)")
+    image_cmd.add_argument("--resume", action="store_true",
+                           help="go on with the partial image the meter holds, by FILE.transfer.json of an earlier run")
+    image_cmd.add_argument("--signature-hash", choices=["sha256"],
+                           help="compare image_to_activate_signature with this hash of FILE (else it is only reported)")
+    image_cmd.add_argument("--revision-obis", default="1.1.0.2.0.255", metavar="OBIS",
+                           help="the Data object (class 1) holding the software revision (default: Kamstrup's "
+                                "SoftwareNumberRevisionAscii 1.1.0.2.0.255)")
+    image_cmd.add_argument("--expect-revision", metavar="TEXT",
+                           help="the revision the new image must report (default: any other than before)")
+    image_cmd.set_defaults(handler=image_transfer, data_request=None)
+
     detect_cmd = commands.add_parser("detect", help="find a meter's serial setting, framing and maker; print a [[link]] for it")
     detect_cmd.add_argument("--port", required=True, help="serial device path or tcp://HOST:PORT")
     _add_key_options(detect_cmd, required=False)
@@ -699,6 +823,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kamstrup_cmd.add_argument("--password", metavar="PW", help="the LLS password (default 12345)")
     simulate_kamstrup_cmd.add_argument("--no-blocks", action="store_true",
                                        help="send long answers in HDLC segments instead of GET blocks")
+    faults = simulate_kamstrup_cmd.add_argument_group("image transfer (class 18) and its faults")
+    faults.add_argument("--block-size", type=_positive, default=985, metavar="N", help="image_block_size (default 985, the seed's)")
+    faults.add_argument("--drop-blocks", type=_numbers, default=(), metavar="N,N", help="blocks acknowledged but lost, once")
+    faults.add_argument("--busy-blocks", type=_numbers, default=(), metavar="N,N", help="blocks answered temporary-failure, once")
+    faults.add_argument("--verify-fails", action="store_true", help="the verification ends with status 4")
+    faults.add_argument("--activation-refusals", type=_not_negative, default=0, metavar="N",
+                        help="image_activate answers temporary-failure N times first")
+    faults.add_argument("--activation-broken", action="store_true", help="the meter reboots but keeps the old image")
+    faults.add_argument("--reboot-seconds", type=float, default=4.0, metavar="S",
+                        help="how long the meter is unreachable once it reboots (default 4)")
+    faults.add_argument("--drop-link-after", type=_positive, metavar="N", help="drop the link once after N blocks")
     simulate_kamstrup_cmd.set_defaults(handler=simulate_kamstrup)
 
     diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")

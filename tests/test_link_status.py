@@ -45,10 +45,21 @@ def diagram_names(machine: type[LinkMachine]) -> dict[str, str]:
 
 
 def put_in(machine: LinkMachine, leaf: Any) -> None:
-    """Make `leaf` active in place of its region's current state; the other regions stay as they are."""
-    region = leaf.parent.id if leaf.parent is not None else None
-    kept = [state for state in machine.configuration if region is not None and getattr(state.parent, "id", None) != region]
+    """Make `leaf` active in place of its region's current state; the other regions stay as they are.
+    A region is the child of a parallel state that holds the leaf, however deep (compound states
+    may nest inside it); a machine without parallel states has one region."""
+    region = _region(leaf)
+    kept = [state for state in machine.configuration if region is not None and _region(state) != region]
     machine.configuration = OrderedSet([*kept, leaf])
+
+
+def _region(state: Any) -> Any:
+    """The child of a parallel state that `state` lies in (or is); None outside any parallel state."""
+    while state.parent is not None:
+        if state.parent.parallel:
+            return state.id
+        state = state.parent
+    return None
 
 
 def leaves(machine: LinkMachine) -> list[Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..actors.link import LinkStatus
+from ..machines.dlms import Association
 from ..supervisor import ChildStatus
 from .hub import ReadingsHub
 from .mqtt import MqttStatus
@@ -58,5 +59,7 @@ class Adapter:
     device: DeviceInfo = field(default_factory=DeviceInfo)
     outputs: dict[str, Callable[[], MqttStatus]] = field(default_factory=dict)
     """How each output is doing, by name ("mqtt")."""
+    dlms_links: dict[str, tuple[str, Association]] = field(default_factory=dict)
+    """Port and association of each DLMS link, for image transfers."""
     request_restart: Callable[[], None] = lambda: None
     """system_restart: the service restarts its supervisor tree (systemd restarts the process if it exits)."""

@@ -35,7 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
+from ..machines.image_transfer import Image
 from .adapter import Adapter
+from .image_transfer import start_image
 from .config import FetchHost
 from .meterextension import (
     COMMANDS,
@@ -546,6 +548,8 @@ class LinkOut(BaseModel):
     """The last part of a telegram left out while the rest was published (a P1 line that does not
     parse, counted in `bad_lines`), naming the line; null if none."""
     last_note_at: float | None
+    image: dict[str, Any] | None = None
+    """A DLMS link's image transfer, running or last run (see GET /api/v1/links/{name}/image)."""
 
     @classmethod
     def of(cls, status: LinkStatus) -> LinkOut:
@@ -555,7 +559,8 @@ class LinkOut(BaseModel):
                    last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
                    readings_since_drop=status.readings_since_drop, meters_forgotten=status.meters_forgotten,
                    last_meter_forgotten=status.last_meter_forgotten, detected=status.detected,
-                   last_note=status.last_note, last_note_at=status.last_note_at)
+                   last_note=status.last_note, last_note_at=status.last_note_at,
+                   image=status.image.progress() if status.image is not None else None)
 
 
 class ChildOut(BaseModel):
@@ -595,6 +600,10 @@ class LinksOut(BaseModel):
     outputs: list[OutputOut]
 
 
+IMAGE_LIMIT = 16 * 1024 * 1024
+"""The largest image POST /api/v1/links/{name}/image takes."""
+
+
 def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
     async def read_access(request: Request) -> None:
         await gate.authorize(request, Access.READ)
@@ -627,6 +636,40 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
             supervisor=[ChildOut.of(child) for child in adapter.supervisor_status()],
             outputs=[OutputOut(name=name, **asdict(status())) for name, status in adapter.outputs.items()],
         )
+
+    @router.post("/links/{name}/image", status_code=202, responses=_errors(403, 404, 409, 413, 422),
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def image_transfer(name: str, request: Request, identifier: str | None = None) -> JSONResponse:
+        """Send the body as a firmware image to the meter of DLMS link `name` (class 18 image
+        transfer, seed 002 ch. 3.8) under `identifier`; the link stops polling until it is over."""
+        await gate.authorize(request, Access.CONFIGURE)
+        status = _dlms_link(name)
+        data = await read_body(request, IMAGE_LIMIT)
+        if not data or not identifier:
+            raise ApiError(422, "invalid_request", "the image is the body, its identifier the query parameter `identifier`")
+        port, association = adapter.dlms_links[name]
+        try:
+            transfer = start_image(status, port, association, Image(identifier.encode("utf-8"), data))
+        except ValueError as error:
+            raise ApiError(409, "busy", str(error)) from None
+        return JSONResponse(transfer.progress(), status_code=202)
+
+    @router.get("/links/{name}/image")
+    async def image_progress(name: str) -> JSONResponse:
+        """The image transfer of DLMS link `name`: its step, blocks, bytes, and the verdict once over."""
+        status = _dlms_link(name)
+        if status.image is None:
+            raise ApiError(404, "not_found", f"link {name}: no image transfer was asked for")
+        return JSONResponse(status.image.progress())
+
+    def _dlms_link(name: str) -> LinkStatus:
+        status = adapter.links.get(name)
+        if status is None:
+            raise ApiError(404, "not_found", f"no link {name!r}")
+        if name not in adapter.dlms_links:
+            raise ApiError(409, "not_dlms", f"link {name!r} is not a DLMS link: no image transfer there")
+        return status
 
     @router.get("/stream", response_class=StreamingResponse,
                 responses={200: {"description": "`data: <reading JSON>` per reading", "content": {"text/event-stream": {}}}})

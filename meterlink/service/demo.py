@@ -17,7 +17,7 @@ import trio
 from ..protocols.readings import Reading, Value
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
-from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
+from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..transports import serve_tcp
 from .config import parse_config
@@ -84,9 +84,14 @@ async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:
         await push_notifications(stream, HdlcPushMeterModel(key=DEMO_KEY, blocks=True, seed=2), interval=1.0)
 
 
+_KAMSTRUP = KamstrupMeterModel(max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
+"""One meter for every connection, an OMNIPOWER that takes image blocks: an image sent through the
+API survives the link's reconnections."""
+
+
 async def _kamstrup_meter(stream: trio.abc.Stream) -> None:
     async with stream:
-        await run_kamstrup_meter(stream, KamstrupMeterModel())
+        await run_kamstrup_meter(stream, _KAMSTRUP)
 
 
 def summary(reading: Reading) -> str:

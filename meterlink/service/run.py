@@ -21,7 +21,7 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
+from ..actors.dlms import DLMS_SERIAL, DlmsLink
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
@@ -30,6 +30,7 @@ from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
+from .image_transfer import run_dlms_with_images
 from .adapter import Adapter, ApiPolicy
 from .config import Config, LinkSection, MqttSection, SupervisorSection
 from .detect import Found, detect, link_fields, notes, summary
@@ -64,7 +65,7 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         hdlc = HdlcPushLink(section.port, section.serial(HDLC_PUSH_SERIAL), section.push_interval or HDLC_PUSH_INTERVAL)
         return _keyed_child(section, partial(run_hdlc_push, hdlc), hooks, status, keys)
     if section.kind == "dlms":
-        return ChildSpec(section.name, partial(run_dlms, dlms_link(section), hooks, status))
+        return ChildSpec(section.name, partial(run_dlms_with_images, dlms_link(section), hooks, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     # Keys for encrypted P1 (Luxembourg Smarty, Energienetze Steiermark); plain telegrams need none.
@@ -214,6 +215,7 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
         credentials=credentials,
         throttle=LoginThrottle(),
         policy=policy,
+        dlms_links={s.name: (s.port, dlms_link(s).association) for s in config.link if s.kind == "dlms"},
     )
 
 

@@ -702,9 +702,33 @@
       el("div", { className: "note" }, link.connected ? "connected" : "not connected", " \u00b7 last telegram ",
         el("span", { className: "age", dataset: { at: link.last_reading_at ?? "" } })),
       el("div", { className: "counts" }, `${link.readings} ${readings}`, " \u00b7 ", dropsText(link.drops)),
+      imageTransfer(link.image),
       lastDrop(link, readings),
       lastError(child),
       linkDetails(link, child));
+  }
+
+  // A DLMS link's firmware update (POST /api/v1/links/{name}/image): while it runs its step and
+  // the blocks the meter confirmed, once over the verdict; a failed one is the link's problem.
+  function imageTransfer(image) {
+    if (!image) return "";
+    const name = `image ${image.identification}`;
+    const verdict = image.verdict;
+    if (verdict) {
+      const resent = verdict.blocks_resent ? `, ${verdict.blocks_resent} resent` : "";
+      const facts = `${verdict.blocks} blocks${resent} \u00b7 ${verdict.seconds.toFixed(1)} s`;
+      if (verdict.result === "active") {
+        return el("div", { className: "counts image" },
+          `${name} active: revision ${verdict.revision_before} \u2192 ${verdict.revision_after} \u00b7 ${facts}`);
+      }
+      return el("div", { className: "problem image" }, `${name} ${verdict.result}: ${verdict.reason ?? image.state} \u00b7 ${facts}`);
+    }
+    const percent = image.blocks ? Math.floor((100 * image.confirmed) / image.blocks) : 0;
+    const blocks = image.blocks ? ` \u00b7 ${image.confirmed}/${image.blocks} blocks (${percent} %)` : "";
+    const resent = image.resent ? `, ${image.resent} resent` : "";
+    return el("div", { className: "counts image" },
+      el("div", {}, `${name}: ${image.state}${blocks}${resent} \u00b7 ${image.bytes_sent} of ${image.size} bytes sent`),
+      el("progress", { max: image.blocks || 1, value: image.confirmed, title: `${percent} %` }));
   }
 
   function dropsText(drops) {
