@@ -40,6 +40,8 @@ from ..protocols.sunspec import (
 )
 from .base import LinkMachine, Publish, Send, StateTimeout
 
+MAX_MODELS = 64
+"""More models than any SunSpec device has: a chain that does not end is refused."""
 DAY = 86_400
 """Appendix B: the time is set at most once in 24 h."""
 
@@ -199,6 +201,21 @@ class BsmClient(LinkMachine):
             | meter_reading.ac_reading.to(meter_reading.idle, on="publish_ac")
         )
         snapshot_deadline = snapshot.to(ready, on="snapshot_timed_out")
+        # Each waiting state asks again in place (an internal self-transition on the enclosing
+        # compound would re-enter its initial state in python-statemachine 3.2).
+        no_answer = (
+            discovery.marker.to.itself(internal=True, cond="can_retry", on="resend")
+            | discovery.header.to.itself(internal=True, cond="can_retry", on="resend")
+            | discovery.signing_meter.to.itself(internal=True, cond="can_retry", on="resend")
+            | time_setting.time_checking.to.itself(internal=True, cond="can_retry", on="resend")
+            | time_setting.time_writing.to.itself(internal=True, cond="can_retry", on="resend")
+            | snapshot.meta_writing.to.itself(internal=True, cond="can_retry", on="resend")
+            | snapshot.update_writing.to.itself(internal=True, cond="can_retry", on="resend")
+            | snapshot.status_reading.to.itself(internal=True, cond="can_retry", on="resend")
+            | snapshot.block_reading.to.itself(internal=True, cond="can_retry", on="resend")
+            | snapshot.ocmf_reading.to.itself(internal=True, cond="can_retry", on="resend")
+            | meter_reading.ac_reading.to.itself(internal=True, cond="can_retry", on="resend")
+        )
 
     closed = State("Closed", final=True)
 
@@ -209,7 +226,7 @@ class BsmClient(LinkMachine):
         | link.ready.to(link.meter_reading.ac_reading, cond="polling", on="read_ac")
         | link.ready.to(closed, on="done")
     )
-    no_answer = link.to.itself(cond="can_retry", on="resend", internal=True) | link.to(closed, on="gave_up")
+    no_answer = link.to(closed, on="gave_up")
     refused = link.to(closed, on="was_refused")
     bad_answer = link.to(closed, on="answer_unusable")
     link_lost = link.to(closed)
@@ -228,7 +245,7 @@ class BsmClient(LinkMachine):
         StateTimeout("ocmf_reading", after="response_timeout", event="no_answer"),
         StateTimeout("ac_reading", after="response_timeout", event="no_answer"),
         StateTimeout("status_waiting", after="status_poll", event="status_due"),
-        StateTimeout("snapshot", after="snapshot_deadline", event="snapshot_deadline"),
+        StateTimeout("snapshot", after="snapshot_seconds", event="snapshot_deadline"),
         StateTimeout("idle", after="poll_interval", event="poll_due"),
     )
 
@@ -239,7 +256,7 @@ class BsmClient(LinkMachine):
         self.response_timeout = plan.response_timeout
         self.status_poll = plan.status_poll
         self.poll_interval = plan.poll_interval if plan.poll_interval is not None else 0.0
-        self.snapshot_deadline = plan.deadlines.of(plan.snapshot.type) if plan.snapshot else 0.0
+        self.snapshot_seconds = plan.deadlines.of(plan.snapshot.type) if plan.snapshot else 0.0
         self.chain: list[ModelInstance] = []
         self.public_key: bytes | None = None
         self.meter_address: str | None = None
@@ -360,6 +377,10 @@ class BsmClient(LinkMachine):
     def read_next_header(self) -> None:
         address = self.chain[-1].end if self.chain else BASE_ADDRESS + 2
         instance = model_header(address, self._registers)
+        if instance.end + 2 > 0x10000 or len(self.chain) >= MAX_MODELS:
+            self._unusable(ProtocolError(f"model {instance.model_id} at {address} with length {instance.length}: "
+                                         f"the chain runs past the register space or {MAX_MODELS} models"))
+            return
         self.chain.append(instance)
         self._send_read(instance.end, 2)
 
@@ -525,7 +546,7 @@ class BsmClient(LinkMachine):
     def snapshot_timed_out(self) -> None:
         assert self.outcome is not None
         self._expect = ("", 0, 0)
-        self.outcome.reason = f"no valid snapshot within {self.snapshot_deadline:g} s"
+        self.outcome.reason = f"no valid snapshot within {self.snapshot_seconds:g} s"
 
     # -- AC meter readings ------------------------------------------------------------------
 

@@ -303,6 +303,7 @@ class ModbusRtuClient:
         """Read Holding Registers at a data-model address."""
         if not 1 <= count <= MAX_READ:
             raise ModbusError(f"read of {count} registers: 1..{MAX_READ} per request")
+        _check_range(address, count)
         pdu = ReadHoldingRegistersRequest(dev_id=self.unit, address=protocol_address(address), count=count)
         return self._framer.buildFrame(pdu)
 
@@ -310,6 +311,7 @@ class ModbusRtuClient:
         """Write Multiple Registers at a data-model address (callers check whole points first)."""
         if not 1 <= len(registers) <= MAX_WRITE:
             raise ModbusError(f"write of {len(registers)} registers: 1..{MAX_WRITE} per request")
+        _check_range(address, len(registers))
         pdu = WriteMultipleRegistersRequest(dev_id=self.unit, address=protocol_address(address), registers=list(registers))
         return self._framer.buildFrame(pdu)
 
@@ -336,6 +338,11 @@ class ModbusRtuClient:
 
     def reset(self) -> None:
         self._buffer = b""
+
+
+def _check_range(address: int, count: int) -> None:
+    if address < 1 or protocol_address(address) + count > 0x10000:
+        raise ModbusError(f"registers {address}..{address + count - 1}: outside the data model's 1..65536")
 
 
 def _response(pdu: object) -> Response:
