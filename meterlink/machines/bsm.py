@@ -249,14 +249,14 @@ class BsmClient(LinkMachine):
         StateTimeout("idle", after="poll_interval", event="poll_due"),
     )
 
-    def __init__(self, plan: BsmPlan, counters: Counter[str] | None = None) -> None:
+    def __init__(self, plan: BsmPlan = BsmPlan(), counters: Counter[str] | None = None) -> None:
         self.plan = plan
         self.codec = ModbusRtuClient(plan.unit)
         self.start_after = 0.0
         self.response_timeout = plan.response_timeout
         self.status_poll = plan.status_poll
         self.poll_interval = plan.poll_interval if plan.poll_interval is not None else 0.0
-        self.snapshot_seconds = plan.deadlines.of(plan.snapshot.type) if plan.snapshot else 0.0
+        self.snapshot_seconds = plan.deadlines.of(plan.snapshot.type) if plan.snapshot else plan.deadlines.current
         self.chain: list[ModelInstance] = []
         self.public_key: bytes | None = None
         self.meter_address: str | None = None
