@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -233,9 +234,14 @@ def bsm_snapshot(args: argparse.Namespace) -> int:
     from .actors.link import LinkHooks, LinkLost, LinkStatus
     from .machines.bsm import BsmClient, BsmPlan, SnapshotRequest
     from .protocols.bsm import SnapshotType
+    from .protocols.errors import ProtocolError
 
     kind = next(kind for kind in SnapshotType if kind.option == args.type)
-    plan = BsmPlan(unit=args.unit, snapshot=SnapshotRequest(kind, args.meta1, args.meta2, args.meta3))
+    try:
+        request = SnapshotRequest(kind, args.meta1, args.meta2, args.meta3)
+    except ProtocolError as error:
+        raise UsageError(f"metadata: {error}") from None
+    plan = BsmPlan(unit=args.unit, snapshot=request)
     link = BsmLink(args.port, plan, serial_settings(args, BSM_SERIAL))
     machine = BsmClient(plan)
 
@@ -645,6 +651,22 @@ def _not_negative(text: str) -> int:
     return int(text)
 
 
+def _modbus_unit(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 247:
+        raise argparse.ArgumentTypeError(f"expected a Modbus RTU unit, 1 to 247, got {text!r}")
+    return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"expected seconds, more than 0, got {text!r}")
+    return seconds
+
+
 def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
@@ -734,15 +756,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     read_bsm_cmd = read.add_parser("bsm", help="read a BSM-WS36A's AC meter over Modbus RTU (19200 8E1, unit 42)")
     _add_serial_options(read_bsm_cmd)
-    read_bsm_cmd.add_argument("--unit", type=int, default=42, help="Modbus unit (default 42, the factory setting)")
-    read_bsm_cmd.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between readings")
+    read_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42, the factory setting)")
+    read_bsm_cmd.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="S", help="seconds between readings (default 5)")
     read_bsm_cmd.add_argument("--count", type=_not_negative, metavar="N", help="stop after N readings")
     read_bsm_cmd.set_defaults(handler=read_bsm, data_request=None)
 
     bsm = commands.add_parser("bsm", help="signed snapshots of a BSM-WS36A").add_subparsers(dest="action", required=True)
     bsm_snapshot_cmd = bsm.add_parser("snapshot", help="take a signed snapshot; print it as JSON with signature_valid")
     _add_serial_options(bsm_snapshot_cmd)
-    bsm_snapshot_cmd.add_argument("--unit", type=int, default=42, help="Modbus unit (default 42)")
+    bsm_snapshot_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
     bsm_snapshot_cmd.add_argument("--type", required=True, choices=["current", "turn-on", "turn-off", "start", "end"])
     for n in (1, 2, 3):
         bsm_snapshot_cmd.add_argument(f"--meta{n}", metavar="TEXT", help=f"metadata {n}, written before the snapshot")
@@ -792,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate_bsm_cmd = simulate.add_parser("bsm", help="a BSM-WS36A signing meter on Modbus RTU")
     _add_listen_options(simulate_bsm_cmd)
-    simulate_bsm_cmd.add_argument("--unit", type=int, default=42, help="Modbus unit (default 42)")
+    simulate_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
     simulate_bsm_cmd.add_argument("--contactor", choices=["none", "stuck", "slow", "lie"], default="none",
                                   help="a contactor fault: stuck never moves, slow misses the 0.5 s feedback, lie reports what it was told")
     simulate_bsm_cmd.add_argument("--no-doe", action="store_true", help="the DOE release withdrawn (turn-on fails with status 4)")

@@ -17,6 +17,9 @@ from ..transports import SerialSettings, open_link
 from .link import LinkHooks, LinkStatus, run_link
 
 BSM_SERIAL = SerialSettings(baudrate=19200, bytesize=8, parity="E", stopbits=1)
+BSM_UNIT = 42
+BSM_POLL_INTERVAL = 5.0
+"""Seconds between reads of the AC meter model when none is given (`read bsm`, a service link)."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..protocols.ocmf import parse_ocmf
 from ..protocols.readings import Reading, Value, scaled
 from ..protocols.sunspec import (
     BASE_ADDRESS, END_MODEL, MAX_READ, MAX_WRITE, BadFrame, ExceptionAnswer, Layout, ModbusRtuClient, ModelInstance, PointType,
-    RegistersRead, RegistersWritten, Response, check_marker, check_whole_points, decode_model, find_models,
+    RegistersRead, RegistersWritten, Response, check_marker, check_whole_points, decode_model, encode_point, find_models,
     model_header, not_available, write_span,
 )
 from .base import LinkMachine, Publish, Send, StateTimeout
@@ -68,6 +68,12 @@ class SnapshotRequest:
     meta1: str | None = None
     meta2: str | None = None
     meta3: str | None = None
+
+    def __post_init__(self) -> None:
+        # Metadata that does not fit its data point is refused here, before anything is written.
+        for n, text in enumerate((self.meta1, self.meta2, self.meta3), start=1):
+            if text is not None:
+                encode_point(SIGNING_METER.point(f"Meta{n}"), text)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ class BsmMeter:
     wallclock: Callable[[], float] = time.time
     load_w: int = 11_000
     serial: str = "001BZR1521070006"
+    charging: bool = False
+    """A vehicle charges from the start: DO active, the contactor closing (the demo's meter)."""
 
     def __post_init__(self) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -137,6 +139,8 @@ class BsmMeter:
         self.response_count = 0
         self.nursery: trio.Nursery | None = None
         self._fill_static()
+        if self.charging:
+            self._switch(True)
 
     # -- registers --------------------------------------------------------------------------
 
