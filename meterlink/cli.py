@@ -506,8 +506,11 @@ def simulate_bsm(args: argparse.Namespace) -> int:
     async def serve(stream: trio.abc.Stream) -> None:
         # One meter for every connection: its clock, counters and snapshots outlive a client.
         if not meters:
-            meters.append(BsmMeter(unit=args.unit, contactor=Contactor(fault=Fault(args.contactor)), doe=not args.no_doe,
-                                   stall=args.stall))
+            # A stuck contactor is a welded one: closed under a charging vehicle, it never opens, so
+            # turn-on and turn-off fail with status 5 (one stuck open would never show the fault).
+            stuck = Fault(args.contactor) is Fault.STUCK
+            contactor = Contactor(fault=Fault(args.contactor), closed=stuck, target=stuck)
+            meters.append(BsmMeter(unit=args.unit, contactor=contactor, doe=not args.no_doe, stall=args.stall, charging=stuck))
         await run_bsm_meter(stream, meters[0])
 
     trio.run(serve_meter, args.listen, serve, _announce)
@@ -816,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listen_options(simulate_bsm_cmd)
     simulate_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
     simulate_bsm_cmd.add_argument("--contactor", choices=["none", "stuck", "slow", "lie"], default="none",
-                                  help="a contactor fault: stuck never moves, slow misses the 0.5 s feedback, lie reports what it was told")
+                                  help="a contactor fault: stuck is welded closed (turn-on/turn-off fail with status 5), slow misses "
+                                       "the 0.5 s feedback, lie: its feedback contact reports what it was told")
     simulate_bsm_cmd.add_argument("--no-doe", action="store_true", help="the DOE release withdrawn (turn-on fails with status 4)")
     simulate_bsm_cmd.add_argument("--stall", action="store_true", help="snapshots never finish signing")
     simulate_bsm_cmd.set_defaults(handler=simulate_bsm)
