@@ -151,3 +151,13 @@ def test_the_readme_says_how_to_set_the_meter_key():
     body = re.search(r"-d '(\{.*?\})'", section).group(1)
     command = MeterSetKeyCommand.model_validate(json.loads(body))
     assert command.link == "mbus" and len(command.key.get_secret_value()) == 32
+
+
+@pytest.mark.parametrize("section", ["## Configuration", "## BSM-WS36A signing meter"])
+def test_the_readmes_toml_blocks_load(section):
+    import tomllib
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split(section, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(tomllib.loads(block), "README")
+    assert "bsm" in [link.kind for link in config.link]
