@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -240,6 +241,93 @@ def read_dlms(args: argparse.Namespace) -> int:
 
     link = DlmsLink(args.port, dlms_association(args), dlms_reads(args), serial=serial_settings(args, DLMS_SERIAL))
     return trio.run(read_session, "dlms", link.opener(), partial(run_dlms, link), len(link.reads), print_reading, warn)
+
+
+def read_bsm(args: argparse.Namespace) -> int:
+    from .actors.bsm import BSM_SERIAL, BsmLink, run_bsm
+    from .machines.bsm import BsmPlan
+    from .service.read import ReadUntil, read_one_link
+
+    link = BsmLink(args.port, BsmPlan(unit=args.unit, poll_interval=args.interval), serial_settings(args, BSM_SERIAL))
+    return trio.run(read_one_link, "bsm", link.opener(), partial(run_bsm, link), ReadUntil(args.count, 0), print_reading, warn)
+
+
+def bsm_snapshot(args: argparse.Namespace) -> int:
+    """Take one signed snapshot and print it as JSON; exit 1 unless it is valid and verifies."""
+    from .actors.bsm import BSM_SERIAL, BsmLink, run_bsm
+    from .actors.link import LinkHooks, LinkLost, LinkStatus
+    from .machines.bsm import BsmClient, BsmPlan, SnapshotRequest
+    from .protocols.bsm import SnapshotType
+    from .protocols.errors import ProtocolError
+
+    kind = next(kind for kind in SnapshotType if kind.option == args.type)
+    try:
+        request = SnapshotRequest(kind, args.meta1, args.meta2, args.meta3)
+    except ProtocolError as error:
+        raise UsageError(f"metadata: {error}") from None
+    plan = BsmPlan(unit=args.unit, snapshot=request)
+    link = BsmLink(args.port, plan, serial_settings(args, BSM_SERIAL))
+    machine = BsmClient(plan)
+
+    async def session() -> None:
+        stream = await link.opener()()  # a port that cannot be opened is a usage error
+
+        async def opener() -> trio.abc.Stream:
+            return stream
+
+        try:
+            await run_bsm(link, LinkHooks(lambda reading: None), LinkStatus("bsm", "bsm"), opener, machine)
+        except LinkLost as error:
+            warn(str(error))
+
+    trio.run(session)
+    outcome = machine.outcome
+    if outcome is None:
+        warn(f"no snapshot: {machine.failure or 'the session ended early'}")
+        return EXIT_FAILED
+    record: dict[str, object] = outcome.snapshot.to_json() if outcome.snapshot else {"Typ": int(kind), "St": outcome.status}
+    if outcome.snapshot is None and machine.public_key is not None:
+        record["PK"] = machine.public_key.hex()
+    record["signature_valid"] = outcome.valid
+    if outcome.ocmf is not None:
+        record["OCMF"] = outcome.ocmf
+        record["ocmf_signature_valid"] = bool(outcome.ocmf_valid)
+    print(json.dumps(record), flush=True)
+    if not outcome.valid:
+        warn(f"{args.type} snapshot not valid: {outcome.reason or machine.failure}")
+    return EXIT_OK if outcome.valid else EXIT_FAILED
+
+
+def bsm_verify(args: argparse.Namespace) -> int:
+    """Verify a saved snapshot (JSON) or an OCMF string; exit 1 when it does not verify."""
+    from .protocols.bsm import Snapshot
+    from .protocols.errors import ProtocolError
+    from .protocols.ocmf import parse_ocmf
+
+    text = read_input(args.file).decode("utf-8", "surrogateescape").strip()
+    try:
+        key = bytes.fromhex(args.public_key) if args.public_key else None
+    except ValueError:
+        raise UsageError("--public-key: hex digits of the DER public key") from None
+    try:
+        if text.startswith("OCMF|"):
+            if key is None:
+                raise UsageError("an OCMF string carries no public key: give --public-key")
+            valid = parse_ocmf(text).verify(key)
+        else:
+            try:
+                record = json.loads(text)
+            except ValueError as error:
+                raise UsageError(f"{args.file}: neither an OCMF string nor a snapshot's JSON ({error})") from None
+            snapshot = Snapshot.from_json(record)
+            if key is None and snapshot.public_key is None:
+                raise UsageError("the snapshot carries no PK: give --public-key")
+            valid = snapshot.verify(key)
+    except ProtocolError as error:
+        warn(f"{args.file}: {error}")
+        return EXIT_FAILED
+    print(json.dumps({"signature_valid": valid}), flush=True)
+    return EXIT_OK if valid else EXIT_FAILED
 
 
 def dlms_association(args: argparse.Namespace) -> Association:
@@ -532,6 +620,26 @@ def simulate_kamstrup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def simulate_bsm(args: argparse.Namespace) -> int:
+    from .simulators.bsm import BsmMeter, Contactor, Fault, run_bsm_meter
+    from .simulators.serve import serve_meter
+
+    meters: list[BsmMeter] = []
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        # One meter for every connection: its clock, counters and snapshots outlive a client.
+        if not meters:
+            # A stuck contactor is a welded one: closed under a charging vehicle, it never opens, so
+            # turn-on and turn-off fail with status 5 (one stuck open would never show the fault).
+            stuck = Fault(args.contactor) is Fault.STUCK
+            contactor = Contactor(fault=Fault(args.contactor), closed=stuck, target=stuck)
+            meters.append(BsmMeter(unit=args.unit, contactor=contactor, doe=not args.no_doe, stall=args.stall, charging=stuck))
+        await run_bsm_meter(stream, meters[0])
+
+    trio.run(serve_meter, args.listen, serve, _announce)
+    return EXIT_OK
+
+
 def _announce(where: str) -> None:
     print(where, flush=True)
 
@@ -679,6 +787,22 @@ def _numbers(text: str) -> tuple[int, ...]:
     return tuple(_not_negative(part.strip()) for part in text.split(",") if part.strip())
 
 
+def _modbus_unit(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 247:
+        raise argparse.ArgumentTypeError(f"expected a Modbus RTU unit, 1 to 247, got {text!r}")
+    return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"expected seconds, more than 0, got {text!r}")
+    return seconds
+
+
 def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
@@ -784,6 +908,26 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the revision the new image must report (default: any other than before)")
     image_cmd.set_defaults(handler=image_transfer, data_request=None)
 
+    read_bsm_cmd = read.add_parser("bsm", help="read a BSM-WS36A's AC meter over Modbus RTU (19200 8E1, unit 42)")
+    _add_serial_options(read_bsm_cmd)
+    read_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42, the factory setting)")
+    read_bsm_cmd.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="S", help="seconds between readings (default 5)")
+    read_bsm_cmd.add_argument("--count", type=_not_negative, metavar="N", help="stop after N readings")
+    read_bsm_cmd.set_defaults(handler=read_bsm, data_request=None)
+
+    bsm = commands.add_parser("bsm", help="signed snapshots of a BSM-WS36A").add_subparsers(dest="action", required=True)
+    bsm_snapshot_cmd = bsm.add_parser("snapshot", help="take a signed snapshot; print it as JSON with signature_valid")
+    _add_serial_options(bsm_snapshot_cmd)
+    bsm_snapshot_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
+    bsm_snapshot_cmd.add_argument("--type", required=True, choices=["current", "turn-on", "turn-off", "start", "end"])
+    for n in (1, 2, 3):
+        bsm_snapshot_cmd.add_argument(f"--meta{n}", metavar="TEXT", help=f"metadata {n}, written before the snapshot")
+    bsm_snapshot_cmd.set_defaults(handler=bsm_snapshot, data_request=None)
+    bsm_verify_cmd = bsm.add_parser("verify", help="verify a saved snapshot (JSON) or an OCMF string")
+    bsm_verify_cmd.add_argument("file", metavar="FILE|-")
+    bsm_verify_cmd.add_argument("--public-key", metavar="HEX", help="the meter's DER public key (needed for OCMF)")
+    bsm_verify_cmd.set_defaults(handler=bsm_verify)
+
     detect_cmd = commands.add_parser("detect", help="find a meter's serial setting, framing and maker; print a [[link]] for it")
     detect_cmd.add_argument("--port", required=True, help="serial device path or tcp://HOST:PORT")
     _add_key_options(detect_cmd, required=False)
@@ -835,6 +979,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long the meter is unreachable once it reboots (default 4)")
     faults.add_argument("--drop-link-after", type=_positive, metavar="N", help="drop the link once after N blocks")
     simulate_kamstrup_cmd.set_defaults(handler=simulate_kamstrup)
+
+    simulate_bsm_cmd = simulate.add_parser("bsm", help="a BSM-WS36A signing meter on Modbus RTU")
+    _add_listen_options(simulate_bsm_cmd)
+    simulate_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
+    simulate_bsm_cmd.add_argument("--contactor", choices=["none", "stuck", "slow", "lie"], default="none",
+                                  help="a contactor fault: stuck is welded closed (turn-on/turn-off fail with status 5), slow misses "
+                                       "the 0.5 s feedback, lie: its feedback contact reports what it was told")
+    simulate_bsm_cmd.add_argument("--no-doe", action="store_true", help="the DOE release withdrawn (turn-on fails with status 4)")
+    simulate_bsm_cmd.add_argument("--stall", action="store_true", help="snapshots never finish signing")
+    simulate_bsm_cmd.set_defaults(handler=simulate_bsm)
 
     diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")
     diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")

@@ -504,7 +504,7 @@ class ReadingOut(BaseModel):
     link: str
     """The configured link's name."""
     kind: str
-    """The link kind: p1, mbus, hdlc-push, dlms."""
+    """The link kind: p1, mbus, hdlc-push, dlms, bsm."""
     received_at: float | None
     captured_at: str | None
     values: list[ValueOut]

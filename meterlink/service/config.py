@@ -154,7 +154,7 @@ class SupervisorSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "auto"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto"]
     """"auto": the link found at start by `meterlink detect`'s search (README, "Finding your meter's settings")."""
     port: str
     """A serial device path or tcp://HOST:PORT."""
@@ -170,7 +170,9 @@ class LinkSection(_Section):
     objects: list[str] = []
     """DLMS: the attributes polled, CLASS:OBIS:ATTR (registers are read with their scaler and unit)."""
     poll_interval: float | None = Field(default=None, gt=0)
-    """DLMS: seconds between polls (default 10)."""
+    """DLMS and BSM: seconds between polls (default DLMS 10, BSM 5)."""
+    unit: int | None = Field(default=None, ge=1, le=247)
+    """BSM: the meter's Modbus unit (default 42, the factory setting)."""
     password: SecretStr | None = None
     """DLMS: the LLS password; with it the defaults become client SAP 18, server logical 16."""
     client_sap: int | None = Field(default=None, ge=0, le=127)
@@ -206,13 +208,27 @@ class LinkSection(_Section):
 
     @model_validator(mode="after")
     def _dlms_keys(self) -> LinkSection:
-        dlms_only = ("objects", "poll_interval", "password", "client_sap", "server_logical", "server_physical")
+        dlms_only = ("objects", "password", "client_sap", "server_logical", "server_physical")
+        if self.kind not in ("dlms", "bsm") and self.poll_interval is not None:
+            raise ValueError("poll_interval: only for kind = \"dlms\" or \"bsm\"")
         if self.kind != "dlms":
             misplaced = [key for key in dlms_only if getattr(self, key)]
             if misplaced:
                 raise ValueError(f"{', '.join(misplaced)}: only for kind = \"dlms\"")
         elif not self.objects:
             raise ValueError("objects: a dlms link polls at least one attribute, e.g. \"3:1-1:1.8.0.255:2\"")
+        return self
+
+    @model_validator(mode="after")
+    def _bsm_keys(self) -> LinkSection:
+        if self.kind != "bsm":
+            if self.unit is not None:
+                raise ValueError("unit: only for kind = \"bsm\"")
+            return self
+        # A polled Modbus link: no telegram interval, no P1 data-request line, no DSMR variant.
+        misplaced = [key for key in ("push_interval", "data_request", "legacy") if getattr(self, key)]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)}: not for kind = \"bsm\" (a polled link: poll_interval)")
         return self
 
     @model_validator(mode="after")

@@ -1,5 +1,5 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
-push, DLMS).
+push, DLMS, and the BSM-WS36A signing meter of a charging station on Modbus RTU).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -9,12 +9,15 @@ and the adapter reads them through the same supervised actors and serves the sam
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from datetime import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from ..protocols.readings import Reading, Value
+from ..simulators.bsm import BsmMeter, run_bsm_meter
+from ..simulators.clock import local_zone
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
@@ -37,6 +40,7 @@ async def run_demo(
             mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
             hdlc_url = await nursery.start(serve_tcp, _hdlc_push_meter, "tcp://127.0.0.1:0")
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
+            bsm_url = await nursery.start(serve_tcp, _bsm_meter(), "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
@@ -47,6 +51,7 @@ async def run_demo(
                         {"name": "hdlc", "kind": "hdlc-push", "port": hdlc_url, "push_interval": 1.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
+                        {"name": "bsm", "kind": "bsm", "port": bsm_url, "poll_interval": 2.0},
                     ],
                 },
                 "demo",
@@ -55,6 +60,8 @@ async def run_demo(
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
+
+BERLIN = local_zone("Europe/Berlin")
 
 LOOPBACK = ["127.0.0.0/8", "::1"]
 """The demo's meters are simulated and its page is opened on the same machine: reading from there
@@ -94,6 +101,20 @@ async def _kamstrup_meter(stream: trio.abc.Stream) -> None:
         await run_kamstrup_meter(stream, _KAMSTRUP)
 
 
+def _bsm_meter() -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A charging station's BSM-WS36A with a vehicle charging; one meter for every connection, so
+    its energy and counters outlive a reconnect."""
+    meters: list[BsmMeter] = []
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        if not meters:
+            meters.append(BsmMeter(charging=True))
+        async with stream:
+            await run_bsm_meter(stream, meters[0])
+
+    return serve
+
+
 def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
@@ -111,6 +132,10 @@ def summary(reading: Reading) -> str:
         value = value_of(cde)
         return f"{value.value:.1f}" if value is not None and isinstance(value.value, (int, float)) else "-"
 
-    power = watts("1.7.0.255") - watts("2.7.0.255")
+    # A meter that states its net power (the BSM's SunSpec W, 16.7.0) is shown as it states it.
+    power = watts("16.7.0.255") if value_of("16.7.0.255") else watts("1.7.0.255") - watts("2.7.0.255")
     phases = " ".join(volts(f"{c}.7.0.255") for c in (32, 52, 72))
-    return f"{reading.captured_at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"
+    # A meter that sends no time of its own (the BSM's AC meter model) is shown at the adapter's
+    # clock, in the central European time the demo's other meters keep.
+    at = reading.captured_at or datetime.fromtimestamp(reading.received_at or 0, BERLIN).replace(tzinfo=None).isoformat(timespec="seconds")
+    return f"{at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"

@@ -21,11 +21,13 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 
+from ..actors.bsm import BSM_POLL_INTERVAL, BSM_SERIAL, BSM_UNIT, BsmLink, run_bsm
 from ..actors.dlms import DLMS_SERIAL, DlmsLink
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
+from ..machines.bsm import BsmPlan
 from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
@@ -66,6 +68,8 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         return _keyed_child(section, partial(run_hdlc_push, hdlc), hooks, status, keys)
     if section.kind == "dlms":
         return ChildSpec(section.name, partial(run_dlms_with_images, dlms_link(section), hooks, status))
+    if section.kind == "bsm":
+        return ChildSpec(section.name, partial(run_bsm, bsm_link(section), hooks, status))
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     # Keys for encrypted P1 (Luxembourg Smarty, Energienetze Steiermark); plain telegrams need none.
@@ -135,6 +139,12 @@ def dlms_link(section: LinkSection) -> DlmsLink:
     reads = tuple(AttributeRef.parse(text) for text in section.objects)
     return DlmsLink(section.port, association, reads, section.poll_interval or DLMS_POLL_INTERVAL,
                     section.serial(DLMS_SERIAL), section.inactivity_timeout)
+
+
+def bsm_link(section: LinkSection) -> BsmLink:
+    """A BSM-WS36A read as a service link: its AC meter model every poll interval, for ever."""
+    plan = BsmPlan(unit=section.unit or BSM_UNIT, poll_interval=section.poll_interval or BSM_POLL_INTERVAL)
+    return BsmLink(section.port, plan, section.serial(BSM_SERIAL))
 
 
 def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:

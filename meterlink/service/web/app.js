@@ -271,8 +271,13 @@
   }
 
   // P = 1.7.0 (P+, import) - 2.7.0 (P-, export). If either is missing the point is unknown (null)
-  // and breaks the line: a missing value is never taken as 0.
+  // and breaks the line: a missing value is never taken as 0. A meter that states no import power
+  // but its net power 16.7.0 (the BSM-WS36A's SunSpec W) is drawn with that.
   function netPowerW(reading) {
+    if (!findValue(reading, "1-0:1.7.0") && !findValue(reading, "1-1:1.7.0")) {
+      const net = powerW(reading, "16.7.0");
+      if (net !== null) return net;
+    }
     const imported = powerW(reading, "1.7.0");
     const exported = powerW(reading, "2.7.0");
     return imported === null || exported === null ? null : imported - exported;
@@ -582,6 +587,8 @@
     "3.8.0": "Reactive energy import (+R)", "3.8.1": "Reactive energy import", "4.8.0": "Reactive energy export (\u2212R)",
     "4.8.1": "Reactive energy export", "15.8.0": "Absolute active energy",
     "1.7.0": "Active power import (+P)", "2.7.0": "Active power export (\u2212P)",
+    "16.7.0": "Active power (net)", "36.7.0": "Active power L1 (net)", "56.7.0": "Active power L2 (net)",
+    "76.7.0": "Active power L3 (net)", "90.7.0": "Current (sum of phases)",
     "3.7.0": "Reactive power import (+Q)", "4.7.0": "Reactive power export (\u2212Q)",
     "21.7.0": "Active power import L1", "41.7.0": "Active power import L2", "61.7.0": "Active power import L3",
     "22.7.0": "Active power export L1", "42.7.0": "Active power export L2", "62.7.0": "Active power export L3",
@@ -695,7 +702,7 @@
   }
 
   function linkItem(link, child) {
-    const readings = link.kind === "dlms" ? "readings" : "telegrams";
+    const readings = link.kind === "dlms" || link.kind === "bsm" ? "readings" : "telegrams";
     return el("li", {},
       el("div", {}, el("span", { className: "link-name" }, link.name), ` (${link.kind}) `,
         el("span", { className: `state ${stateClass(link)}` }, link.state_label)),
