@@ -152,6 +152,28 @@ class SupervisorSection(_Section):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
+class NetworkSection(_Section):
+    """The adapter's own Wi-Fi (README, "The adapter's network")."""
+
+    backend: Literal["auto", "networkmanager", "simulated", "none"] = "auto"
+    """auto: NetworkManager when nmcli answers and has a Wi-Fi device, else simulated; none: not managed."""
+    interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The Wi-Fi device joining the home network (default: NetworkManager's first Wi-Fi device)."""
+    ap_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The device of the access point (default: `interface`; a second one lets sta_ap keep both up)."""
+    ap_password: Literal["device", "seed"] = "device"
+    """device: derived from this adapter's own secret (`meterlink device-info`); seed: welinkwmlink, the seed's."""
+
+
+class LedsSection(_Section):
+    """Status LEDs (seed 001 ch. C.8) through Linux's LED class: LED names under `sysfs`."""
+
+    sysfs: Path = Path("/sys/class/leds")
+    power: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
+    data: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
+    fault: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
+
+
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     kind: Literal["p1", "mbus", "hdlc-push", "dlms", "auto"]
@@ -241,6 +263,8 @@ class Config(_Section):
     http: HttpSection = HttpSection()
     mqtt: MqttSection = MqttSection()
     supervisor: SupervisorSection = SupervisorSection()
+    network: NetworkSection = NetworkSection()
+    leds: LedsSection = LedsSection()
     link: list[LinkSection] = []
 
     @field_validator("link")

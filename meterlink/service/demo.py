@@ -41,6 +41,8 @@ async def run_demo(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
                     "http": {"listen": listen, "open_reads": LOOPBACK},
+                    # Never the real Wi-Fi of the machine the demo runs on.
+                    "network": {"backend": "simulated"},
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
