@@ -14,6 +14,9 @@ Installs meterlink from the checkout this script is in:
                                              an existing one is kept as it is
   /etc/systemd/system/meterlink.service      the unit (it hands the config to the service with
                                              LoadCredential=)
+  /etc/polkit-1/rules.d/50-meterlink-networkmanager.rules
+                                             lets the service's user drive NetworkManager (its own
+                                             Wi-Fi profiles, the access point, scans)
 then reloads systemd and enables the service (a running one is restarted on the new version).
 
   --prefix DIR   install under DIR instead of / (DIR/opt/meterlink, DIR/etc/...), with the unit's
@@ -107,6 +110,11 @@ sed -e "s|/opt/meterlink|$prefix/opt/meterlink|g" -e "s|/etc/meterlink|$prefix/e
     "$source_dir/deploy/meterlink.service" >"$build/meterlink.service"
 install -m 644 "$build/meterlink.service" "$unit_dir/meterlink.service"
 say "installed $unit_dir/meterlink.service"
+
+polkit_dir=$prefix/etc/polkit-1/rules.d
+install -d -m 755 "$polkit_dir"
+install -m 644 "$source_dir/deploy/50-meterlink-networkmanager.rules" "$polkit_dir/50-meterlink-networkmanager.rules"
+say "installed $polkit_dir/50-meterlink-networkmanager.rules"
 
 if [ -n "$with_systemd" ]; then
     systemctl daemon-reload

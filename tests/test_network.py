@@ -458,3 +458,17 @@ def test_the_access_point_name_and_password(tmp_path: Path) -> None:
 def test_every_network_transition_is_taken() -> None:
     missing = [str(key) for key in transition_keys(NetworkMachine) if key not in RECORDER.taken]
     assert missing == [], missing
+
+
+def test_device_info_shows_the_label_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meterlink.cli import main
+
+    config = tmp_path / "meterlink.toml"
+    config.write_text(f'[adapter]\nstate_dir = "{tmp_path / "state"}"\n[network]\nbackend = "simulated"\n')
+    assert main(["device-info", "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    secret = (tmp_path / "state" / "ap.secret").read_bytes()
+    assert shown["password"] == derive_ap_password(secret) and shown["ssid"].startswith("meterextension:")
+    config.write_text(config.read_text() + 'ap_password = "seed"\n')
+    assert main(["device-info", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["password"] == "welinkwmlink"
