@@ -165,15 +165,6 @@ class NetworkSection(_Section):
     """device: derived from this adapter's own secret (`meterlink device-info`); seed: welinkwmlink, the seed's."""
 
 
-class LedsSection(_Section):
-    """Status LEDs (seed 001 ch. C.8) through Linux's LED class: LED names under `sysfs`."""
-
-    sysfs: Path = Path("/sys/class/leds")
-    power: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
-    data: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
-    fault: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")
-
-
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     kind: Literal["p1", "mbus", "hdlc-push", "dlms", "auto"]
@@ -264,7 +255,6 @@ class Config(_Section):
     mqtt: MqttSection = MqttSection()
     supervisor: SupervisorSection = SupervisorSection()
     network: NetworkSection = NetworkSection()
-    leds: LedsSection = LedsSection()
     link: list[LinkSection] = []
 
     @field_validator("link")
