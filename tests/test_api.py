@@ -366,7 +366,7 @@ async def test_bad_key_is_400_without_echo(rig: Rig, caplog: pytest.LogCaptureFi
 
 
 async def test_wifi_config_status_and_factory_reset(rig: Rig, caplog: pytest.LogCaptureFixture,
-                                                    autojump_clock: trio.testing.MockClock) -> None:
+                                                    mock_clock: trio.testing.MockClock) -> None:
     caplog.set_level(logging.DEBUG)
     password = "blub123ber-secret"
     network = rig.adapter.network
@@ -377,7 +377,10 @@ async def test_wifi_config_status_and_factory_reset(rig: Rig, caplog: pytest.Log
         await nursery.start(network.run)
         before = (await command(client, {"cmd": "wifi_status", "id": "1"})).json()
         configured = await command(client, {"cmd": "wifi_config", "ssid": "solimlis", "password": password, "mode": "sta_ap"})
-        await trio.sleep(5)
+        # Time moves by hand: an autojump clock would jump to the window's end while the client waits.
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(5)
+        await trio.testing.wait_all_tasks_blocked()
         after = (await command(client, {"cmd": "wifi_status"})).json()
         await command(client, {"cmd": "meter_setkey", "key": KEY})
         reset = await command(client, {"cmd": "meter_factreset", "id": "123"})

@@ -247,7 +247,8 @@ async def network_controller(section: NetworkSection, state: Path, mac: str) -> 
     except (OSError, ValueError) as error:
         raise StartupError(f"adapter.state_dir: {error}") from None
     line = None
-    if new and section.ap_password == "device":
+    # A simulated Wi-Fi has no access point to join; `meterlink device-info` shows the password anyway.
+    if new and section.ap_password == "device" and backend.name != "simulated":
         line = (f"access point {access_point.ssid}, password (shown once; `meterlink device-info` shows it again): "
                 f"{access_point.password}")
     return NetworkController(backend, access_point, WindowStore(state / "network.json")), line
