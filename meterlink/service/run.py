@@ -32,7 +32,7 @@ from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
 from .adapter import Adapter, ApiPolicy, DeviceInfo
-from .config import Config, LinkSection, MqttSection, NetworkSection, SupervisorSection
+from .config import Config, LedsSection, LinkSection, MqttSection, NetworkSection, SupervisorSection
 from .detect import Found, detect, link_fields, notes, summary
 from .httpserver import serve
 from .hub import ReadingsHub
@@ -40,6 +40,9 @@ from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
 from ..protocols.dlms.objects import AttributeRef
 from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey, SecretsError
+from ..machines.leds import Role
+from .ledclass import LedClass
+from .leds import LedActor, observe
 from .network import NetworkController, WindowStore, device_access_point
 from .nmcli import find_networkmanager
 from .startup import StartupError, bind_http, ensure_token, prepare_state_dir
@@ -254,6 +257,16 @@ async def network_controller(section: NetworkSection, state: Path, mac: str) -> 
     return NetworkController(backend, access_point, WindowStore(state / "network.json")), line
 
 
+def led_child(section: LedsSection, links: dict[str, LinkStatus], links_supervisor: Supervisor,
+              network: NetworkController | None) -> ChildSpec | None:
+    """The LED actor, when `[leds]` names at least one LED."""
+    names = {role: name for role in Role if (name := getattr(section, role.value)) is not None}
+    if not names:
+        return None
+    actor = LedActor(names, LedClass(section.sysfs), lambda: observe(links, links_supervisor.status(), network))
+    return ChildSpec("leds", actor.run)
+
+
 async def serve_http(adapter: Adapter, listener: socket.socket) -> None:
     """Serve the API and the web page on the socket taken at start."""
     from .api import create_app
@@ -307,6 +320,9 @@ async def run_service(
         network, access_point_line = await network_controller(config.network, state, DeviceInfo().mac)
         if network is not None:
             children.append(ChildSpec("network", network.run))
+        leds = led_child(config.leds, links, links_supervisor, network)
+        if leds is not None:
+            children.append(leds)
         root = supervisor(children, "meterlink", config.supervisor)
         adapter = build_adapter(config, hub, links, root, keys, credentials)
         adapter.request_restart = links_supervisor.restart
