@@ -280,6 +280,15 @@ def test_a_restart_after_the_window_never_reopens_it(adapter: Adapter) -> None:
     assert adapter.machine.state_name == "unconfigured"
 
 
+def test_wifi_config_after_the_window_joins_without_the_access_point(adapter: Adapter) -> None:
+    """Reached over Ethernet: an unconfigured adapter whose window is over still takes wifi_config."""
+    adapter.loop.sleep(700)
+    adapter.configure("home", HOME_PASSWORD, "sta")
+    assert adapter.machine.state_name == "connecting"
+    adapter.loop.sleep(2)
+    assert adapter.machine.state_name == "online" and adapter.backend.access_point is None
+
+
 def test_a_crash_takes_the_access_point_down_until_the_restart(adapter: Adapter) -> None:
     adapter.loop.sleep(100)
     adapter.stop()
