@@ -689,6 +689,45 @@ def token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def device_info(args: argparse.Namespace) -> int:
+    """The access point's name and password (for the device's label), as JSON on stdout."""
+    from .service.adapter import DeviceInfo
+    from .service.run import choose_backend
+    from .service.network import device_access_point
+    from .service.startup import StartupError, prepare_state_dir
+
+    config = _load_config(args.config)
+
+    async def hardware_address() -> str | None:
+        backend = await choose_backend(config.network)
+        return await backend.hardware_address() if backend is not None else None
+
+    try:
+        state = prepare_state_dir(config.adapter.state_dir)
+        mac = trio.run(hardware_address) or DeviceInfo().mac
+        access_point, _ = device_access_point(state, mac, config.network.ap_password)
+    except (StartupError, OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps({"ssid": access_point.ssid, "password": access_point.password, "mac": mac,
+                      "ap_password": config.network.ap_password}), flush=True)
+    return EXIT_OK
+
+
+def network_down(args: argparse.Namespace) -> int:
+    """Take the access point down: the unit's ExecStopPost, whatever ended the service."""
+    from .service.run import choose_backend
+
+    config = _load_config(args.config)
+
+    async def down() -> None:
+        backend = await choose_backend(config.network)
+        if backend is not None:
+            await backend.stop_access_point()
+
+    trio.run(down)
+    return EXIT_OK
+
+
 def _load_config(path: Path) -> Config:
     from .service.config import ConfigError, load_config
 
@@ -841,6 +880,13 @@ def build_parser() -> argparse.ArgumentParser:
     token_cmd = commands.add_parser("token", help="set a new API token (prints it once; only its hash is stored)")
     token_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
     token_cmd.set_defaults(handler=token)
+
+    device_info_cmd = commands.add_parser("device-info", help="the access point's name and password, for the label (JSON)")
+    device_info_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    device_info_cmd.set_defaults(handler=device_info)
+    network_down_cmd = commands.add_parser("network-down", help="take the access point down (the unit's ExecStopPost)")
+    network_down_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    network_down_cmd.set_defaults(handler=network_down)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams (text; encrypted ones as hex text or binary)")

@@ -44,22 +44,26 @@ def diagram_names(machine: type[LinkMachine]) -> dict[str, str]:
     return {state_id: name for name, state_id in re.findall(r'^\s*state "([^"]*)" as (\w+)$', text, re.MULTILINE)}
 
 
-def put_in(machine: LinkMachine, leaf: Any) -> None:
-    """Make `leaf` active in place of its region's current state; the other regions stay as they are.
-    A region is the child of a parallel state that holds the leaf, however deep (compound states
-    may nest inside it); a machine without parallel states has one region."""
-    region = _region(leaf)
-    kept = [state for state in machine.configuration if region is not None and _region(state) != region]
-    machine.configuration = OrderedSet([*kept, leaf])
-
-
-def _region(state: Any) -> Any:
-    """The child of a parallel state that `state` lies in (or is); None outside any parallel state."""
-    while state.parent is not None:
-        if state.parent.parallel:
-            return state.id
+def _path(state: Any) -> list[Any]:
+    """The state and its ancestors, the outermost first."""
+    path = []
+    while state is not None:
+        path.insert(0, state)
         state = state.parent
-    return None
+    return path
+
+
+def put_in(machine: LinkMachine, leaf: Any) -> None:
+    """Make `leaf` (and its compound ancestors) active in place of its region's current states; the
+    other regions of a parallel state stay as they are."""
+    leaf_path = _path(leaf)
+
+    def other_region(state: Any) -> bool:
+        common = [a for a, b in zip(_path(state), leaf_path) if a.id == b.id]
+        return bool(common) and bool(common[-1].parallel) and common[-1].id != state.id
+
+    kept = [state for state in machine.configuration if other_region(state)]
+    machine.configuration = OrderedSet([*kept, *leaf_path])
 
 
 def leaves(machine: LinkMachine) -> list[Any]:

@@ -22,6 +22,9 @@ from ..protocols.dlms.objects import AttributeRef, ObjectError
 from ..transports import SerialSettings, parse_tcp_url
 from .hub import DEFAULT_MAX_METERS
 
+LED_NAME = r"^[A-Za-z0-9_.:+-]{1,64}$"
+"""An LED class device name as drivers make them (`led0`, `ACT`, `green:status`): no slash."""
+
 log = logging.getLogger("meterlink.config")
 
 
@@ -152,6 +155,38 @@ class SupervisorSection(_Section):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
+class NetworkSection(_Section):
+    """The adapter's own Wi-Fi (README, "The adapter's network")."""
+
+    backend: Literal["auto", "networkmanager", "simulated", "none"] = "auto"
+    """auto: NetworkManager when nmcli answers and has a Wi-Fi device, else simulated; none: not managed."""
+    interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The Wi-Fi device joining the home network (default: NetworkManager's first Wi-Fi device)."""
+    ap_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The device of the access point (default: `interface`; a second one lets sta_ap keep both up)."""
+    ap_password: Literal["device", "seed"] = "device"
+    """device: derived from this adapter's own secret (`meterlink device-info`); seed: welinkwmlink, the seed's."""
+
+
+class LedsSection(_Section):
+    """Status LEDs (seed 001 ch. C.8) through Linux's LED class: each role names an LED under `sysfs`;
+    a role left out, or the whole section, means no such LED (README, "Status LEDs")."""
+
+    sysfs: Path = Path("/sys/class/leds")
+    power: str | None = Field(default=None, pattern=LED_NAME)
+    data: str | None = Field(default=None, pattern=LED_NAME)
+    fault: str | None = Field(default=None, pattern=LED_NAME)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LedsSection:
+        named = [name for name in (self.power, self.data, self.fault) if name is not None]
+        if any(name in (".", "..") for name in named):
+            raise ValueError("an LED name is a directory under sysfs, not . or ..")
+        if len(set(named)) != len(named):
+            raise ValueError("power, data and fault must name different LEDs")
+        return self
+
+
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto"]
@@ -257,6 +292,8 @@ class Config(_Section):
     http: HttpSection = HttpSection()
     mqtt: MqttSection = MqttSection()
     supervisor: SupervisorSection = SupervisorSection()
+    network: NetworkSection = NetworkSection()
+    leds: LedsSection = LedsSection()
     link: list[LinkSection] = []
 
     @field_validator("link")

@@ -24,6 +24,7 @@ from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel,
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..transports import serve_tcp
 from .config import parse_config
+from .ledclass import stand_in
 from .run import Outputs, run_service
 from .secrets import MeterKey
 
@@ -45,6 +46,10 @@ async def run_demo(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
                     "http": {"listen": listen, "open_reads": LOOPBACK},
+                    # Never the real Wi-Fi of the machine the demo runs on.
+                    "network": {"backend": "simulated"},
+                    # Never the real LEDs either: a directory standing in for /sys/class/leds.
+                    "leds": {"sysfs": str(stand_in(Path(state_dir) / "leds", list(DEMO_LEDS.values()))), **DEMO_LEDS},
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
@@ -62,6 +67,10 @@ async def run_demo(
 
 
 BERLIN = local_zone("Europe/Berlin")
+
+DEMO_LEDS = {"power": "demo:green:power", "data": "demo:yellow:data", "fault": "demo:red:fault"}
+"""The demo's stand-in LEDs, under leds/ in its state directory: watch them with
+`watch -n 0.2 'grep . /tmp/meterlink-demo-*/leds/*/brightness'`."""
 
 LOOPBACK = ["127.0.0.0/8", "::1"]
 """The demo's meters are simulated and its page is opened on the same machine: reading from there
