@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -862,8 +862,16 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--pty", action="store_const", const="pty", dest="listen", help="serve on a new pty")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit 2: `--help` shows the usage, a wrong option
+    names itself without a screenful of it in front (subcommands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meterlink", description="Smart-meter customer-interface adapter.")
+    parser = OneLineErrors(prog="meterlink", description="Smart-meter customer-interface adapter.")
     parser.add_argument("--version", action="version", version=f"meterlink {software_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the links do on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
