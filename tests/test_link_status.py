@@ -33,7 +33,7 @@ from test_mbus_actor import meter_clock, opener
 from test_web import make_adapter
 
 DIAGRAMS = Path(__file__).parent.parent / "diagrams"
-MAIN_REGION = {"DlmsClient": "session", "DlmsMeter": "station", "HdlcPushReader": "push"}
+MAIN_REGION = {"DlmsClient": "session", "DlmsMeter": "station", "HdlcPushReader": "push", "LedMachine": "power"}
 """The region of a parallel machine that says where the link is; the other (the frame receiver)
 changes with every frame."""
 
