@@ -510,7 +510,9 @@ async def check_graph(page: Page, start: float) -> None:
     await hover(page, p1, target)
     tip = await page.wait_for(f"(() => {{ const tip = document.getElementById({P1_SERIES}.canvas).nextElementSibling;"
                               " return !tip.hidden && tip.innerText; })()", "the tooltip")
-    value, unit, shown = re.fullmatch(r"(\d+(?:\.\d+)?) (k?W) (\d\d:\d\d:\d\d)", tip.strip()).groups()
+    shape = re.fullmatch(r"(-?\d+(?:\.\d+)?) (k?W) (\d\d:\d\d:\d\d)", tip.strip())
+    assert shape is not None, tip
+    value, unit, shown = shape.groups()
     [(t, w)] = [(t, w) for t, w in p1["points"] if clock_time(t) == shown]
     assert abs(t - target) <= 1, (shown, target)
     assert float(value) * (1000 if unit == "kW" else 1) == pytest.approx(w, abs=5)
