@@ -8,6 +8,7 @@ import pytest
 
 from harness import Recorder
 from meterlink.machines import base, transition_keys
+from parametrized import cases
 from meterlink.machines.dlms import Answered, Associated, Invoke
 from meterlink.machines.image_transfer import (
     Connect,
@@ -370,7 +371,7 @@ def test_the_scenarios_take_every_declared_transition():
     try:
         for name, function in sorted(globals().items()):
             if name.startswith("test_") and name != "test_the_scenarios_take_every_declared_transition":
-                for arguments in _cases(function):
+                for arguments in cases(function):
                     function(**arguments)
     finally:
         base.observers.remove(recorder)
@@ -378,12 +379,3 @@ def test_the_scenarios_take_every_declared_transition():
     assert missing == [], missing
 
 
-def _cases(function) -> list[dict]:
-    cases: list[dict] = [{}]
-    for mark in getattr(function, "pytestmark", []):
-        names, values = mark.args
-        if isinstance(names, str):
-            names = [name.strip() for name in names.split(",")]
-        rows = [dict(zip(names, value if len(names) > 1 else (value,))) for value in values]
-        cases = [{**case, **row} for case in cases for row in rows]
-    return cases
