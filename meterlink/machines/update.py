@@ -93,7 +93,7 @@ class UpdateMachine(LinkMachine):
     downloaded = updating.downloading.to(updating.verifying, on="verify")
     verified = updating.verifying.to(updating.installing, on="install")
     installed = updating.installing.to(updating.switching, on="switch")
-    switched = updating.switching.to(restarting, on="restart")
+    switched = updating.switching.to(restarting, on="restart_into_new")
     # Declared once from the whole compound: whatever step failed, current still names the release
     # that runs, and the staging area and an unfinished release directory go.
     failed = updating.to(idle, on="clean_up")
@@ -149,6 +149,10 @@ class UpdateMachine(LinkMachine):
 
     def switch(self) -> None:
         self.actions.append(Switch())
+
+    def restart_into_new(self) -> None:
+        self.result = "restarting"
+        self.restart()
 
     def restart(self) -> None:
         self.actions.append(Restart())

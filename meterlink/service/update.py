@@ -310,11 +310,16 @@ async def venv_installer(release: Path, wheels: Path, manifest: Manifest) -> Non
     for command in ([sys.executable, "-m", "venv", str(release)],
                     [str(release / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-cache-dir",
                      "--disable-pip-version-check", "--find-links", str(wheels), manifest.requirement]):
-        done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False,
-                                      env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+        done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False, env=_pip_env())
         if done.returncode != 0:
             lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
             raise InstallError(f"{Path(command[0]).name} {command[2]} failed: {lines[-1] if lines else done.returncode}")
+
+
+def _pip_env() -> dict[str, str]:
+    """No pip configuration or PIP_* variables of this machine: the bundle's wheels are all there is."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PIP_")} | {
+        "PIP_CONFIG_FILE": os.devnull}
 
 
 Fetcher = Callable[[Source, Path, Opener, Progress, int, UpdatePaths], Awaitable[None]]
@@ -453,8 +458,7 @@ class Updater:
             if self.machine.starting.is_active:
                 self.boot()
             task_status.started()
-            if self.machine.confirming.is_active:
-                await self._confirm()
+            await self.confirm()
             await trio.sleep_forever()
 
     def start(self, source: Source) -> trio.Event:
@@ -597,8 +601,11 @@ class Updater:
         shutil.rmtree(self.paths.staging, ignore_errors=True)
         write_status(self.paths, "refused", reason, self.progress.version, self.clock())
 
-    async def _confirm(self) -> None:
-        """Ask the health check until it answers healthy, it fails, or the deadline passes."""
+    async def confirm(self) -> None:
+        """A pending release that runs: ask the health check until it answers healthy, it fails, or
+        the deadline passes; then keep the release or roll back and restart."""
+        if not self.machine.confirming.is_active:
+            return
         with trio.move_on_after(self.machine.confirm_seconds):
             while True:
                 try:
