@@ -73,7 +73,7 @@ from .meterextension import (
     meter_block,
 )
 from .secrets import MeterKey, SecretsError, random_token
-from .update import FileSource, Source, UpdateBusy, UpdateError, UrlSource, save_upload
+from .update import FileSource, Source, UpdateBusy, UpdateError, UploadTooLarge, UrlSource, save_upload
 from .network import NetworkController
 from .wifi import host_ip_info
 
@@ -750,7 +750,14 @@ def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtens
             await allowed(request)
             if updater is None:
                 raise ApiError(404, "firmware_update_not_available", "this meterlink does not update itself")
-            bundle = await save_upload(updater, request.headers.get("content-type", ""), request.stream())
+            try:
+                bundle = await save_upload(updater, request.headers.get("content-type", ""), request.stream())
+            except UpdateBusy as error:
+                raise ApiError(409, "update_in_progress", str(error)) from None
+            except UploadTooLarge as error:
+                raise ApiError(413, "body_too_large", str(error)) from None
+            except UpdateError as error:
+                raise ApiError(400, "invalid_upload", str(error)) from None
             done = commands.firmware_update(FileSource(bundle))
         except ApiError as error:
             return _ota_refused(error)
