@@ -12,6 +12,9 @@ Installs meterlink from the checkout this script is in:
                                              linked as /usr/local/bin/meterlink
   /etc/meterlink/meterlink.toml              the config, 640 root:root, from meterlink.example.toml;
                                              an existing one is kept as it is
+  /etc/meterlink/update-keys, /etc/meterlink/certs
+                                             the update signers' public keys and firmware_update's
+                                             CA files (empty: updates are refused until you add one)
   /etc/systemd/system/meterlink.service      the unit (it hands the config to the service with
                                              LoadCredential=)
   /etc/polkit-1/rules.d/50-meterlink-networkmanager.rules
@@ -105,6 +108,9 @@ else
     install -m 640 -o root -g root "$source_dir/meterlink.example.toml" "$config"
     new_config=yes
 fi
+
+# Updates are refused until a signer's public key is put here (README, "Updating meterlink").
+install -d -m 755 -o root -g root "$config_dir/update-keys" "$config_dir/certs"
 
 unit_dir=$prefix/etc/systemd/system
 install -d -m 755 "$unit_dir"

@@ -595,6 +595,22 @@ def check_boot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def launch(args: argparse.Namespace) -> int:
+    """The unit's ExecStart, from the base release: run the release `current` names (an update's),
+    or this one when there is none or it is this one."""
+    import os
+
+    from .service.update import UpdatePaths, target_of
+
+    config = _load_config(args.config)
+    paths = UpdatePaths(config.adapter.state_dir, config.update.base_release, config.update.keys_dir,
+                        config.update.ca_dir)
+    target = target_of(paths)
+    if target is not None and target != paths.base and (target / "bin" / "meterlink").is_file():
+        os.execv(target / "bin" / "meterlink", ["meterlink", "run", "--config", str(args.config)])
+    return run(args)
+
+
 def _load_config(path: Path) -> Config:
     from .service.config import ConfigError, load_config
 
@@ -753,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     check_boot_cmd = commands.add_parser("check-boot", help="roll back an unconfirmed update (the unit's ExecStartPre)")
     check_boot_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
     check_boot_cmd.set_defaults(handler=check_boot)
+    launch_cmd = commands.add_parser("launch", help="run the release an update installed, else this one (the unit's ExecStart)")
+    launch_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    launch_cmd.set_defaults(handler=launch)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams")
