@@ -546,6 +546,8 @@ def update(args: argparse.Namespace) -> int:
     from .service.update import FileSource, UpdateError, Updater, UrlSource, from_config
 
     config = _load_config(args.config)
+    # The refusal is this command's last line; the service's journal lines would only repeat it.
+    logging.getLogger("meterlink.update").setLevel(logging.INFO if args.verbose else logging.ERROR)
     if args.source.startswith(("http://", "https://")):
         source: FileSource | UrlSource = UrlSource(args.source, args.cert)
     elif Path(args.source).is_file():

@@ -192,7 +192,7 @@ async def test_ota_upload_of_an_unhealthy_release_is_rolled_back(tmp_path: Path,
             async with api_client(confirmed.adapter) as client:
                 refused = await client.post("/ota", auth=("any", TOKEN),
                                             files={"update": ("bad.tar", bundle(tmp_path / "u", "3.0.0", key=None).read_bytes())})
-                assert (refused.status_code, refused.text) == (400, "Update_Failed: refused: the bundle is not signed")
+                assert (refused.status_code, refused.text) == (400, "Update_Failed: the bundle is not signed")
                 upload = await client.post("/ota", auth=("any", TOKEN),
                                            files={"update": ("next.tar", bundle(tmp_path / "c", "3.0.0").read_bytes())})
             assert upload.text == "Update_Success!_Rebooting..."

@@ -550,7 +550,7 @@ class Updater:
             self._manifest = await trio.to_thread.run_sync(
                 verify_bundle, self.bundle, trusted_keys(self.paths.keys_dir), self.host)
         except BundleError as error:
-            self.machine.fail(f"refused: {error}")
+            self.machine.fail(str(error))
             return
         self.progress.version = self._manifest.version
         self.machine.send("verified")
