@@ -20,6 +20,7 @@ import io
 import json
 import platform as host_platform
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -169,6 +170,10 @@ def collect_wheels(source: Path, work: Path, platform: str | None, python: str, 
     (the build backend too).
     Raises BundleError naming pip's last line."""
     own, deps = work / "own", work / "deps"
+    # pip builds in the tree it is given: a copy leaves no build/ or *.egg-info in the checkout, and
+    # no stale build/ of an earlier run can carry deleted modules into the wheel.
+    source = Path(shutil.copytree(source, work / "src", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis")))
     # The build backend (setuptools) comes from the same place as the wheels: an index, or find_links.
     index = ["--no-index", "--find-links", str(find_links)] if find_links is not None else []
     _pip("wheel", "--no-deps", "--wheel-dir", str(own), *index, str(source.resolve()))

@@ -317,9 +317,10 @@ async def venv_installer(release: Path, wheels: Path, manifest: Manifest) -> Non
 
 
 def _pip_env() -> dict[str, str]:
-    """No pip configuration or PIP_* variables of this machine: the bundle's wheels are all there is."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("PIP_")} | {
-        "PIP_CONFIG_FILE": os.devnull}
+    """No pip configuration or PIP_* variables of this machine: the bundle's wheels are all there is;
+    no PYTHONPATH, through which pip would take a meterlink outside the release for installed."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("PIP_") and name not in ("PYTHONPATH", "PYTHONHOME")} | {"PIP_CONFIG_FILE": os.devnull}
 
 
 Fetcher = Callable[[Source, Path, Opener, Progress, int, UpdatePaths], Awaitable[None]]
