@@ -548,3 +548,16 @@ def test_check_boot_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert target_of(paths) == paths.base
     assert main(["update", "--config", str(config), str(tmp_path / "missing.tar")]) == 2
     assert capsys.readouterr().err.strip().endswith("neither a file nor an http(s) URL")
+
+
+def test_an_unexpected_error_before_the_switch_refuses_the_update_and_changes_nothing(adapter: Adapter,
+                                                                                      bundles: dict[str, Path]) -> None:
+    async def broken(release: Path, wheels: Path, manifest: Manifest) -> None:
+        raise ValueError("a bug")
+
+    assert adapter.updater is not None
+    adapter.updater.installer = broken
+    outcome = adapter.update(bundles["good2"])
+    assert outcome is not None and outcome.result == "refused" and outcome.reason == "internal error (ValueError)"
+    assert adapter.current == adapter.paths.base and list(adapter.paths.releases.iterdir()) == []
+    assert adapter.updater.machine.idle.is_active

@@ -496,6 +496,13 @@ class Updater:
     async def _carry_out(self) -> None:
         try:
             await self._drive()
+        except Exception as error:
+            if not self.machine.updating.is_active:
+                raise  # confirming or rolling back: the supervisor restarts the task, check-boot has the rest
+            # A fault of meterlink's own before the switch: current is unchanged; refuse, clean up, go on.
+            log.exception("update: unexpected error")
+            self.machine.fail(f"internal error ({type(error).__name__})")
+            await self._drive()
         finally:
             self._done.set()
 
