@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -561,3 +562,19 @@ def test_an_unexpected_error_before_the_switch_refuses_the_update_and_changes_no
     assert outcome is not None and outcome.result == "refused" and outcome.reason == "internal error (ValueError)"
     assert adapter.current == adapter.paths.base and list(adapter.paths.releases.iterdir()) == []
     assert adapter.updater.machine.idle.is_active
+
+
+def test_the_ca_file_cert_names_else_the_systems_cas(tmp_path: Path) -> None:
+    from meterlink.service.update import UpdateError, ssl_context
+    from update_rig import make_ca
+
+    paths = adapter_layout(tmp_path)
+    (paths.ca_dir / "ca_cert.pem").write_bytes(make_ca().cert_pem)
+    assert ssl_context(paths, None).cert_store_stats()["x509_ca"] == 1  # seed 000: default ca_cert.pem
+    assert ssl_context(paths, "ca_cert.pem").cert_store_stats()["x509_ca"] == 1
+    system = ssl_context(paths, "absent.pem")  # the file is not there: the system's CAs, still verifying
+    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    assert not any("meterlink test CA" in str(ca.get("subject")) for ca in system.get_ca_certs())
+    for bad in ("../ca_cert.pem", "/etc/ssl/certs/x.pem", "..", "a/b"):
+        with pytest.raises(UpdateError):
+            ssl_context(paths, bad)

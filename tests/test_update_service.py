@@ -114,3 +114,16 @@ def test_meterlink_update_from_a_shell(tmp_path: Path) -> None:
     assert target_of(paths) == paths.releases / "2.0.0-1" and release_of(paths) == "2.0.0"
     bad = meterlink("update", "--config", str(config), "ftp://example.org/x.tar")
     assert bad.returncode == 2 and len(bad.stderr.decode().splitlines()) == 1
+
+
+def test_launch_runs_the_release_current_names(tmp_path: Path) -> None:
+    """The unit's ExecStart: exec the release an update switched to (here a script that says so)."""
+    paths = adapter_layout(tmp_path / "adapter")
+    config = config_for(tmp_path, paths, free_port())
+    release = paths.releases / "2.0.0-1"
+    (release / "bin").mkdir(parents=True)
+    (release / "bin" / "meterlink").write_text('#!/bin/sh\necho "release 2.0.0-1: $*"\n')
+    (release / "bin" / "meterlink").chmod(0o755)
+    paths.current.symlink_to(release)
+    launched = meterlink("launch", "--config", str(config))
+    assert launched.returncode == 0 and launched.stdout.decode() == f"release 2.0.0-1: run --config {config}\n"
