@@ -581,19 +581,29 @@ def update(args: argparse.Namespace) -> int:
 
 
 def check_boot(args: argparse.Namespace) -> int:
-    """The unit's ExecStartPre, run from the base release: roll back an unconfirmed release."""
+    """The unit's ExecStartPre, run from the base release: roll back an unconfirmed release; with
+    --overdue (the update-check timer) one that runs but hangs past its deadline, then restart."""
+    import subprocess
     import time
 
     from .service.startup import StartupError, prepare_state_dir
-    from .service.update import check_boot as check, from_config
+    from .service.update import check_boot as check, check_overdue, from_config
 
     config = _load_config(args.config)
     try:
-        paths, settings = from_config(prepare_state_dir(config.adapter.state_dir), config.update)
-        done = check(paths, time.time(), settings.max_boots)
+        if args.overdue:  # only reads, unless a release hangs: never makes the service's state directory
+            done = check_overdue(from_config(config.adapter.state_dir, config.update)[0], time.time())
+        else:
+            paths, settings = from_config(prepare_state_dir(config.adapter.state_dir), config.update)
+            done = check(paths, time.time(), settings.max_boots)
     except (StartupError, OSError) as error:
         raise UsageError(f"check-boot: {error}") from None
-    print(f"meterlink check-boot: {done}", flush=True)
+    print(f"meterlink check-boot: {done or 'nothing to do'}", flush=True)
+    if args.overdue and done and not args.no_restart:
+        restarted = subprocess.run(["systemctl", "restart", "meterlink.service"], check=False)
+        if restarted.returncode != 0:
+            warn("systemctl restart meterlink failed: the service runs the hung release until it restarts")
+            return EXIT_FAILED
     return EXIT_OK
 
 
@@ -770,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     update_cmd.set_defaults(handler=update)
     check_boot_cmd = commands.add_parser("check-boot", help="roll back an unconfirmed update (the unit's ExecStartPre)")
     check_boot_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    check_boot_cmd.add_argument("--overdue", action="store_true",
+                                help="while the service runs: roll back a release hung past its deadline, and restart it")
+    check_boot_cmd.add_argument("--no-restart", action="store_true", help="with --overdue: do not restart the service")
     check_boot_cmd.set_defaults(handler=check_boot)
     launch_cmd = commands.add_parser("launch", help="run the release an update installed, else this one (the unit's ExecStart)")
     launch_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")

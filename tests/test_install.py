@@ -250,6 +250,17 @@ def test_a_second_install_upgrades_meterlink_and_keeps_the_edited_config(install
     assert installed.path("/usr/local/bin/meterlink").readlink() == installed.path("/opt/meterlink/.venv/bin/meterlink")
 
 
+def test_the_update_check_timer_runs_the_overdue_check_from_the_base_release(installed):
+    """Issue 19: a release that hangs is rolled back by a timer, as root, from the release in /opt."""
+    service = read_unit(installed.path("/etc/systemd/system/meterlink-update-check.service"))
+    timer = read_unit(installed.path("/etc/systemd/system/meterlink-update-check.timer"))
+    [exec_start] = service["ExecStart"]
+    assert exec_start.startswith(str(installed.path("/opt/meterlink/.venv/bin/meterlink")) + " check-boot --overdue ")
+    assert "User" not in service and "DynamicUser" not in service  # root: it restarts the service
+    assert service["LoadCredential"] == installed.unit["LoadCredential"]
+    assert timer["OnUnitActiveSec"] == ["1min"] and timer["WantedBy"] == ["timers.target"]
+
+
 def test_the_led_rule_opens_the_leds_to_a_group_the_unit_gives_the_service(installed):
     """Issue 18 item 5: the service user may write the status LEDs' brightness and trigger."""
     rule = installed.path("/etc/udev/rules.d/90-meterlink-leds.rules")

@@ -42,7 +42,7 @@ from update_rig import (HOST, KEY, OTHER_KEY, PUBLIC_KEY, adapter_layout, bundle
 RECORDER = Recorder()
 base.observers.append(RECORDER)
 
-NOW = 1_800_000_000.0
+NOW = 4_000_000_000.0  # 2096: the overdue check run by the CLI (wall clock) sees no deadline passed
 SETTINGS = UpdateSettings(max_size=32 * 1024, download_timeout=60.0, confirm_seconds=120.0, max_boots=3,
                           restart_delay=1.0)
 
@@ -578,3 +578,31 @@ def test_the_ca_file_cert_names_else_the_systems_cas(tmp_path: Path) -> None:
     for bad in ("../ca_cert.pem", "/etc/ssl/certs/x.pem", "..", "a/b"):
         with pytest.raises(UpdateError):
             ssl_context(paths, bad)
+
+
+def test_a_release_that_hangs_past_its_deadline_is_rolled_back_by_the_timer(adapter: Adapter, bundles: dict[str, Path],
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """meterlink-update-check.timer: the new release runs but never confirms nor rolls itself back."""
+    from meterlink.service.update import OVERDUE_GRACE, check_overdue
+
+    adapter.update(bundles["good2"])
+    adapter.start()  # confirming; it hangs from here on
+    pending = read_pending(adapter.paths)
+    assert pending is not None
+    assert check_overdue(adapter.paths, pending.deadline + OVERDUE_GRACE) is None  # its own timer's turn
+    config = adapter.paths.state_dir.parent / "meterlink.toml"
+    config.write_text(f'[adapter]\nstate_dir = "{adapter.paths.state_dir}"\n[update]\nbase_release = "{adapter.paths.base}"\n')
+    assert main(["check-boot", "--overdue", "--no-restart", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "meterlink check-boot: nothing to do\n"  # the wall clock is before NOW
+    done = check_overdue(adapter.paths, pending.deadline + OVERDUE_GRACE + 1)
+    assert done is not None and "was not confirmed 60 s after its deadline" in done
+    assert adapter.current == adapter.paths.base and read_pending(adapter.paths) is None
+    assert read_status(adapter.paths)["result"] == "rolled_back"
+    assert check_overdue(adapter.paths, pending.deadline + 1000) is None
+
+
+def test_the_overdue_check_never_makes_the_state_directory(tmp_path: Path) -> None:
+    config = tmp_path / "meterlink.toml"
+    config.write_text(f'[adapter]\nstate_dir = "{tmp_path / "state"}"\n')
+    assert main(["check-boot", "--overdue", "--config", str(config)]) == 0
+    assert not (tmp_path / "state").exists()

@@ -17,7 +17,8 @@ every step before the switch writes elsewhere, and the pending record is written
 switch. `check_boot` runs before every start from the base release (the unit's ExecStartPre), so
 going back never depends on the new release running: it rolls back a pending release booted too
 often or past its deadline, repairs a `current` that names nothing usable, and removes leftovers
-of an update that was cut off.
+of an update that was cut off. `check_overdue` (a timer, from the base release too) rolls back a
+release that runs but hangs, so neither confirms nor rolls itself back nor exits.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ MAX_BOOTS = 3
 """Starts of a pending release before check_boot gives up on it: a release that crashes at once is
 restarted by systemd every RestartSec."""
 HEALTH_INTERVAL = 2.0
+OVERDUE_GRACE = 60.0
+"""After a pending release's deadline, the time its own timer has to roll it back before the
+update-check timer does (service/update.check_overdue)."""
 CERT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 DEFAULT_CERT = "ca_cert.pem"
 """Seed 000 ch. 3.4.5: `cert` is optional, default ca_cert.pem."""
@@ -259,6 +263,23 @@ def check_boot(paths: UpdatePaths, now: float, max_boots: int = MAX_BOOTS) -> st
                 done.append(f"{pending.version}: start {pending.boots} of at most {max_boots}, not confirmed yet")
     done += remove_leftovers(paths)
     return "; ".join(done) or "nothing to do"
+
+
+def check_overdue(paths: UpdatePaths, now: float, grace: float = OVERDUE_GRACE) -> str | None:
+    """While the service runs (a timer, as root): switch back from a pending release that is `grace`
+    seconds past its deadline without confirming, which its own timer should have done, so it hangs.
+    Returns what was done, None when nothing was; the caller restarts the service."""
+    pending = read_pending(paths)
+    target = target_of(paths)
+    if pending is None or target is None or Path(pending.release) != target or now <= pending.deadline + grace:
+        return None
+    previous = Path(pending.previous)
+    previous = previous if is_complete(previous, paths) else paths.base
+    switch_current(paths, previous)
+    paths.pending.unlink()
+    write_status(paths, "rolled_back", f"{pending.version} hung: not confirmed {grace:.0f} s after its deadline",
+                 pending.version, now)
+    return f"rolled back to {previous}: {pending.version} was not confirmed {grace:.0f} s after its deadline"
 
 
 def remove_leftovers(paths: UpdatePaths) -> list[str]:
