@@ -14,6 +14,7 @@ wall clock the test moves by hand.
 from __future__ import annotations
 
 import errno
+import os
 import json
 import shutil
 import ssl
@@ -606,3 +607,22 @@ def test_the_overdue_check_never_makes_the_state_directory(tmp_path: Path) -> No
     config.write_text(f'[adapter]\nstate_dir = "{tmp_path / "state"}"\n')
     assert main(["check-boot", "--overdue", "--config", str(config)]) == 0
     assert not (tmp_path / "state").exists()
+
+
+def test_one_update_at_a_time_across_processes(adapter: Adapter, bundles: dict[str, Path]) -> None:
+    """`meterlink update` from a shell holds the lock: the service refuses another, and the boot check
+    leaves that update's files alone."""
+    from meterlink.service.update import UpdateBusy, try_lock
+
+    held = try_lock(adapter.paths)
+    assert held is not None
+    try:
+        (adapter.paths.staging).mkdir(parents=True)
+        assert adapter.updater is not None
+        with pytest.raises(UpdateBusy, match="another process"):
+            trio.run(adapter.updater.update, FileSource(bundles["good2"]))
+        assert adapter.updater.machine.idle.is_active
+        assert "an update is under way" in adapter.start() and adapter.paths.staging.exists()
+    finally:
+        os.close(held)
+    assert adapter.update(bundles["good2"]) == Outcome("restarting", None, "2.0.0")

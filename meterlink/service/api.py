@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import math
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -758,10 +759,14 @@ def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtens
                 raise ApiError(413, "body_too_large", str(error)) from None
             except UpdateError as error:
                 raise ApiError(400, "invalid_upload", str(error)) from None
-            done = commands.firmware_update(FileSource(bundle))
+            try:
+                done = commands.firmware_update(FileSource(bundle))
+                with trio.CancelScope(shield=True):  # a browser that goes away must not take the upload with it
+                    await done.wait()
+            finally:
+                shutil.rmtree(bundle.parent, ignore_errors=True)
         except ApiError as error:
             return _ota_refused(error)
-        await done.wait()
         outcome = updater.outcome()
         if outcome.result != "restarting":
             return PlainTextResponse(f"Update_Failed: {outcome.reason}", status_code=400)

@@ -24,6 +24,7 @@ release that runs but hangs, so neither confirms nor rolls itself back nor exits
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import mmap
@@ -109,6 +110,15 @@ class UpdatePaths:
     @property
     def status(self) -> Path:
         return self.work / "status.json"
+
+    @property
+    def uploads(self) -> Path:
+        """An /ota upload while it is received and copied to staging."""
+        return self.work / "upload"
+
+    @property
+    def lock(self) -> Path:
+        return self.work / "lock"
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,19 @@ def write_atomic(path: Path, data: bytes, opener: Opener = default_open) -> None
     os.replace(temporary, path)
 
 
+def try_lock(paths: UpdatePaths) -> int | None:
+    """The update lock's descriptor, or None while another process (the service, `meterlink update`)
+    updates; the kernel drops the lock with the process, however it ends."""
+    paths.work.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
 def read_pending(paths: UpdatePaths) -> Pending | None:
     try:
         return Pending(**json.loads(paths.pending.read_bytes()))
@@ -261,7 +284,12 @@ def check_boot(paths: UpdatePaths, now: float, max_boots: int = MAX_BOOTS) -> st
             else:
                 write_atomic(paths.pending, json.dumps(asdict(pending)).encode())
                 done.append(f"{pending.version}: start {pending.boots} of at most {max_boots}, not confirmed yet")
-    done += remove_leftovers(paths)
+    lock = try_lock(paths)
+    if lock is None:  # `meterlink update` runs from a shell: its staging and release are not leftovers
+        done.append("an update is under way: its files are left alone")
+    else:
+        done += remove_leftovers(paths)
+        os.close(lock)
     return "; ".join(done) or "nothing to do"
 
 
@@ -285,9 +313,10 @@ def check_overdue(paths: UpdatePaths, now: float, grace: float = OVERDUE_GRACE) 
 def remove_leftovers(paths: UpdatePaths) -> list[str]:
     """The staging area, and release directories neither complete nor current nor pending."""
     done = []
-    if paths.staging.exists():
-        shutil.rmtree(paths.staging, ignore_errors=True)
-        done.append("staging area removed")
+    for area in (paths.staging, paths.uploads):
+        if area.exists():
+            shutil.rmtree(area, ignore_errors=True)
+            done.append(f"{area.name} removed")
     keep = {target_of(paths)}
     pending = read_pending(paths)
     if pending is not None:
@@ -458,6 +487,7 @@ class Updater:
         self._release: Path | None = None
         self._done = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._lock: int | None = None
 
     @property
     def bundle(self) -> Path:
@@ -508,6 +538,9 @@ class Updater:
         if isinstance(source, UrlSource):
             check_url(source.url)
             ssl_context(self.paths, source.cert)
+        self._lock = try_lock(self.paths)
+        if self._lock is None:
+            raise UpdateBusy("another process is updating this adapter (meterlink update)")
         self._source, self._manifest, self._release = source, None, None
         self.progress = Progress()
         self._done = trio.Event()
@@ -526,6 +559,9 @@ class Updater:
             await self._drive()
         finally:
             self._done.set()
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
 
     async def _drive(self) -> None:
         while actions := self.machine.take_actions():
@@ -701,7 +737,8 @@ async def save_upload(updater: Updater, content_type: str, body: AsyncIterator[b
     boundary = multipart_boundary(content_type)
     if updater.machine.busy:
         raise UpdateBusy(f"an update is under way ({updater.machine.state_label})")
-    staging = updater.paths.staging
+    # Not the staging area: `meterlink update` may be using it. The caller removes the upload.
+    staging = updater.paths.uploads
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     raw, bundle = staging / "upload.raw", staging / "upload.tar"
