@@ -220,5 +220,8 @@ async def test_ota_refuses_without_credentials_and_what_is_not_multipart(tmp_pat
             assert raw.status_code == 400 and "multipart/form-data" in raw.text
             empty = await client.post("/ota", headers=bearer(), files={"note": (None, b"no file")})
             assert empty.status_code == 400 and "holds no file" in empty.text
+            huge = await client.post("/ota", headers=bearer(), files={"update": ("x.tar", b"\0" * (SETTINGS.max_size * 2))})
+            assert huge.status_code == 413 and "larger than the limit" in huge.text
+        assert not layout.uploads.exists()
         assert json.loads(json.dumps(read_status(layout))) == {} and target_of(layout) == layout.base
         nursery.cancel_scope.cancel()

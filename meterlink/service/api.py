@@ -726,19 +726,11 @@ def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtens
     """GET /ota: a page to pick a bundle; POST /ota: its upload (multipart/form-data), updated to.
     Both need the device password; a browser asks for it (Basic), as the page has no login form."""
 
-    async def allowed(request: Request) -> None:
-        try:
-            await gate.authorize(request, Access.CONFIGURE)
-        except ApiError as error:
-            if error.status == HTTPStatus.UNAUTHORIZED:
-                raise ApiError(401, error.error, error.message) from None
-            raise
-
     @app.get("/ota", include_in_schema=False)
     @app.get("/ota.html", include_in_schema=False)
     async def page(request: Request) -> Response:
         try:
-            await allowed(request)
+            await gate.authorize(request, Access.CONFIGURE)
         except ApiError as error:
             return _ota_refused(error)
         return Response(OTA_PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
@@ -748,7 +740,7 @@ def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtens
     async def upload(request: Request) -> Response:
         updater = adapter.updater
         try:
-            await allowed(request)
+            await gate.authorize(request, Access.CONFIGURE)
             if updater is None:
                 raise ApiError(404, "firmware_update_not_available", "this meterlink does not update itself")
             try:
@@ -774,6 +766,7 @@ def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtens
 
 
 def _ota_refused(error: ApiError) -> Response:
+    """As text, for the browser; a 401 asks for Basic, so that the browser shows its password prompt."""
     headers = {"WWW-Authenticate": 'Basic realm="meterlink", charset="UTF-8"'} if error.status == 401 else {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(math.ceil(error.retry_after))
