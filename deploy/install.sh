@@ -12,8 +12,13 @@ Installs meterlink from the checkout this script is in:
                                              linked as /usr/local/bin/meterlink
   /etc/meterlink/meterlink.toml              the config, 640 root:root, from meterlink.example.toml;
                                              an existing one is kept as it is
+  /etc/meterlink/update-keys, /etc/meterlink/certs
+                                             the update signers' public keys and firmware_update's
+                                             CA files (empty: updates are refused until you add one)
   /etc/systemd/system/meterlink.service      the unit (it hands the config to the service with
                                              LoadCredential=)
+  /etc/systemd/system/meterlink-update-check.{service,timer}
+                                             rolls back an update whose new release hangs (every minute)
   /etc/polkit-1/rules.d/50-meterlink-networkmanager.rules
                                              lets the service's user drive NetworkManager (its own
                                              Wi-Fi profiles, the access point, scans)
@@ -106,12 +111,17 @@ else
     new_config=yes
 fi
 
+# Updates are refused until a signer's public key is put here (README, "Updating meterlink").
+install -d -m 755 -o root -g root "$config_dir/update-keys" "$config_dir/certs"
+
 unit_dir=$prefix/etc/systemd/system
 install -d -m 755 "$unit_dir"
-sed -e "s|/opt/meterlink|$prefix/opt/meterlink|g" -e "s|/etc/meterlink|$prefix/etc/meterlink|g" \
-    "$source_dir/deploy/meterlink.service" >"$build/meterlink.service"
-install -m 644 "$build/meterlink.service" "$unit_dir/meterlink.service"
-say "installed $unit_dir/meterlink.service"
+for unit in meterlink.service meterlink-update-check.service meterlink-update-check.timer; do
+    sed -e "s|/opt/meterlink|$prefix/opt/meterlink|g" -e "s|/etc/meterlink|$prefix/etc/meterlink|g" \
+        "$source_dir/deploy/$unit" >"$build/$unit"
+    install -m 644 "$build/$unit" "$unit_dir/$unit"
+    say "installed $unit_dir/$unit"
+done
 
 polkit_dir=$prefix/etc/polkit-1/rules.d
 install -d -m 755 "$polkit_dir"
@@ -131,6 +141,7 @@ if [ -n "$with_systemd" ]; then
     fi
     systemctl daemon-reload
     systemctl enable --quiet meterlink.service
+    systemctl enable --quiet --now meterlink-update-check.timer
     # An upgrade takes effect at once in a running service; a stopped one stays stopped.
     systemctl try-restart meterlink.service
 elif [ -z "$prefix" ]; then

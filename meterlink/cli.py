@@ -728,6 +728,132 @@ def network_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- release and update ------------------------------------------------------------------------
+
+
+def release_build(args: argparse.Namespace) -> int:
+    """A bundle of meterlink's wheel and the wheels it needs for --platform; its path on stdout."""
+    import tempfile
+
+    from .service.release import BundleError, collect_wheels, host_platform_tag, wheel_version, write_bundle
+
+    python = args.python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not (args.source / "pyproject.toml").is_file():
+        raise UsageError(f"{args.source}: no pyproject.toml; --source names a meterlink checkout")
+    if args.wheels is not None and not args.wheels.is_dir():
+        raise UsageError(f"--wheels {args.wheels}: not a directory")
+    try:
+        with tempfile.TemporaryDirectory(prefix="meterlink-release-") as work:
+            wheels = collect_wheels(args.source, Path(work), args.platform, python, args.wheels)
+            own = next(wheel for wheel in wheels if wheel.name.startswith("meterlink-"))
+            bundle = write_bundle(args.out, wheels, wheel_version(own), args.platform or host_platform_tag(), python)
+    except BundleError as error:
+        warn(str(error))
+        return EXIT_FAILED
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: {error.strerror}") from None
+    print(bundle, flush=True)
+    return EXIT_OK
+
+
+def release_sign(args: argparse.Namespace) -> int:
+    from .service.release import BundleError, sign_bundle
+
+    if not args.bundle.is_file():
+        raise UsageError(f"{args.bundle}: no such file")
+    try:
+        sign_bundle(args.bundle, args.key)
+    except BundleError as error:
+        raise UsageError(str(error)) from None
+    return EXIT_OK
+
+
+def update(args: argparse.Namespace) -> int:
+    """Update to a bundle (file or URL) from a shell: download, verify, install, switch, then restart
+    the unit; the new release confirms itself, check-boot rolls back one that does not."""
+    import subprocess
+
+    from .service.startup import StartupError, prepare_state_dir
+    from .service.update import FileSource, UpdateError, Updater, UrlSource, from_config
+
+    config = _load_config(args.config)
+    # The refusal is this command's last line; the service's journal lines would only repeat it.
+    logging.getLogger("meterlink.update").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    if args.source.startswith(("http://", "https://")):
+        source: FileSource | UrlSource = UrlSource(args.source, args.cert)
+    elif Path(args.source).is_file():
+        source = FileSource(Path(args.source).resolve())
+    else:
+        raise UsageError(f"{args.source}: neither a file nor an http(s) URL")
+
+    def restart() -> None:
+        if args.no_restart:
+            warn("installed; restart the service to run it (systemctl restart meterlink)")
+            return
+        done = subprocess.run(["systemctl", "restart", "meterlink.service"], check=False)
+        if done.returncode != 0:
+            warn("systemctl restart meterlink failed: restart the service to run the new release")
+
+    async def run_update() -> int:
+        try:
+            state = prepare_state_dir(config.adapter.state_dir)
+            paths, settings = from_config(state, config.update)
+            updater = Updater(paths, settings, restart=restart)
+            outcome = await updater.update(source)
+        except (StartupError, UpdateError) as error:
+            raise UsageError(str(error)) from None
+        if outcome.result != "restarting":
+            warn(f"update refused: {outcome.reason}")
+            return EXIT_FAILED
+        print(json.dumps({"result": "installed", "version": outcome.version}), flush=True)
+        return EXIT_OK
+
+    return trio.run(run_update)
+
+
+def check_boot(args: argparse.Namespace) -> int:
+    """The unit's ExecStartPre, run from the base release: roll back an unconfirmed release; with
+    --overdue (the update-check timer) one that runs but hangs past its deadline, then restart."""
+    import subprocess
+    import time
+
+    from .service.startup import StartupError, prepare_state_dir
+    from .service.update import check_boot as check, check_overdue, from_config
+
+    config = _load_config(args.config)
+    try:
+        if args.overdue:  # only reads, unless a release hangs: never makes the service's state directory
+            done = check_overdue(from_config(config.adapter.state_dir, config.update)[0], time.time())
+        else:
+            paths, settings = from_config(prepare_state_dir(config.adapter.state_dir), config.update)
+            done = check(paths, time.time(), settings.max_boots)
+    except (StartupError, OSError) as error:
+        raise UsageError(f"check-boot: {error}") from None
+    print(f"meterlink check-boot: {done or 'nothing to do'}", flush=True)
+    if args.overdue and done and not args.no_restart:
+        restarted = subprocess.run(["systemctl", "restart", "meterlink.service"], check=False)
+        if restarted.returncode != 0:
+            warn("systemctl restart meterlink failed: the service runs the hung release until it restarts")
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def launch(args: argparse.Namespace) -> int:
+    """The unit's ExecStart, from the base release: run the release `current` names (an update's),
+    or this one when there is none or it is this one."""
+    import os
+
+    from .service.update import UpdatePaths, target_of
+
+    config = _load_config(args.config)
+    paths = UpdatePaths(config.adapter.state_dir, config.update.base_release, config.update.keys_dir,
+                        config.update.ca_dir)
+    target = target_of(paths)
+    if target is not None and target != paths.base and (target / "bin" / "meterlink").is_file():
+        os.execv(target / "bin" / "meterlink", ["meterlink", "run", "--config", str(args.config)])
+    return run(args)
+
+
 def _load_config(path: Path) -> Config:
     from .service.config import ConfigError, load_config
 
@@ -895,6 +1021,37 @@ def build_parser() -> argparse.ArgumentParser:
     network_down_cmd = commands.add_parser("network-down", help="take the access point down (the unit's ExecStopPost)")
     network_down_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
     network_down_cmd.set_defaults(handler=network_down)
+
+    release = commands.add_parser("release", help="make and sign update bundles").add_subparsers(dest="action", required=True)
+    release_build_cmd = release.add_parser("build", help="a bundle of meterlink and its wheels for a platform")
+    release_build_cmd.add_argument("--out", type=Path, default=Path("dist"), metavar="DIR", help="default: ./dist")
+    release_build_cmd.add_argument("--platform", metavar="TAG",
+                                   help="wheel platform tag, e.g. manylinux2014_aarch64 (default: this machine's)")
+    release_build_cmd.add_argument("--python", metavar="X.Y", help="the adapter's Python (default: this one's)")
+    release_build_cmd.add_argument("--source", type=Path, default=Path("."), metavar="DIR", help="the checkout (default: .)")
+    release_build_cmd.add_argument("--wheels", type=Path, metavar="DIR",
+                                   help="take the needed wheels from DIR only, without an index (offline builds)")
+    release_build_cmd.set_defaults(handler=release_build)
+    release_sign_cmd = release.add_parser("sign", help="add a detached Ed25519 signature of the bundle's manifest")
+    release_sign_cmd.add_argument("--key", type=Path, required=True, metavar="FILE", help="Ed25519 private key (PEM)")
+    release_sign_cmd.add_argument("bundle", type=Path, metavar="BUNDLE")
+    release_sign_cmd.set_defaults(handler=release_sign)
+
+    update_cmd = commands.add_parser("update", help="update meterlink to a signed bundle (a file or an http(s) URL)")
+    update_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    update_cmd.add_argument("--cert", metavar="NAME", help="https: a CA file in update.ca_dir (default ca_cert.pem)")
+    update_cmd.add_argument("--no-restart", action="store_true", help="do not restart the service afterwards")
+    update_cmd.add_argument("source", metavar="BUNDLE|URL")
+    update_cmd.set_defaults(handler=update)
+    check_boot_cmd = commands.add_parser("check-boot", help="roll back an unconfirmed update (the unit's ExecStartPre)")
+    check_boot_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    check_boot_cmd.add_argument("--overdue", action="store_true",
+                                help="while the service runs: roll back a release hung past its deadline, and restart it")
+    check_boot_cmd.add_argument("--no-restart", action="store_true", help="with --overdue: do not restart the service")
+    check_boot_cmd.set_defaults(handler=check_boot)
+    launch_cmd = commands.add_parser("launch", help="run the release an update installed, else this one (the unit's ExecStart)")
+    launch_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    launch_cmd.set_defaults(handler=launch)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams (text; encrypted ones as hex text or binary)")

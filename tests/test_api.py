@@ -440,12 +440,13 @@ async def test_system_restart_asks_the_service(rig: Rig) -> None:
     assert rig.restarts == ["restart"]
 
 
-async def test_firmware_update_is_not_available_yet(rig: Rig) -> None:
+async def test_firmware_update_is_not_available_where_the_service_does_not_update_itself(rig: Rig) -> None:
+    """The demo (no updater): answered like an unknown command; the update itself is in test_update_e2e."""
     async with api_client(rig.adapter) as client:
         response = await command(client, COMMANDS["firmware_update"][0])
     assert response.status_code == 200
     assert response.json() == {"error": "firmware_update_not_available",
-                               "message": "updating meterlink itself arrives in a later release", "result": "ERROR"}
+                               "message": "this meterlink does not update itself", "result": "ERROR"}
 
 
 async def test_other_paths_and_methods_answer_json(rig: Rig) -> None:

@@ -19,6 +19,7 @@ from .hub import ReadingsHub
 from .mqtt import MqttStatus
 from .network import NetworkController
 from .secrets import Credentials, KeyStore, LoginThrottle
+from .update import Updater
 from .version import software_version
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,3 +71,5 @@ class Adapter:
     """Prints a line for the user once (the console, or the journal): a new token after a factory reset."""
     configured_token: str | None = None
     """`adapter.token` of the configuration: a factory reset keeps it, as the next start would put it back."""
+    updater: Updater | None = None
+    """The self-update (firmware_update, /ota); None where the service does not update itself (the demo)."""

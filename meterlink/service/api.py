@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import math
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -29,7 +30,7 @@ import httpx
 import trio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -64,6 +65,7 @@ from .meterextension import (
     SystemStatusAnswer,
     SystemStatusCommand,
     UnknownCommandAnswer,
+    UpdateStatusOut,
     WifiConfigCommand,
     WifiStatusAnswer,
     WifiStatusCommand,
@@ -74,6 +76,7 @@ from .meterextension import (
     meter_block,
 )
 from .secrets import MeterKey, SecretsError, random_token
+from .update import FileSource, Source, UpdateBusy, UpdateError, UploadTooLarge, UrlSource, save_upload
 from .network import NetworkController
 from .wifi import host_ip_info
 
@@ -336,9 +339,8 @@ class MeterExtension:
             case FactoryResetCommand():
                 return await self.factory_reset()
             case FirmwareUpdateCommand():
-                # Answered like an unknown command (200, result ERROR): the service is fine, the
-                # feature is not there yet, and a MeterExtension client reads `result`.
-                raise ApiError(200, "firmware_update_not_available", "updating meterlink itself arrives in a later release")
+                self.firmware_update(UrlSource(command.firmware_uri, command.cert))
+                return OkAnswer()
             case DownloadFileCommand():
                 return await download(allowed_url(command.file_uri, self._adapter.policy.fetch_hosts))
             case RequestPostCommand():
@@ -435,10 +437,26 @@ class MeterExtension:
     def system_status(self) -> SystemStatusAnswer:
         device = self._adapter.device
         network = self._adapter.network
+        updater = self._adapter.updater
         return SystemStatusAnswer(model=device.model, sw_version=device.sw_version, hw_version=device.hw_version,
                                   mac=device.mac, sys_ts=str(int(self._adapter.hub.clock())),
                                   network_backend=network.backend.name if network is not None else "none",
-                                  network_state=network.machine.state_label if network is not None else None)
+                                  network_state=network.machine.state_label if network is not None else None,
+                                  update=UpdateStatusOut(**updater.status()) if updater is not None else None)
+
+    def firmware_update(self, source: Source) -> trio.Event:
+        """Start an update in the updater's own task (a client that goes away does not stop it half-way)."""
+        updater = self._adapter.updater
+        if updater is None:
+            # Answered like an unknown command (200, result ERROR): the service is fine, it just does
+            # not update itself (the demo), and a MeterExtension client reads `result`.
+            raise ApiError(200, "firmware_update_not_available", "this meterlink does not update itself")
+        try:
+            return updater.start(source)
+        except UpdateBusy as error:
+            raise ApiError(409, "update_in_progress", str(error)) from None
+        except UpdateError as error:
+            raise ApiError(422, "invalid_update", str(error)) from None
 
 
 def meter_key(secret: SecretStr, error: str, name: str) -> MeterKey:
@@ -739,6 +757,71 @@ async def reading_events(adapter: Adapter) -> AsyncIterator[str]:
             yield ": keepalive\n\n" if reading is None else f"data: {json.dumps(reading.to_json())}\n\n"
 
 
+# --- /ota (seed 000 ch. 3.1.2) ----------------------------------------------------------------------------
+
+OTA_SUCCESS = "Update_Success!_Rebooting..."
+"""What the seed's OTA page answers a good update with."""
+OTA_PAGE = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>meterlink update</title></head>
+<body><h1>Update meterlink</h1>
+<form method="post" action="/ota" enctype="multipart/form-data">
+<p><input type="file" name="update" accept=".tar" required> <button>Update</button></p>
+</form><p>A signed bundle made by <code>meterlink release build</code> and <code>release sign</code>.</p>
+</body></html>
+"""
+
+
+def ota_routes(app: FastAPI, adapter: Adapter, gate: Gate, commands: MeterExtension) -> None:
+    """GET /ota: a page to pick a bundle; POST /ota: its upload (multipart/form-data), updated to.
+    Both need the device password; a browser asks for it (Basic), as the page has no login form."""
+
+    @app.get("/ota", include_in_schema=False)
+    @app.get("/ota.html", include_in_schema=False)
+    async def page(request: Request) -> Response:
+        try:
+            await gate.authorize(request, Access.CONFIGURE)
+        except ApiError as error:
+            return _ota_refused(error)
+        return Response(OTA_PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/ota", include_in_schema=False)
+    @app.post("/ota.html", include_in_schema=False)
+    async def upload(request: Request) -> Response:
+        updater = adapter.updater
+        try:
+            await gate.authorize(request, Access.CONFIGURE)
+            if updater is None:
+                raise ApiError(404, "firmware_update_not_available", "this meterlink does not update itself")
+            try:
+                bundle = await save_upload(updater, request.headers.get("content-type", ""), request.stream())
+            except UpdateBusy as error:
+                raise ApiError(409, "update_in_progress", str(error)) from None
+            except UploadTooLarge as error:
+                raise ApiError(413, "body_too_large", str(error)) from None
+            except UpdateError as error:
+                raise ApiError(400, "invalid_upload", str(error)) from None
+            try:
+                done = commands.firmware_update(FileSource(bundle))
+                with trio.CancelScope(shield=True):  # a browser that goes away must not take the upload with it
+                    await done.wait()
+            finally:
+                shutil.rmtree(bundle.parent, ignore_errors=True)
+        except ApiError as error:
+            return _ota_refused(error)
+        outcome = updater.outcome()
+        if outcome.result != "restarting":
+            return PlainTextResponse(f"Update_Failed: {outcome.reason}", status_code=400)
+        return PlainTextResponse(OTA_SUCCESS)
+
+
+def _ota_refused(error: ApiError) -> Response:
+    """As text, for the browser; a 401 asks for Basic, so that the browser shows its password prompt."""
+    headers = {"WWW-Authenticate": 'Basic realm="meterlink", charset="UTF-8"'} if error.status == 401 else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(error.retry_after))
+    return PlainTextResponse(f"Update_Failed: {error.message}", status_code=error.status, headers=headers)
+
+
 # --- the application -----------------------------------------------------------------------------------
 
 
@@ -785,6 +868,7 @@ def create_app(adapter: Adapter) -> FastAPI:
         return JSONResponse(answer.model_copy(update={"id": command.id}).to_json())
 
     app.include_router(v1_router(adapter, gate))
+    ota_routes(app, adapter, gate, commands)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

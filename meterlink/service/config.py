@@ -187,6 +187,24 @@ class LedsSection(_Section):
         return self
 
 
+class UpdateSection(_Section):
+    """Self-update with signed bundles (README, "Updating meterlink")."""
+
+    keys_dir: Path = Path("/etc/meterlink/update-keys")
+    """Ed25519 public keys (PEM, *.pem) whose signatures an update accepts; none: every bundle is refused."""
+    ca_dir: Path = Path("/etc/meterlink/certs")
+    """firmware_update's `cert` names a CA file here (default ca_cert.pem); absent: the system's CAs."""
+    base_release: Path = Path("/opt/meterlink/.venv")
+    """The release install.sh installed: where `current` points before any update, and the last fallback."""
+    max_size: int = Field(default=256 * 1024 * 1024, gt=0)
+    """Bytes a bundle may have."""
+    download_timeout: float = Field(default=600.0, gt=0)
+    confirm_seconds: float = Field(default=120.0, gt=0)
+    """A new release must be healthy (links started, the API answering) within this after the switch."""
+    max_boots: int = Field(default=3, ge=1)
+    """Starts of an unconfirmed release before check-boot switches back."""
+
+
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto"]
@@ -294,6 +312,7 @@ class Config(_Section):
     supervisor: SupervisorSection = SupervisorSection()
     network: NetworkSection = NetworkSection()
     leds: LedsSection = LedsSection()
+    update: UpdateSection = UpdateSection()
     link: list[LinkSection] = []
 
     @field_validator("link")

@@ -61,7 +61,8 @@ async def run_demo(
                 },
                 "demo",
             )
-            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY)})
+            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY)},
+                              updates=False)
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 

@@ -36,7 +36,10 @@ Where the seed's example is not valid JSON, meterlink sends this instead:
 Answers carry `"id"` only when the command had one (the curl examples send none). Errors that the
 seed does not document are `{"error": "...", "message": "...", "result": "ERROR"}`, plus `"id"` when
 known: 4xx for the client's mistakes (bad JSON, wrong types, missing credentials, a host not allowed),
-firmware_update answers 200 with `"result": "ERROR"` and `"error": "firmware_update_not_available"` until it is built, 502/504 when download_file or request_post cannot reach their host.
+firmware_update answers OK once the update has started (its progress and result are in system_status's
+`update`), 409 while another one runs, 422 for a URL or cert name it cannot use, and 200 with
+`"result": "ERROR"`, `"error": "firmware_update_not_available"` where the service does not update itself
+(`meterlink demo`); 502/504 when download_file or request_post cannot reach their host.
 
 meter_setkey (ch. 3.5.2) takes meterlink's `auth_key` and `link` beside the seed's `key`; its answer
 adds `"link"`, the link the keys went to, and its 422 `link_required` adds `"links"`, the links that
@@ -247,9 +250,15 @@ class FactoryResetCommand(BaseCommand):
 
 
 class FirmwareUpdateCommand(BaseCommand):
+    """Seed 000 ch. 3.4.5: fetch a signed meterlink bundle and update to it (README, "Updating meterlink")."""
+
     cmd: Literal["firmware_update"]
-    firmware_uri: str | None = None
-    cert: str | None = None
+    firmware_uri: str = Field(max_length=2048, description="http or https URL of a signed bundle; "
+                              "the host rules of download_file do not apply, the signature does",
+                              json_schema_extra=_HTTP_URL)
+    cert: str | None = Field(default=None, max_length=128,
+                             description="a CA file in the adapter's CA directory (default ca_cert.pem; "
+                                         "the system's CAs when it is absent)")
 
 
 class DownloadFileCommand(BaseCommand):
@@ -332,6 +341,18 @@ class WifiScanAnswer(OkAnswer):
     networks: list[ScannedNetworkOut]
 
 
+class UpdateStatusOut(BaseModel):
+    """firmware_update's progress and the last update's result (recorded across restarts)."""
+
+    state: str
+    received: int
+    expected: int | None = None
+    version: str | None = None
+    last_result: Literal["restarting", "confirmed", "refused", "rolled_back"] | None = None
+    last_reason: str | None = None
+    last_version: str | None = None
+
+
 class SystemStatusAnswer(OkAnswer):
     model: str
     sw_version: str = Field(alias="sw-version")
@@ -340,6 +361,7 @@ class SystemStatusAnswer(OkAnswer):
     sys_ts: str = Field(alias="sys-ts", description="Unix seconds")
     network_backend: str = Field(description="meterlink: the Wi-Fi backend chosen at start, or 'none'")
     network_state: str | None = Field(default=None, description="meterlink: the network machine's state")
+    update: UpdateStatusOut | None = Field(default=None, description="meterlink: the self-update, where the service runs one")
 
 
 class IpInfoAnswer(OkAnswer):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 
@@ -32,7 +33,7 @@ from ..machines.bsm import BsmPlan
 from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
-from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
+from ..supervisor import Backoff, ChildSpec, ChildState, ChildStatus, Intensity, Supervisor
 from .image_transfer import run_dlms_with_images
 from .adapter import Adapter, ApiPolicy, DeviceInfo
 from .config import Config, LedsSection, LinkSection, MqttSection, NetworkSection, SupervisorSection
@@ -49,6 +50,7 @@ from .leds import LedActor, observe
 from .network import NetworkController, WindowStore, device_access_point
 from .nmcli import find_networkmanager
 from .startup import StartupError, bind_http, ensure_token, prepare_state_dir
+from .update import Unhealthy, Updater, from_config
 from .wifi import SimulatedWifi, WifiBackend
 
 log = logging.getLogger("meterlink.service")
@@ -61,6 +63,8 @@ class Outputs:
 
     extra: list[Callable[[Reading], None]] = field(default_factory=list)
     keys: dict[str, MeterKey] = field(default_factory=dict)
+    updates: bool = True
+    """Whether the service updates itself (firmware_update, /ota): not the demo's."""
 
 
 def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys: KeyStore) -> ChildSpec:
@@ -280,6 +284,39 @@ def led_child(section: LedsSection, links: dict[str, LinkStatus], links_supervis
     return ChildSpec("leds", actor.run)
 
 
+HEALTHY_CHECKS = 3
+"""A new release is confirmed once it answered this many health checks in a row (service/update.py)."""
+
+
+@dataclass
+class Health:
+    """A new release's health: no child given up on (raises Unhealthy), and the API answering over
+    HTTP HEALTHY_CHECKS times in a row. A link waiting for its meter counts as started: a meter
+    unplugged during an update must not roll a good release back."""
+
+    root: Supervisor
+    listen: str
+    streak: int = 0
+
+    async def __call__(self) -> bool:
+        failed = [child.id for child in _children(self.root.status()) if child.state is ChildState.FAILED]
+        if failed:
+            raise Unhealthy(f"{', '.join(failed)} failed")
+        host, _, port = self.listen.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # a wildcard is reached on loopback
+        try:
+            async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+                answering = (await client.get(f"http://{host}:{port}/openapi.json")).status_code == 200
+        except httpx.HTTPError:
+            answering = False
+        self.streak = self.streak + 1 if answering else 0
+        return self.streak >= HEALTHY_CHECKS
+
+
+def _children(statuses: tuple[ChildStatus, ...]) -> list[ChildStatus]:
+    return [found for status in statuses for found in (status, *_children(status.children))]
+
+
 async def serve_http(adapter: Adapter, listener: socket.socket) -> None:
     """Serve the API and the web page on the socket taken at start."""
     from .api import create_app
@@ -336,13 +373,18 @@ async def run_service(
         leds = led_child(config.leds, links, links_supervisor, network)
         if leds is not None:
             children.append(leds)
+        updater = Updater(*from_config(state, config.update))
+        if outputs.updates:
+            children.append(ChildSpec("update", updater.run))
         root = supervisor(children, "meterlink", config.supervisor)
+        updater.health = Health(root, config.http.listen)
         adapter = build_adapter(config, hub, links, root, keys, credentials)
         adapter.request_restart = links_supervisor.restart
         adapter.outputs = output_status
         adapter.network = network
         adapter.announce = announce
         adapter.configured_token = token or config.adapter.token
+        adapter.updater = updater if outputs.updates else None
         async with trio.open_nursery() as nursery:
             await nursery.start(_cancel_on_signals, nursery.cancel_scope)  # before the user may send one
             _announce(announce, config.http.listen, list(links), new_token, token)
