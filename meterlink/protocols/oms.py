@@ -1,0 +1,85 @@
+"""OMS telegrams as readings: the records of an EN 13757-3 telegram named by OBIS code.
+
+Seed 001 ch. B.5 variant 4 gives the codes for the OMS meters of Netz OÖ (AMIS, Siemens TD-351x)
+and Linz Netz (NES): `1-1:1.8.0` A+, `1-1:2.8.0` A-, `1-1:3.8.1` R+, `1-1:4.8.1` R-, `1-1:1.7.0` P+,
+`1-1:2.7.0` P-, `1-1:3.7.0` Q+, `1-1:4.7.0` Q-, `1-1:1.128.0` the collection totaliser, and the
+clock as `0-0:0.9.1` (time) and `0-0:0.9.2` (date). A record is named by what it measures (VIF),
+its direction (VIFE 0x3C: backward, i.e. export), phase (VIFE 0xFC 01-03) and tariff (DIFE), so the
+codes come out as the seed prints them (Netz OÖ's R+ is sent in tariff 1: `3.8.1`). A record no
+code fits keeps `obis` null with its position; every value carries the record's own description.
+"""
+
+from __future__ import annotations
+
+from .mbus_app import AppTelegram, DataRecord, Direction, Function
+from .readings import Reading, Value, scaled
+
+CHANNEL = "1-1"
+"""A-B of seed 001's variant 4 codes."""
+
+AMIS_MANUFACTURER = "SAM"
+"""The secondary address Netz OÖ's AMIS meters put in their long header (the spec's table 1)."""
+
+_TOTAL = {"energy": (1, 2, 8), "reactive energy": (3, 4, 8), "apparent energy": (9, 10, 8),
+          "power": (1, 2, 7), "reactive power": (3, 4, 7), "apparent power": (9, 10, 7)}
+"""quantity -> C forward, C backward, D (IEC 62056-61: 8 a register, 7 an instantaneous value)."""
+_UNITS = {"energy": "Wh", "reactive energy": "varh", "apparent energy": "VAh", "power": "W",
+          "reactive power": "var", "apparent power": "VA", "voltage": "V", "current": "A"}
+_PHASE = {("power", False): 21, ("power", True): 22, ("reactive power", False): 23,
+          ("reactive power", True): 24, ("apparent power", False): 29, ("apparent power", True): 30,
+          ("current", False): 31, ("voltage", False): 32}
+"""quantity, backward -> C of phase L1; L2 and L3 add 20 and 40."""
+COLLECTION_TOTALISER = "1-1:1.128.0.255"
+
+
+def record_obis(record: DataRecord, manufacturer: str) -> str | None:
+    """The OBIS code of a record, None when none fits (a stored, maximum or per-subunit value, a
+    quantity the variant does not name)."""
+    quantity = record.quantity
+    if record.function is not Function.INSTANTANEOUS or record.storage or record.subunit:
+        return None
+    if _UNITS.get(quantity.name) != quantity.unit:
+        return None
+    backward = record.direction is Direction.BACKWARD
+    if record.manufacturer_vife:
+        # Netz OÖ's table 2: `04 83 FF 04` is the Inkassozählwerk (collection totaliser), 1.128.0.
+        amis = manufacturer == AMIS_MANUFACTURER and record.manufacturer_vife == (0x04,)
+        return COLLECTION_TOTALISER if amis and quantity.name == "energy" and not backward else None
+    if record.phase:
+        c = _PHASE.get((quantity.name, backward))
+        return None if c is None else f"{CHANNEL}:{c + 20 * (record.phase - 1)}.7.{record.tariff}.255"
+    if quantity.name in ("voltage", "current"):
+        return None if backward else f"{CHANNEL}:{12 if quantity.name == 'voltage' else 11}.7.{record.tariff}.255"
+    forward_c, backward_c, d = _TOTAL[quantity.name]
+    return f"{CHANNEL}:{backward_c if backward else forward_c}.{d}.{record.tariff}.255"
+
+
+def to_reading(telegram: AppTelegram, kind: str, received_at: float | None, meter_id: str | None) -> Reading:
+    """The reading of a decoded telegram; the first instantaneous date and time is `captured_at`."""
+    values: list[Value] = []
+    captured_at = None
+    manufacturer = telegram.address.manufacturer_code
+    for index, record in enumerate(telegram.records):
+        description = record.description
+        raw = record.raw
+        if record.quantity.kind == "datetime" and captured_at is None and not record.storage and isinstance(raw, str):
+            captured_at = raw
+            date, _, time = raw.partition("T")
+            values.append(Value("0-0:0.9.1.255", time, description=description))
+            values.append(Value("0-0:0.9.2.255", date, description=description))
+            continue
+        obis = record_obis(record, manufacturer)
+        position = None if obis else index
+        unit = record.quantity.unit
+        exponent = record.quantity.exponent
+        if isinstance(raw, bool) or raw is None:
+            values.append(Value(obis, None, index=position, description=description))
+        elif isinstance(raw, int) and record.quantity.kind == "number":
+            values.append(Value(obis, scaled(raw, exponent), unit, raw, exponent, index=position,
+                                description=description))
+        elif isinstance(raw, float):
+            values.append(Value(obis, raw * 10.0**exponent, unit, None, exponent, index=position,
+                                description=description))
+        else:
+            values.append(Value(obis, raw, index=position, description=description))
+    return Reading(meter_id, kind, received_at, captured_at, tuple(values))
