@@ -265,6 +265,7 @@ class DataRecord:
     raw: int | float | str | None
     """An integer or BCD as sent, a real, a text, a date; manufacturer data as hex."""
     header: bytes = field(default=b"")
+    """DIF to the last VIFE, as sent."""
 
     @property
     def description(self) -> str:
@@ -463,11 +464,12 @@ class RecordReader:
         if coding == 0x08:
             raise MBusAppError(f"data record at byte {start}: DIF 0x{dif:02X} is a readout selection, not data")
         vif, vifes, quantity, direction, phase, manufacturer = self._vif(start)
+        header = self.data[start:self.pos]
         raw = self._data(start, coding, quantity)
         if quantity.kind in ("date", "datetime") and isinstance(raw, int):
             raw = _date_time(raw, coding, start)
         return DataRecord(dif, tuple(difes), vif, tuple(vifes), function, storage, tariff, subunit, quantity,
-                          direction, phase, tuple(manufacturer), raw, self.data[start:self.pos])
+                          direction, phase, tuple(manufacturer), raw, header)
 
     def _vif(self, start: int) -> tuple[int, list[int], Quantity, Direction, int | None, list[int]]:
         vif = self._byte("VIF")

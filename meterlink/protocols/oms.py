@@ -30,15 +30,19 @@ _PHASE = {("power", False): 21, ("power", True): 22, ("reactive power", False): 
           ("current", False): 31, ("voltage", False): 32}
 """quantity, backward -> C of phase L1; L2 and L3 add 20 and 40."""
 COLLECTION_TOTALISER = "1-1:1.128.0.255"
+ELECTRIC_MEDIA = (0x02, 0x0E)
+"""Electricity (EN 13757-7 table 12), and "bus / system component": the address Netz OÖ's meters
+put in their long header is the adapter's (00000000 SAM, medium 0x0E), not the meter's. A heat
+meter's energy is no 1-x code."""
 
 
-def record_obis(record: DataRecord, manufacturer: str) -> str | None:
+def record_obis(record: DataRecord, manufacturer: str, medium: int) -> str | None:
     """The OBIS code of a record, None when none fits (a stored, maximum or per-subunit value, a
-    quantity the variant does not name)."""
+    quantity the variant does not name, a meter that is no electricity meter)."""
     quantity = record.quantity
-    if record.function is not Function.INSTANTANEOUS or record.storage or record.subunit:
+    if medium not in ELECTRIC_MEDIA or record.function is not Function.INSTANTANEOUS or record.storage or record.subunit:
         return None
-    if _UNITS.get(quantity.name) != quantity.unit:
+    if quantity.name not in _UNITS or _UNITS[quantity.name] != quantity.unit:
         return None
     backward = record.direction is Direction.BACKWARD
     if record.manufacturer_vife:
@@ -68,7 +72,7 @@ def to_reading(telegram: AppTelegram, kind: str, received_at: float | None, mete
             values.append(Value("0-0:0.9.1.255", time, description=description))
             values.append(Value("0-0:0.9.2.255", date, description=description))
             continue
-        obis = record_obis(record, manufacturer)
+        obis = record_obis(record, manufacturer, telegram.address.medium)
         position = None if obis else index
         unit = record.quantity.unit
         exponent = record.quantity.exponent
