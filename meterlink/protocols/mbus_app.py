@@ -569,6 +569,8 @@ class RecordReader:
 def _bcd(data: bytes, start: int) -> int:
     """BCD as sent, least significant byte first; an F in the top nibble is a minus sign (type A)."""
     digits = data[::-1].hex()
+    if not digits:
+        raise MBusAppError(f"data record at byte {start}: BCD of no digits")
     negative = digits[0] in "fF"
     if negative:
         digits = digits[1:]
