@@ -168,11 +168,11 @@ def _key_bytes(text: str, option: str) -> bytes:
 
 
 def read_mbus(args: argparse.Namespace) -> int:
-    from .actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
+    from .actors.mbus import MBusLink, default_serial, run_mbus
     from .service.read import read_one_link
 
     keys = [cipher_keys(args)]
-    link = MBusLink(args.port, serial_settings(args, MBUS_SERIAL), args.push_interval)
+    link = MBusLink(args.port, serial_settings(args, default_serial(args.payload)), args.push_interval, args.payload)
     run = partial(run_mbus, link, lambda: keys)
     return trio.run(read_one_link, "mbus", link.opener(), run, read_until(args), print_reading, warn)
 
@@ -211,7 +211,7 @@ def decode_mbus(args: argparse.Namespace) -> int:
     from .protocols.mbus import MBusFramer
 
     keys = [cipher_keys(args)]
-    machine = MBusAdapter(keys=lambda: keys)
+    machine = MBusAdapter(keys=lambda: keys, payload=args.payload)
     framer = MBusFramer()
     tally = Tally()
     tally.drive(machine, framer.feed(hex_or_binary(read_input(args.file))))
@@ -404,6 +404,19 @@ def simulate_kaifa(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def simulate_amis(args: argparse.Namespace) -> int:
+    from .simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
+    from .simulators.serve import serve_meter
+
+    key = _key_bytes(args.key, "--key") if args.key else AMIS_DEMO_KEY
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        await run_amis_meter(stream, AmisMeterModel(key=key), args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
 def simulate_hdlc_push(args: argparse.Namespace) -> int:
     from .simulators.hdlc_push import HdlcPushMeterModel, Layout, push_notifications
     from .simulators.serve import serve_meter
@@ -591,6 +604,12 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--pty", action="store_const", const="pty", dest="listen", help="serve on a new pty")
 
 
+def _add_payload_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--payload", choices=["auto", "dlms", "oms"], default="auto",
+                         help="what SND_UD telegrams carry: DLMS segments (Kaifa, Sagemcom) or OMS telegrams (Netz OÖ "
+                              "AMIS, EN 13757-3 mode 5); auto tells them by the CI field")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterlink", description="Smart-meter customer-interface adapter.")
     parser.add_argument("--version", action="version", version=f"meterlink {software_version()}")
@@ -619,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode_mbus_cmd = decode.add_parser("mbus", help="decode M-Bus frames (hex text or binary)")
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_mbus_cmd, required=True)
+    _add_payload_option(decode_mbus_cmd)
     decode_mbus_cmd.set_defaults(handler=decode_mbus)
     decode_hdlc_cmd = decode.add_parser("hdlc", help="readings of the data-notifications pushed in HDLC frames (hex text or binary)")
     decode_hdlc_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
@@ -636,7 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     read_p1_cmd.add_argument("--data-request", choices=["rts", "dtr"], help="raise this line as the data-request signal")
     _add_key_options(read_p1_cmd, required=False)
     read_p1_cmd.set_defaults(handler=read_p1)
-    read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1)")
+    read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1; --payload oms: 9600 8E1)")
+    _add_payload_option(read_mbus_cmd)
     _add_serial_options(read_mbus_cmd)
     _add_key_options(read_mbus_cmd, required=True)
     _add_push_read_options(read_mbus_cmd)
@@ -682,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kaifa_cmd.add_argument("--interval", type=float, default=5.0, help="seconds between telegrams")
     simulate_kaifa_cmd.add_argument("--one-way", action="store_true", help="push without search telegram or waiting for acks")
     simulate_kaifa_cmd.set_defaults(handler=simulate_kaifa)
+    simulate_amis_cmd = simulate.add_parser("amis", help="a Netz OÖ AMIS meter (Siemens TD-3511): M-Bus handshake, "
+                                                        "OMS mode-5 telegrams (9600 8E1)")
+    _add_listen_options(simulate_amis_cmd)
+    simulate_amis_cmd.add_argument("--key", metavar="HEX", help="the meter's AES key, 32 hex digits (default: the demo's)")
+    simulate_amis_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between telegrams")
+    simulate_amis_cmd.set_defaults(handler=simulate_amis)
     simulate_hdlc_cmd = simulate.add_parser("hdlc-push", help="a meter pushing DLMS data-notifications in HDLC UI frames")
     _add_listen_options(simulate_hdlc_cmd)
     _add_key_options(simulate_hdlc_cmd, required=False)

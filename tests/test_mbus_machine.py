@@ -161,8 +161,10 @@ TELEGRAMS = [*SIM, *TAGGED, *WRONG, *WRONG_AUTH_TELEGRAMS, *BAD_TAG, *NO_AUTH, *
 KNOWN = {t.apdu: t for t in [*TELEGRAMS, ONE_FRAME]}
 UNSUPPORTED = [
     encode_long(0x53, 0xFF, 0x51, bytes(8)),  # SND_UD with an M-Bus application CI, not a DLMS segment
-    encode_long(0x73, 0xF0, 0x72, bytes(12)),
+    encode_long(0x73, 0xF0, 0xA0, bytes(12)),  # a manufacturer-specific CI
 ]
+OMS_SPEC = json.loads((Path(__file__).parent / "data" / "amis_mbus_netzooe_spec.json").read_text())
+"""Netz OÖ's AMIS example: an SND_UD whose CI (0x5B) carries an OMS telegram (tests/test_amis.py)."""
 FOREIGN = [
     encode_short(0x40, 0x01),  # SND_NKE to another primary address
     encode_short(0x40, 0xFD),
@@ -771,6 +773,12 @@ def test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame):
 
 
 @pytest.mark.parametrize("state", ADAPTER_STATES)
+def test_an_oms_telegram_is_acknowledged_and_published(state):
+    driver = Driver(keys=[CipherKeys(bytes.fromhex(OMS_SPEC["key"]))], state=state).feed(bytes.fromhex(OMS_SPEC["frame_hex"]))
+    expect(driver, "listening", ["incomplete"] if state == "joining" else [], readings=1, acks=1, telegrams=1)
+
+
+@pytest.mark.parametrize("state", ADAPTER_STATES)
 def test_other_data_to_us_is_acknowledged_and_counted(state):
     driver = Driver(state=state).feed(UNSUPPORTED[0])
     assert driver.actions.count(ACK) == 1
@@ -855,6 +863,7 @@ def test_the_scenarios_take_every_declared_transition():
             test_a_segment_out_of_order_is_dropped(state)
             test_link_lost_closes_the_machine(state)
             test_other_data_to_us_is_acknowledged_and_counted(state)
+            test_an_oms_telegram_is_acknowledged_and_published(state)
             for frame in (FOREIGN[0], bytes.fromhex("1040F03116"), b"\x00\x01\x02"):
                 test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame)
         for state in ("search", "listening", "stale"):

@@ -11,7 +11,12 @@ code fits keeps `obis` null with its position; every value carries the record's 
 
 from __future__ import annotations
 
-from .mbus_app import AppTelegram, DataRecord, Direction, Function
+from collections.abc import Sequence
+
+from .dlms.push import NO_KEY_SET, Outcome, PushResult, failed
+from .dlms.security import CipherKeys
+from .mbus_app import (AppTelegram, DataRecord, DeviceAddress, Direction, Function, MBusAppError, NoKey,
+                       UnsupportedMode, WrongKey, decode_application)
 from .readings import Reading, Value, scaled
 
 CHANNEL = "1-1"
@@ -87,3 +92,34 @@ def to_reading(telegram: AppTelegram, kind: str, received_at: float | None, mete
         else:
             values.append(Value(obis, raw, index=position, description=description))
     return Reading(meter_id, kind, received_at, captured_at, tuple(values))
+
+
+def decode_oms_push(
+    apdu: bytes,
+    keys: Sequence[CipherKeys],
+    kind: str,
+    received_at: float | None,
+    link_address: DeviceAddress | None = None,
+    no_key: str = NO_KEY_SET,
+) -> PushResult:
+    """The verdict on one OMS telegram (CI and on) of a push link, in the terms of every push link's
+    drop causes: the keys tried in order, the one that opens it confirmed."""
+    candidates: Sequence[CipherKeys | None] = keys or (None,)
+    wrong: WrongKey | None = None
+    for candidate in candidates:
+        try:
+            telegram = decode_application(apdu, link_address, [candidate.encryption] if candidate else [])
+        except NoKey:
+            return failed(Outcome.NO_KEY, no_key)
+        except WrongKey as error:
+            wrong = error
+            continue
+        except UnsupportedMode as error:
+            return PushResult(Outcome.UNSUPPORTED_SUITE, f"{error}; please report the meter type with this line")
+        except MBusAppError as error:
+            return failed(Outcome.UNPARSEABLE, str(error))
+        meter = telegram.address
+        meter_id = None if meter.identification == bytes(4) else meter.id
+        return PushResult(Outcome.DECODED, reading=to_reading(telegram, kind, received_at, meter_id), keys=candidate)
+    return PushResult(Outcome.WRONG_KEY, f"{wrong}: check the meter's AES key (32 hex digits, from the grid operator) "
+                                         f"and set it again with meter_setkey")

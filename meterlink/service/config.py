@@ -182,6 +182,9 @@ class LinkSection(_Section):
     """DLMS: the meter's inactivity timeout (HDLC setup attribute 8), so the association outlives no poll."""
     listen_time: float | None = Field(default=None, gt=0)
     """auto: seconds at each serial setting (default 12; 70 hears an M-Bus meter in search mode)."""
+    payload: Literal["auto", "dlms", "oms"] | None = None
+    """mbus: what the SND_UD telegrams carry; by default told by their CI field. "oms" (Netz OÖ's
+    AMIS meters: EN 13757-3, OMS mode 5) also makes 9600 8E1 the default setting."""
     max_meters: int = Field(default=DEFAULT_MAX_METERS, ge=1)
     """Meters whose readings are kept for this link; a new one beyond that forgets the least recently heard."""
 
@@ -213,6 +216,12 @@ class LinkSection(_Section):
                 raise ValueError(f"{', '.join(misplaced)}: only for kind = \"dlms\"")
         elif not self.objects:
             raise ValueError("objects: a dlms link polls at least one attribute, e.g. \"3:1-1:1.8.0.255:2\"")
+        return self
+
+    @model_validator(mode="after")
+    def _mbus_keys(self) -> LinkSection:
+        if self.payload is not None and self.kind != "mbus":
+            raise ValueError("payload: only for kind = \"mbus\"")
         return self
 
     @model_validator(mode="after")

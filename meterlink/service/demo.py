@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from ..protocols.readings import Reading, Value
+from ..simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
@@ -37,6 +38,7 @@ async def run_demo(
             mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
             hdlc_url = await nursery.start(serve_tcp, _hdlc_push_meter, "tcp://127.0.0.1:0")
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
+            amis_url = await nursery.start(serve_tcp, _amis_meter, "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
@@ -45,13 +47,15 @@ async def run_demo(
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
                         {"name": "hdlc", "kind": "hdlc-push", "port": hdlc_url, "push_interval": 1.0},
+                        {"name": "amis", "kind": "mbus", "payload": "oms", "port": amis_url, "push_interval": 1.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
                     ],
                 },
                 "demo",
             )
-            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY)})
+            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY),
+                                                                       "amis": MeterKey(AMIS_DEMO_KEY)})
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
@@ -76,6 +80,11 @@ async def _p1_meter(stream: trio.abc.Stream) -> None:
 async def _kaifa_meter(stream: trio.abc.Stream) -> None:
     async with stream:
         await run_kaifa_meter(stream, KaifaMeterModel(), interval=1.0)
+
+
+async def _amis_meter(stream: trio.abc.Stream) -> None:
+    async with stream:
+        await run_amis_meter(stream, AmisMeterModel())
 
 
 async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:

@@ -24,7 +24,7 @@ from hypercorn.config import Config as HypercornConfig
 from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
-from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
+from ..actors.mbus import MBusLink, default_serial, run_mbus
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
 from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
@@ -58,7 +58,8 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
     if section.kind == "auto":
         return _auto_child(section, hooks, status, keys)
     if section.kind == "mbus":
-        link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
+        payload = section.payload or "auto"
+        link = MBusLink(section.port, section.serial(default_serial(payload)), section.push_interval or 5.0, payload)
         return _keyed_child(section, partial(run_mbus, link), hooks, status, keys)
     if section.kind == "hdlc-push":
         hdlc = HdlcPushLink(section.port, section.serial(HDLC_PUSH_SERIAL), section.push_interval or HDLC_PUSH_INTERVAL)
