@@ -117,7 +117,8 @@ def decode_oms_push(
         except UnsupportedMode as error:
             return PushResult(Outcome.UNSUPPORTED_SUITE, f"{error}; please report the meter type with this line")
         except MBusAppError as error:
-            return failed(Outcome.UNPARSEABLE, str(error))
+            return PushResult(Outcome.UNPARSEABLE, f"{error}: the telegram is damaged (or its records are the maker's "
+                                                   f"own); if every telegram fails, report the meter type")
         meter = telegram.address
         meter_id = None if meter.identification == bytes(4) else meter.id
         return PushResult(Outcome.DECODED, reading=to_reading(telegram, kind, received_at, meter_id), keys=candidate)

@@ -1,5 +1,5 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
-push, DLMS).
+push, DLMS, the AMIS meter's OMS on M-Bus, wireless M-Bus through an iM871A stick).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -19,11 +19,13 @@ from ..simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
+from ..protocols.wmbus_receivers import Receiver
 from ..simulators.p1 import P1MeterModel, push_telegrams
+from ..simulators.wmbus import NES_DEMO_KEY, NES_ID, NesMeterModel, run_stick
 from ..transports import serve_tcp
 from .config import parse_config
 from .run import Outputs, run_service
-from .secrets import MeterKey
+from .secrets import MeterKey, meter_slot
 
 
 async def run_demo(
@@ -39,6 +41,7 @@ async def run_demo(
             hdlc_url = await nursery.start(serve_tcp, _hdlc_push_meter, "tcp://127.0.0.1:0")
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
             amis_url = await nursery.start(serve_tcp, _amis_meter, "tcp://127.0.0.1:0")
+            wmbus_url = await nursery.start(serve_tcp, _wmbus_stick, "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
@@ -48,6 +51,7 @@ async def run_demo(
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
                         {"name": "hdlc", "kind": "hdlc-push", "port": hdlc_url, "push_interval": 1.0},
                         {"name": "amis", "kind": "mbus", "payload": "oms", "port": amis_url, "push_interval": 1.0},
+                        {"name": "wmbus", "kind": "wmbus", "receiver": "im871a", "port": wmbus_url, "push_interval": 2.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
                     ],
@@ -55,7 +59,8 @@ async def run_demo(
                 "demo",
             )
             outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY),
-                                                                       "amis": MeterKey(AMIS_DEMO_KEY)})
+                                                                       "amis": MeterKey(AMIS_DEMO_KEY),
+                                                                       meter_slot("wmbus", NES_ID): MeterKey(NES_DEMO_KEY)})
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
@@ -85,6 +90,12 @@ async def _kaifa_meter(stream: trio.abc.Stream) -> None:
 async def _amis_meter(stream: trio.abc.Stream) -> None:
     async with stream:
         await run_amis_meter(stream, AmisMeterModel())
+
+
+async def _wmbus_stick(stream: trio.abc.Stream) -> None:
+    # A Linz Netz NES meter heard through an iM871A stick.
+    async with stream:
+        await run_stick(stream, Receiver.IM871A, NesMeterModel(), interval=2.0)
 
 
 async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:

@@ -2,7 +2,8 @@
 
 The meter (seed 001 ch. A, "Linz network, NES MTR1000/3000 Gen 4, W-MBUS") sends T1 frames of
 format A: C 0x44 (SND_NR), manufacturer NES, its identification, CI 0x7A (short header), OMS mode
-5, with records for A+ and A- (total and tariffs 1 and 2), P+ and P-, and the phase voltages; each
+5, with records for its clock, A+ and A- (total and tariffs 1 and 2), P+ and P-, and the phase
+voltages (the layout is made up from what the issue lists: no NES telegram is published); each
 telegram is sent twice, as radio meters repeat themselves, with the same access number. The
 receivers wrap each frame as the real ones do (`protocols.wmbus_receivers`) and answer their
 set-up commands.
@@ -56,7 +57,10 @@ class NesMeterModel:
         half = sample.import_wh / 2
         volts = b"".join(bytes.fromhex(f"02FDC8FC0{phase}") + decivolts.to_bytes(2, "little")
                          for phase, decivolts in enumerate(sample.decivolts, 1))
-        return (bytes.fromhex("0403") + u32(sample.import_wh)
+        year = now.year - 2000
+        date_time = bytes((now.minute, now.hour, now.day | (year & 0x07) << 5, now.month | (year & 0x78) << 1))
+        return (bytes.fromhex("046D") + date_time  # type F: minute, hour, day, month with the year's bits
+                + bytes.fromhex("0403") + u32(sample.import_wh)
                 + bytes.fromhex("841003") + u32(half)
                 + bytes.fromhex("842003") + u32(sample.import_wh - half)
                 + bytes.fromhex("04833C") + u32(sample.export_wh)
@@ -81,7 +85,7 @@ def on_air(receiver: Receiver, frame: bytes, meter_id: str) -> bytes:
         return amb_command(AMB_DATA_IND, frame[1:] + bytes((0xB4,)))
     if receiver is Receiver.CUL:
         return cul_line(with_crcs_a(frame))
-    return rtl_wmbus_line(frame, meter_id)
+    return rtl_wmbus_line(frame, meter_id, datetime.now().strftime("%Y-%m-%d %H:%M:%S.000"))
 
 
 def answer(receiver: Receiver, command: bytes) -> bytes:
@@ -104,18 +108,22 @@ async def run_stick(
 ) -> None:
     """The receiver on one link: answers set-up commands, hands over each telegram (twice) as heard."""
 
+    sending = trio.Lock()  # answers and telegrams share the line
+
     async def answer_commands() -> None:
         while data := await stream.receive_some():
             # Commands arrive whole in practice; a CUL's come as lines.
             for command in data.split(b"\n") if receiver is Receiver.CUL else [data]:
                 if reply := answer(receiver, command):
-                    await stream.send_all(reply)
+                    async with sending:
+                        await stream.send_all(reply)
 
     async def push() -> None:
         while True:
             frame = model.frame(wallclock())
             for _ in range(REPEATS):
-                await stream.send_all(on_air(receiver, frame, model.meter_id))
+                async with sending:
+                    await stream.send_all(on_air(receiver, frame, model.meter_id))
             await trio.sleep(interval)
 
     try:
