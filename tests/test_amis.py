@@ -31,6 +31,7 @@ SPEC = json.loads((DATA / "amis_mbus_netzooe_spec.json").read_text())
 SPEC_FRAME = bytes.fromhex(SPEC["frame_hex"])
 SPEC_KEYS = [CipherKeys(bytes.fromhex(SPEC["key"]))]
 SEARCH = bytes.fromhex(SPEC["search_telegram_hex"])
+VZLOGGER = json.loads((DATA / "amis_mbus_vzlogger.json").read_text())
 START = datetime(2026, 12, 4, 6, 0)
 
 
@@ -71,6 +72,31 @@ def test_an_oms_telegram_ends_a_dlms_telegram_being_joined():
     actions = feed(machine, SPEC_FRAME)
     assert [a.cause for a in actions if isinstance(a, Dropped)] == ["incomplete"]
     assert len(published(actions)) == 1 and machine.state_name == "listening"
+
+
+def test_a_real_meters_frames_as_vzlogger_keeps_them():
+    """Four telegrams a second apart; the source asserts the second one's time. The values are what
+    pymbusparser reads from the plaintext AES-128-CBC gives (IV as Netz OÖ's specification defines it)."""
+    pymbusparser = pytest.importorskip("pymbusparser")
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = bytes.fromhex(VZLOGGER["key"])
+    machine = MBusAdapter(keys=lambda: [CipherKeys(key)])
+    readings = published(feed(machine, bytes.fromhex(VZLOGGER["stream_hex"])))
+    assert machine.counters["telegrams"] == 4 and not machine.counters["wrong_key"]
+    assert readings[1].captured_at == "2015-06-20T23:36:03"  # the source: 23:36:03, 20 June 2015
+    assert [r.captured_at[-2:] for r in readings] == ["02", "03", "04", "05"]
+    frames = [f for f in MBusFramer().feed(bytes.fromhex(VZLOGGER["stream_hex"])) if hasattr(f, "ci")]
+    for frame, reading in zip(frames, readings):
+        access, ciphertext = frame.data[8], frame.data[12:]
+        iv = frame.data[4:6] + frame.data[0:4] + frame.data[6:8] + bytes((access,)) * 8
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        plaintext = decryptor.update(ciphertext) + decryptor.finalize()
+        theirs = [r for r in pymbusparser.parse_records(plaintext) if r["value"]["kind"] == "decimal"]
+        ours = [v for v in reading.values if v.raw is not None]
+        assert [str(v.value) for v in ours] == [r["value"]["value"] for r in theirs]
+    values = {v.obis: v.value for v in readings[0].values}
+    assert values["1-1:1.8.0.255"] == 895563 and values["1-1:1.7.0.255"] == 435 and values["1-1:4.7.0.255"] == 134
 
 
 @pytest.mark.parametrize("keys, cause", [([], "no_key"), ([CipherKeys(bytes(16))], "wrong_key")])
