@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -469,3 +469,39 @@ async def test_meter_setkey_with_meter_id(tmp_path: Path) -> None:
     assert rig.adapter.keys.links() == ["radio/30071234"]
     assert stored(rig, "radio/30071234")
     assert refused.status_code == 422 and "meter_id_not_wmbus" in refused.text
+
+
+# -- fuzzing the receivers' framings --------------------------------------------------------------
+
+STICK_STREAMS = {
+    Receiver.IM871A: (Im871aFramer, IM871A_SET_CONFIG_OK + IM871A_TELEGRAM),
+    Receiver.AMB8465: (Amb8465Framer, AMB_SET_MODE_OK + AMB_TELEGRAM),
+    Receiver.CUL: (CulFramer, b"V 1.67 nanoCUL868\r\n" + CUL_TELEGRAM),
+    Receiver.RTL_WMBUS: (RtlWmbusFramer, "\n".join(RTL_LINES).encode() + b"\n"),
+}
+EVENT_TYPES = (RadioFrame, StickReply, StickText, BadFrame, Noise)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(list(Receiver)), data=st.data())
+def test_fuzz_receiver_framings(kind, data):
+    """Damaged, cut and noisy streams: a framer never raises, reports only its event types, and finds a
+    whole telegram sent after the damage."""
+    make, clean = STICK_STREAMS[kind]
+    damaged = bytearray(clean)
+    for _ in range(data.draw(st.integers(0, 5))):
+        where = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[where:where + data.draw(st.integers(0, 3))] = data.draw(st.binary(max_size=4))
+    framer = make()
+    # A length-prefixed framing waits for as many bytes as a damaged length says (up to 262): whole
+    # telegrams sent after that many are found again.
+    stream = bytes(damaged) + b"\n" + clean * 6
+    events = []
+    position = 0
+    while position < len(stream):
+        step = data.draw(st.integers(1, 64))
+        events += framer.feed(stream[position:position + step])
+        position += step
+    assert all(isinstance(event, EVENT_TYPES) for event in events)
+    expected = [e for e in make().feed(clean) if isinstance(e, RadioFrame)][-1]
+    assert [e for e in events if isinstance(e, RadioFrame)][-1] == expected
