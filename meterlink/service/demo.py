@@ -113,8 +113,9 @@ def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
     def value_of(cde: str) -> Value | None:
-        # Channel 1 (1-1:...) is how Kamstrup numbers the same registers.
-        return reading.value_of(f"1-0:{cde}") or reading.value_of(f"1-1:{cde}")
+        # Whatever the channel: Kamstrup and seed 001's OMS meters number the same registers 1-1.
+        found = [v for v in reading.values if v.obis and v.obis.startswith("1-") and v.obis.endswith(f":{cde}")]
+        return min(found, key=lambda v: int(v.obis.split(":")[0].split("-")[1]), default=None)
 
     def watts(cde: str) -> float:
         value = value_of(cde)
