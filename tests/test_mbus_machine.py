@@ -186,6 +186,8 @@ def classify(event) -> str:
             return "search"
         case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF) and ci <= 0x1F:
             return "segment"
+        case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF) and ci in (0x5A, 0x5B, 0x72, 0x78, 0x7A):
+            return "oms"
         case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF):
             return "unsupported"
         case ShortFrame() | LongFrame() | SingleChar():
@@ -256,7 +258,7 @@ class AdapterUnderTest:
         drops, publish = self.expect(kind, event)
         self.machine.handle(event, 1700000000.0)
         actions = self.machine.take_actions()
-        acked = kind in ("search", "segment", "unsupported")
+        acked = kind in ("search", "segment", "unsupported", "oms")
         self.check(actions, acked, drops, publish)
         assert self.machine.epoch - epoch == int(acked), "only an acknowledged frame restarts the state's deadline"
 
@@ -300,6 +302,11 @@ class AdapterUnderTest:
             if self.state != "joining":
                 self.state = "listening"
             return [], None
+        if kind == "oms":
+            # The AMIS example's key is in no keyring here: the telegram is dropped, never published.
+            drops = self._drop(["incomplete"]) if self.state == "joining" else []
+            self.state, self.parts = "listening", []
+            return drops + self._drop(["wrong_key" if self.keys else "no_key"]), None
         if kind == "search":
             drops = []
             if self.state == "joining":
@@ -470,6 +477,7 @@ adapter_stimuli = st.one_of(
     st.builds(single_frame_telegram, chunks),
     st.builds(foreign, st.sampled_from(FOREIGN)),
     st.builds(foreign, st.sampled_from(UNSUPPORTED)),
+    st.builds(foreign, st.just(bytes.fromhex(OMS_SPEC["frame_hex"]))),
     st.builds(noise, st.binary(min_size=1, max_size=40)),
     st.just(lose_link),
 )
