@@ -222,3 +222,12 @@ def test_read_mbus_from_the_amis_simulator_over_tcp():
     assert len(readings) == 2 and all(r["kind"] == "mbus" for r in readings)
     assert {v["obis"] for v in readings[0]["values"]} >= {"1-1:1.8.0.255", "1-1:1.7.0.255", "1-1:2.7.0.255"}
     assert key.encode() not in result.stdout + result.stderr
+
+
+def test_home_assistant_names_the_oms_values_whatever_their_channel():
+    from meterlink.service.mqtt import sensors
+
+    (reading,) = published(feed(MBusAdapter(keys=lambda: SPEC_KEYS), SPEC_FRAME))
+    names = {sensor.key: sensor.name for sensor in sensors(reading)}
+    assert names["1-1_1_7_0"] == "Active power import" and names["1-1_2_8_0"] == "Active energy export"
+    assert names["1-1_3_8_1"] == "Reactive energy import tariff 1" and names["1-1_4_7_0"] == "Reactive power export"
