@@ -279,7 +279,9 @@ def test_a_short_header_without_a_link_address_is_refused():
 
 APDUS = [amis_apdu()] + [parse_frame(bytes.fromhex(WMBUSMETERS[n]["hex"])).apdu for n in ("waterstarm", "elf2")]
 KEYS = [AMIS_KEY] + [bytes.fromhex(WMBUSMETERS[n]["key"]) for n in ("waterstarm", "elf2")]
+AMBER = json.loads((DATA / "amber_amb8426_manual_mode5.json").read_text())
 FRAMES = ([bytes.fromhex(h) for h in WMBUSMETERS["frames with their block CRCs"]["hex"]]
+          + [bytes.fromhex(AMBER["encrypted_telegram_published"])]
           + [bytes.fromhex(WMBUSMETERS[n]["hex"]) for n in ("waterstarm", "elf2")]
           + [with_crcs_b(bytes.fromhex(WMBUSMETERS["elf2"]["hex"]))])
 PLAINTEXTS = [bytes.fromhex(AMIS["plaintext_published"])] + [
@@ -334,3 +336,17 @@ def test_fuzz_link_layer(data):
     except ProtocolError:
         return
     assert frame.to_bytes()[0] == len(frame.to_bytes()) - 1
+
+
+def test_amber_manual_mode5_example():
+    """The receiver maker's worked example: the plaintext the manual prints, from the telegram it prints."""
+    example = json.loads((DATA / "amber_amb8426_manual_mode5.json").read_text())
+    frame = parse_frame(bytes.fromhex(example["encrypted_telegram_published"]))
+    assert (frame.address.manufacturer_code, frame.meter_id, frame.address.medium) == ("AMB", "12345678", 0x03)
+    telegram = decode_application(frame.apdu, frame.address, [bytes.fromhex(example["key"])])
+    plain = bytes.fromhex(example["plain_telegram_published"])
+    assert telegram.plaintext == plain[15:]
+    (record,) = telegram.records
+    assert record.quantity.name == "ENC TEST" and record.raw is None
+    with pytest.raises(WrongKey):
+        decode_application(frame.apdu, frame.address, [bytes(16)])

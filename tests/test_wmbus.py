@@ -505,3 +505,11 @@ def test_fuzz_receiver_framings(kind, data):
     assert all(isinstance(event, EVENT_TYPES) for event in events)
     expected = [e for e in make().feed(clean) if isinstance(e, RadioFrame)][-1]
     assert [e for e in events if isinstance(e, RadioFrame)][-1] == expected
+
+
+def test_amber_manual_commands_checksums():
+    """Two commands as the AMB8426-M manual prints them (ch. 7.13): the XOR checksum holds."""
+    example = json.loads((DATA / "amber_amb8426_manual_mode5.json").read_text())
+    for name, message in example["commands_published"].items():
+        (event,) = Amb8465Framer().feed(bytes.fromhex(message))
+        assert isinstance(event, StickText), name
