@@ -350,3 +350,6 @@ def test_amber_manual_mode5_example():
     assert record.quantity.name == "ENC TEST" and record.raw is None
     with pytest.raises(WrongKey):
         decode_application(frame.apdu, frame.address, [bytes(16)])
+    # What the module hands over when it holds the key: decrypted, no block counted as encrypted.
+    handed_over = parse_frame(bytes.fromhex(example["decrypted_by_the_module_published"]))
+    assert decode_application(handed_over.apdu, handed_over.address).plaintext == plain[15:]

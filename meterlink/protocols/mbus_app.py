@@ -191,6 +191,10 @@ def decrypt_payload(transport: Transport, address: DeviceAddress, payload: bytes
     if transport.mode != MODE_AES_CBC_IV:
         raise UnsupportedMode(f"security mode {transport.mode}: meterlink reads modes 0 and 5 (AES-128-CBC)")
     size = transport.encrypted_blocks * BLOCK
+    if size == 0:
+        # Mode 5 with no block left encrypted: a receiver that holds the key (AMB8465, iM871A) hands
+        # telegrams over decrypted with the block count cleared.
+        return payload
     if size > len(payload):
         raise MBusAppError(f"mode 5: {transport.encrypted_blocks} encrypted blocks stated, {len(payload)} bytes sent")
     if key is None:
