@@ -169,6 +169,23 @@ def test_elf2_heat_meter_values():
     assert not any(v.obis and v.obis.startswith("1-") for v in reading.values)
 
 
+def test_an_extended_link_layer_before_the_short_header():
+    source = WMBUSMETERS["waterstarm with an extended link layer"]
+    expected = source["expected_json_published"]
+    frame = parse_frame(bytes.fromhex(source["hex"]))
+    assert frame.meter_id == expected["id"] and frame.apdu[0] == 0x8C
+    reading = to_reading(decode_application(frame.apdu, frame.address, [bytes.fromhex(source["key"])]), "wmbus", None,
+                         frame.meter_id)
+    assert reading.captured_at == "2025-08-20T14:51:00"
+    values = {v.description: v.value for v in reading.values}
+    assert values["volume"] == expected["total_m3"] and values["error flags"] == 0
+    assert values["date, storage 1"] is expected["set_date"]
+    assert values["volume, storage 1"] == expected["consumption_at_set_date_m3"]
+    assert values["volume, backward, storage 1"] == expected["total_backwards_at_set_date_m3"]
+    assert values["volume, storage 2"] == expected["consumption_at_history_1_m3"]
+    assert values["volume, storage 11"] == expected["consumption_at_history_10_m3"]  # FFFFFFFF: integers are signed
+
+
 def test_apator162_over_rtl_wmbus_decrypts():
     source = WMBUSMETERS["apator162 over rtl_wmbus"]
     frame = parse_frame(bytes.fromhex(source["line"].rsplit(";0x", 1)[1]))
@@ -263,11 +280,16 @@ def test_bcd_reals_text_and_manufacturer_data():
 
 @pytest.mark.parametrize("data, where", [
     ("0403", "data of DIF coding 0x4"), ("04", "VIF needs 1 bytes"), ("8484848484848484848484", "more than 10 DIFEs"), ("0C13 1A000000", "non-digit"),
-    ("026C FFFF", "does not exist"), ("3F", "special function"), ("08", "readout selection"), ("0DFD0BF5", "reserved"),
+    ("3F", "special function"), ("08", "readout selection"), ("0DFD0BF5", "reserved"),
 ])
 def test_bad_records_are_named(data, where):
     with pytest.raises(MBusAppError, match=where):
         parse_records(bytes.fromhex(data.replace(" ", "")))
+
+
+def test_a_date_the_meter_marks_invalid_is_null():
+    records, _ = parse_records(bytes.fromhex("026CFFFF" "066D000000000000"))
+    assert [r.raw for r in records] == [None, None]  # no such day: "not set"
 
 
 def test_a_short_header_without_a_link_address_is_refused():

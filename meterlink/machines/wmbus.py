@@ -24,7 +24,7 @@ from ..protocols.dlms.push import NO_KEY_SET, Outcome, PushResult, failed
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.errors import ProtocolError
 from ..protocols.framing import BadFrame, Noise
-from ..protocols.mbus_app import parse_transport
+from ..protocols.mbus_app import parse_transport, without_ell
 from ..protocols.oms import decode_oms_push
 from ..protocols.wmbus import parse_frame
 from ..protocols.wmbus_receivers import RadioFrame, StickReply, StickText
@@ -198,7 +198,7 @@ class WMBusReceiver(LinkMachine):
     def _judge(self, data: bytes, received_at: float | None) -> tuple[str, PushResult]:
         try:
             link = parse_frame(data)
-            transport = parse_transport(link.apdu)
+            transport = parse_transport(without_ell(link.apdu))
         except ProtocolError as error:
             return "unparseable", failed(Outcome.UNPARSEABLE, str(error))
         meter_id = link.meter_id

@@ -32,6 +32,9 @@ CI_SND_UD_SHORT = 0x5A
 CI_RSP_UD_LONG = 0x72
 CI_RSP_UD_SHORT = 0x7A
 CI_RSP_UD_NONE = 0x78
+CI_ELL_SHORT = 0x8C
+"""Extended link layer (EN 13757-4 ch. 13), its short form: CC and ACC, nothing encrypted; the
+transport layer's CI follows."""
 LONG_HEADER_CIS = (CI_SND_UD_LONG, CI_RSP_UD_LONG)
 SHORT_HEADER_CIS = (CI_SND_UD_SHORT, CI_RSP_UD_SHORT)
 APPLICATION_CIS = LONG_HEADER_CIS + SHORT_HEADER_CIS + (CI_RSP_UD_NONE,)
@@ -147,6 +150,12 @@ class Transport:
     @property
     def header_length(self) -> int:
         return 12 if self.ci in LONG_HEADER_CIS else 4 if self.ci in SHORT_HEADER_CIS else 0
+
+
+def without_ell(apdu: bytes) -> bytes:
+    """The transport layer's part of a wireless APDU: a short extended link layer (CI 0x8C, its
+    communication control and access number) is skipped."""
+    return apdu[3:] if apdu[:1] == bytes((CI_ELL_SHORT,)) else apdu
 
 
 def parse_transport(apdu: bytes) -> Transport:
@@ -584,32 +593,33 @@ def _bcd(data: bytes, start: int) -> int:
     return -value if negative else value
 
 
-def _date_time(value: int, coding: int, start: int) -> str:
-    """Type G (2 bytes, date), F (4 bytes, date and minute) or I (6 bytes, date and second) as ISO 8601."""
+def _date_time(value: int, coding: int, start: int) -> str | None:
+    """Type G (2 bytes, date), F (4 bytes, date and minute) or I (6 bytes, date and second) as ISO 8601;
+    None for a day that does not exist (FFFF is a date "not set")."""
     if coding == 0x2:  # type G
         day, month = value & 0x1F, (value >> 8) & 0x0F
         year = ((value >> 5) & 0x07) | ((value >> 9) & 0x78)
-        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}", start)
-    if coding == 0x4:  # type F
+        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}")
+    if coding == 0x4:  # type F; its IV bit is not honoured: meters set it on valid times (wmbusmeters' waterstarm)
         minute, hour = value & 0x3F, (value >> 8) & 0x1F
         date = value >> 16
         day, month = date & 0x1F, (date >> 8) & 0x0F
         year = ((date >> 5) & 0x07) | ((date >> 9) & 0x78)
-        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:00", start)
+        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:00")
     if coding == 0x6:  # type I
         second, minute, hour = value & 0x3F, (value >> 8) & 0x3F, (value >> 16) & 0x1F
         date = value >> 24
         day, month = date & 0x1F, (date >> 8) & 0x0F
         year = ((date >> 5) & 0x07) | ((date >> 9) & 0x78)
-        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}", start)
+        return _check_date(f"{2000 + year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}")
     raise MBusAppError(f"data record at byte {start}: a date in DIF coding 0x{coding:X} (types G, F, I take 2, 4, 6 bytes)")
 
 
-def _check_date(text: str, start: int) -> str:
+def _check_date(text: str) -> str | None:
     try:
         datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise MBusAppError(f"data record at byte {start}: date {text} does not exist") from None
+        return None
     return text
 
 
@@ -633,6 +643,7 @@ def decode_application(apdu: bytes, link_address: DeviceAddress | None, keys: Se
     """CI, transport header and records; `link_address` is the wireless link layer's (the meter's
     for a short header). `keys` are tried in order (a pending key of a change-over first). Raises
     NoKey, WrongKey, UnsupportedMode or MBusAppError."""
+    apdu = without_ell(apdu)
     transport = parse_transport(apdu)
     address = transport.address or link_address
     if address is None:
