@@ -18,7 +18,7 @@ from meterlink.actors.mbus import AMIS_SERIAL, MBUS_SERIAL, MBusLink, default_se
 from meterlink.machines.base import Dropped, KeyConfirmed, Publish, Send
 from meterlink.machines.mbus import MBusAdapter
 from meterlink.protocols.dlms.security import CipherKeys
-from meterlink.protocols.mbus import MBusFramer, encode_short
+from meterlink.protocols.mbus import MBusFramer
 from meterlink.service.config import ConfigError, parse_config
 from meterlink.simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
 from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
