@@ -279,6 +279,9 @@ class DataRecord:
     """An integer or BCD as sent, a real, a text, a date; manufacturer data as hex."""
     header: bytes = field(default=b"")
     """DIF to the last VIFE, as sent."""
+    other_vifes: tuple[int, ...] = ()
+    """VIFEs this decoder does not read (error codes, per-time units, ...): they may change what the
+    value means, so no OBIS code is given to it."""
 
     @property
     def description(self) -> str:
@@ -298,6 +301,8 @@ class DataRecord:
             parts.append(self.function.value)
         if self.manufacturer_vife:
             parts.append("manufacturer VIFE " + bytes(self.manufacturer_vife).hex())
+        if self.other_vifes:
+            parts.append("VIFE " + bytes(self.other_vifes).hex())
         return ", ".join(parts)
 
 
@@ -476,15 +481,15 @@ class RecordReader:
         function = _FUNCTIONS[(dif >> 4) & 0x03]
         if coding == 0x08:
             raise MBusAppError(f"data record at byte {start}: DIF 0x{dif:02X} is a readout selection, not data")
-        vif, vifes, quantity, direction, phase, manufacturer = self._vif(start)
+        vif, vifes, quantity, direction, phase, manufacturer, others = self._vif(start)
         header = self.data[start:self.pos]
         raw = self._data(start, coding, quantity)
         if quantity.kind in ("date", "datetime") and isinstance(raw, int):
             raw = _date_time(raw, coding, start)
         return DataRecord(dif, tuple(difes), vif, tuple(vifes), function, storage, tariff, subunit, quantity,
-                          direction, phase, tuple(manufacturer), raw, header)
+                          direction, phase, tuple(manufacturer), raw, header, tuple(others))
 
-    def _vif(self, start: int) -> tuple[int, list[int], Quantity, Direction, int | None, list[int]]:
+    def _vif(self, start: int) -> tuple[int, list[int], Quantity, Direction, int | None, list[int], list[int]]:
         vif = self._byte("VIF")
         base = vif & 0x7F
         vifes: list[int] = []
@@ -515,6 +520,8 @@ class RecordReader:
         direction = Direction.NONE
         phase = None
         manufacturer: list[int] = []
+        others: list[int] = []
+        makers = False
         exponent = quantity.exponent
         while more:
             if len(vifes) >= 11:
@@ -523,13 +530,11 @@ class RecordReader:
             vifes.append(vife)
             more = vife & 0x80
             code = vife & 0x7F
-            if manufacturer or code == 0x7F:
+            if makers:
                 manufacturer.append(vife)
-                if code == 0x7F:
-                    manufacturer.pop()  # the marker; the VIFEs after it are the maker's
-                    manufacturer.append(0xFF)
-                continue
-            if code == 0x3C:
+            elif code == 0x7F:
+                makers = True  # the VIFEs after it are the maker's
+            elif code == 0x3C:
                 direction = Direction.BACKWARD
             elif code == 0x3B:
                 direction = Direction.FORWARD
@@ -543,11 +548,13 @@ class RecordReader:
                 more = extension & 0x80
                 if 1 <= extension & 0x7F <= 3:
                     phase = extension & 0x7F
-        if manufacturer and manufacturer[0] == 0xFF:
-            manufacturer = manufacturer[1:]
+                else:
+                    others += [vife, extension]
+            else:
+                others.append(vife)  # kept, and named in the description: it may change the meaning
         if exponent != quantity.exponent:
             quantity = Quantity(quantity.name, quantity.unit, exponent, quantity.kind)
-        return vif, vifes, quantity, direction, phase, manufacturer
+        return vif, vifes, quantity, direction, phase, manufacturer, others
 
     def _data(self, start: int, coding: int, quantity: Quantity) -> int | float | str | None:
         if coding == 0x0D:

@@ -45,7 +45,9 @@ def record_obis(record: DataRecord, manufacturer: str, medium: int) -> str | Non
     """The OBIS code of a record, None when none fits (a stored, maximum or per-subunit value, a
     quantity the variant does not name, a meter that is no electricity meter)."""
     quantity = record.quantity
-    if medium not in ELECTRIC_MEDIA or record.function is not Function.INSTANTANEOUS or record.storage or record.subunit:
+    if medium not in ELECTRIC_MEDIA or record.other_vifes:
+        return None
+    if record.function is not Function.INSTANTANEOUS or record.storage or record.subunit:
         return None
     if quantity.name not in _UNITS or _UNITS[quantity.name] != quantity.unit:
         return None
