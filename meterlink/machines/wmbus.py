@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from statemachine import State
 from statemachine.transition_list import TransitionList
 
-from ..protocols.dlms.push import NO_KEY_SET, Outcome, PushResult, failed
+from ..protocols.dlms.push import NO_KEY_SET, Outcome, PushResult
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.errors import ProtocolError
 from ..protocols.framing import BadFrame, Noise
@@ -200,7 +200,7 @@ class WMBusReceiver(LinkMachine):
             link = parse_frame(data)
             transport = parse_transport(without_ell(link.apdu))
         except ProtocolError as error:
-            return "unparseable", failed(Outcome.UNPARSEABLE, str(error))
+            return "unparseable", PushResult(Outcome.UNPARSEABLE, f"{error} (a frame damaged on air, or no M-Bus telegram)")
         meter_id = link.meter_id
         if self.meter_ids and meter_id not in self.meter_ids:
             return "other_meter", PushResult(Outcome.UNSUPPORTED_LAYOUT, meter_id)
