@@ -15,7 +15,9 @@ its set-up commands, and how it wraps a frame (for the simulated sticks).
   telegram is CMD_DATA_IND (0x03), payload the frame from C on, then one RSSI byte (RSSI output is
   switched on at set-up). Answers carry the command | 0x80 and a status byte (0 = done). Set-up:
   CMD_SET_REQ (0x09) RSSI_Enable (memory 0x45) = 1, then CMD_SET_MODE_REQ (0x04) T2-Other (0x08),
-  the mode that receives T1 meters.
+  the mode that receives T1 meters. CMD_SET_REQ writes the stick's non-volatile memory, once per
+  start of the link (a restart writes again): reading the parameter first (CMD_GET_REQ) would spare
+  it, not done yet.
 - CUL / nanoCUL with culfw (38400 8N1): text lines. `X21` reports RSSI and LQI, `brt` sets T mode
   (`brc` C mode), `V` answers the version; a telegram is `b` and its hex with the block CRCs still
   inside (`bY` for frame format B), then two bytes of LQI and RSSI.
