@@ -26,7 +26,7 @@ from meterlink.machines.wmbus import SETUP_TRIES, WMBusReceiver
 from meterlink.protocols.crc import crc16_x25
 from meterlink.protocols.dlms.security import CipherKeys, KeysUnavailable
 from meterlink.protocols.framing import BadFrame, Noise
-from meterlink.protocols.wmbus import parse_frame, with_crcs_a
+from meterlink.protocols.wmbus import parse_frame, with_crcs_a, with_crcs_b
 from meterlink.protocols.wmbus_receivers import (AMB8465_SETUP, CUL_SETUP, IM871A_SETUP, SETUP, Amb8465Framer,
                                                  CulFramer, Im871aFramer, RadioFrame, Receiver, RtlWmbusFramer,
                                                  StickReply, StickText)
@@ -394,6 +394,7 @@ def test_decode_wmbus_reads_hex_lines_with_and_without_crcs_and_rtl_lines(tmp_pa
         WATERSTARM.hex(),
         with_crcs_a(bytes.fromhex(WMBUSMETERS["elf2"]["hex"])).hex(),
         WMBUSMETERS["apator162 over rtl_wmbus"]["line"],
+        with_crcs_b(WATERSTARM).hex(" "),  # the same telegram again, as format B: a duplicate
     ]) + "\n")
     result = meterlink("decode", "wmbus", "--key", WATERSTARM_KEY.hex(), "--id", "20096221", str(path))
     assert result.returncode == 0, result.stderr
