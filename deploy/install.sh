@@ -14,6 +14,11 @@ Installs meterlink from the checkout this script is in:
                                              an existing one is kept as it is
   /etc/systemd/system/meterlink.service      the unit (it hands the config to the service with
                                              LoadCredential=)
+  /etc/polkit-1/rules.d/50-meterlink-networkmanager.rules
+                                             lets the service's user drive NetworkManager (its own
+                                             Wi-Fi profiles, the access point, scans)
+  /etc/udev/rules.d/90-meterlink-leds.rules  lets the service's group (dialout) switch the status
+                                             LEDs of [leds] (brightness and trigger)
 then reloads systemd and enables the service (a running one is restarted on the new version).
 
   --prefix DIR   install under DIR instead of / (DIR/opt/meterlink, DIR/etc/...), with the unit's
@@ -108,7 +113,22 @@ sed -e "s|/opt/meterlink|$prefix/opt/meterlink|g" -e "s|/etc/meterlink|$prefix/e
 install -m 644 "$build/meterlink.service" "$unit_dir/meterlink.service"
 say "installed $unit_dir/meterlink.service"
 
+polkit_dir=$prefix/etc/polkit-1/rules.d
+install -d -m 755 "$polkit_dir"
+install -m 644 "$source_dir/deploy/50-meterlink-networkmanager.rules" "$polkit_dir/50-meterlink-networkmanager.rules"
+say "installed $polkit_dir/50-meterlink-networkmanager.rules"
+
+udev_dir=$prefix/etc/udev/rules.d
+install -d -m 755 "$udev_dir"
+install -m 644 "$source_dir/deploy/90-meterlink-leds.rules" "$udev_dir/90-meterlink-leds.rules"
+say "installed $udev_dir/90-meterlink-leds.rules"
+
 if [ -n "$with_systemd" ]; then
+    # The LEDs exist since boot: apply the rule to them now, not at the next boot.
+    if command -v udevadm >/dev/null; then
+        udevadm control --reload || true
+        udevadm trigger --subsystem-match=leds --action=add || true
+    fi
     systemctl daemon-reload
     systemctl enable --quiet meterlink.service
     # An upgrade takes effect at once in a running service; a stopped one stays stopped.

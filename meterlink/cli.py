@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from functools import partial
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .protocols.dlms.objects import AttributeRef
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C during an image transfer: the meter keeps the partial image for --resume."""
 DEFAULT_MAX_FAILURES = 3
 """A push `read` gives up after this many telegrams in a row that fail (ARCHITECTURE.md)."""
 HDLC_PUSH_INTERVAL = 10.0
@@ -300,6 +303,93 @@ def read_dlms(args: argparse.Namespace) -> int:
     return trio.run(read_session, "dlms", link.opener(), partial(run_dlms, link), len(link.reads), print_reading, warn)
 
 
+def read_bsm(args: argparse.Namespace) -> int:
+    from .actors.bsm import BSM_SERIAL, BsmLink, run_bsm
+    from .machines.bsm import BsmPlan
+    from .service.read import ReadUntil, read_one_link
+
+    link = BsmLink(args.port, BsmPlan(unit=args.unit, poll_interval=args.interval), serial_settings(args, BSM_SERIAL))
+    return trio.run(read_one_link, "bsm", link.opener(), partial(run_bsm, link), ReadUntil(args.count, 0), print_reading, warn)
+
+
+def bsm_snapshot(args: argparse.Namespace) -> int:
+    """Take one signed snapshot and print it as JSON; exit 1 unless it is valid and verifies."""
+    from .actors.bsm import BSM_SERIAL, BsmLink, run_bsm
+    from .actors.link import LinkHooks, LinkLost, LinkStatus
+    from .machines.bsm import BsmClient, BsmPlan, SnapshotRequest
+    from .protocols.bsm import SnapshotType
+    from .protocols.errors import ProtocolError
+
+    kind = next(kind for kind in SnapshotType if kind.option == args.type)
+    try:
+        request = SnapshotRequest(kind, args.meta1, args.meta2, args.meta3)
+    except ProtocolError as error:
+        raise UsageError(f"metadata: {error}") from None
+    plan = BsmPlan(unit=args.unit, snapshot=request)
+    link = BsmLink(args.port, plan, serial_settings(args, BSM_SERIAL))
+    machine = BsmClient(plan)
+
+    async def session() -> None:
+        stream = await link.opener()()  # a port that cannot be opened is a usage error
+
+        async def opener() -> trio.abc.Stream:
+            return stream
+
+        try:
+            await run_bsm(link, LinkHooks(lambda reading: None), LinkStatus("bsm", "bsm"), opener, machine)
+        except LinkLost as error:
+            warn(str(error))
+
+    trio.run(session)
+    outcome = machine.outcome
+    if outcome is None:
+        warn(f"no snapshot: {machine.failure or 'the session ended early'}")
+        return EXIT_FAILED
+    record: dict[str, object] = outcome.snapshot.to_json() if outcome.snapshot else {"Typ": int(kind), "St": outcome.status}
+    if outcome.snapshot is None and machine.public_key is not None:
+        record["PK"] = machine.public_key.hex()
+    record["signature_valid"] = outcome.valid
+    if outcome.ocmf is not None:
+        record["OCMF"] = outcome.ocmf
+        record["ocmf_signature_valid"] = bool(outcome.ocmf_valid)
+    print(json.dumps(record), flush=True)
+    if not outcome.valid:
+        warn(f"{args.type} snapshot not valid: {outcome.reason or machine.failure}")
+    return EXIT_OK if outcome.valid else EXIT_FAILED
+
+
+def bsm_verify(args: argparse.Namespace) -> int:
+    """Verify a saved snapshot (JSON) or an OCMF string; exit 1 when it does not verify."""
+    from .protocols.bsm import Snapshot
+    from .protocols.errors import ProtocolError
+    from .protocols.ocmf import parse_ocmf
+
+    text = read_input(args.file).decode("utf-8", "surrogateescape").strip()
+    try:
+        key = bytes.fromhex(args.public_key) if args.public_key else None
+    except ValueError:
+        raise UsageError("--public-key: hex digits of the DER public key") from None
+    try:
+        if text.startswith("OCMF|"):
+            if key is None:
+                raise UsageError("an OCMF string carries no public key: give --public-key")
+            valid = parse_ocmf(text).verify(key)
+        else:
+            try:
+                record = json.loads(text)
+            except ValueError as error:
+                raise UsageError(f"{args.file}: neither an OCMF string nor a snapshot's JSON ({error})") from None
+            snapshot = Snapshot.from_json(record)
+            if key is None and snapshot.public_key is None:
+                raise UsageError("the snapshot carries no PK: give --public-key")
+            valid = snapshot.verify(key)
+    except ProtocolError as error:
+        warn(f"{args.file}: {error}")
+        return EXIT_FAILED
+    print(json.dumps({"signature_valid": valid}), flush=True)
+    return EXIT_OK if valid else EXIT_FAILED
+
+
 def dlms_association(args: argparse.Namespace) -> Association:
     """--password, --client-sap, --server-logical, --server-physical and --framing; errors never repeat the password."""
     from .machines.dlms import Association, Framing
@@ -347,6 +437,94 @@ def dlms_reads(args: argparse.Namespace) -> tuple[AttributeRef, ...]:
         raise UsageError("--from/--to select the rows of a profile buffer: --get CLASS 7, attribute 2")
     access = range_access(clock, bounds[0], bounds[1])
     return tuple(replace(ref, access=access) if profile else ref for ref, profile in zip(reads, profiles))
+
+
+def image_transfer(args: argparse.Namespace) -> int:
+    """`meterlink image-transfer`: progress on stderr, the verdict as one JSON object on stdout;
+    0 when the new image is active and its revision confirmed, 1 when not, 130 on Ctrl-C."""
+    from .actors.dlms import DLMS_SERIAL
+    from .machines.image_transfer import Image, Outcome
+    from .protocols.dlms.objects import DATA, AttributeRef
+    from .protocols.obis import Obis, ObisError
+    from .service.image_transfer import load_record, make_transfer, record_path, run_transfer
+
+    path = Path(args.image)
+    data = read_input(args.image)
+    if not data:
+        raise UsageError(f"{args.image}: the image is empty")
+    identifier = (args.identifier if args.identifier is not None else path.stem).encode("utf-8")
+    if not identifier:
+        raise UsageError("--identifier: the image identifier cannot be empty")
+    try:
+        revision = AttributeRef(DATA, Obis.parse(args.revision_obis), 2)
+    except ObisError as error:
+        raise UsageError(f"--revision-obis: {error}") from None
+    record_file = record_path(path)
+    try:
+        record = load_record(record_file) if args.resume else None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--resume: {error}") from None
+    association = dlms_association(args)
+    transfer = make_transfer(Image(identifier, data), args.port, association, record, revision, args.expect_revision,
+                             args.signature_hash)
+    show = _ImageProgress(sys.stderr.isatty())
+    try:
+        trio.run(partial(run_transfer, transfer, args.port, serial_settings(args, DLMS_SERIAL), association, show.update,
+                         record_file))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        show.close()
+    verdict = transfer.verdict()
+    if transfer.machine.outcome is None:
+        verdict["result"] = Outcome.INTERRUPTED.value
+    print(json.dumps(verdict, ensure_ascii=False), flush=True)
+    outcome = transfer.machine.outcome
+    if outcome is Outcome.ACTIVE:
+        return EXIT_OK
+    if outcome is Outcome.INTERRUPTED or outcome is None:
+        return EXIT_INTERRUPTED
+    warn(f"image transfer failed: {transfer.machine.reason}")
+    return EXIT_FAILED
+
+
+class _ImageProgress:
+    """A bar on a terminal (blocks, bytes, rate, ETA), else a line whenever the step changes or
+    another tenth of the blocks went out."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.bar = None
+        self.task = None
+        self.last: tuple[str, int] | None = None
+
+    def update(self, now) -> None:  # type: ignore[no-untyped-def]
+        if self.tty:
+            self._bar(now)
+            return
+        tenth = now.confirmed * 10 // now.blocks if now.blocks else 0
+        if (now.state, tenth) != self.last:
+            self.last = (now.state, tenth)
+            print(f"meterlink: {now.state}: {now.confirmed}/{now.blocks} blocks, {now.bytes_sent} bytes sent"
+                  + (f", {now.resent} resent" if now.resent else ""), file=sys.stderr, flush=True)
+
+    def _bar(self, now) -> None:  # type: ignore[no-untyped-def]
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[blocks]}"),
+                                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(now.state, total=now.image_size or None, blocks="")
+        done = min(now.image_size, now.confirmed * (now.image_size // now.blocks if now.blocks else 0)) if now.confirmed < now.blocks else now.image_size
+        self.bar.update(self.task, description=now.state, completed=done if now.blocks else 0,
+                        blocks=f"{now.confirmed}/{now.blocks} blocks")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def decode_hdlc(args: argparse.Namespace) -> int:
@@ -532,16 +710,44 @@ def simulate_hdlc_push(args: argparse.Namespace) -> int:
 
 def simulate_kamstrup(args: argparse.Namespace) -> int:
     from .machines.dlms import Framing
-    from .simulators.kamstrup import DEFAULT_PASSWORD, KamstrupMeterModel, run_kamstrup_meter
+    from .simulators.image_transfer import Faults, ImageTransferServer
+    from .simulators.kamstrup import DEFAULT_PASSWORD, OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
     from .simulators.serve import serve_meter
 
     password = args.password.encode("utf-8") if args.password is not None else DEFAULT_PASSWORD
     framing = Framing(args.framing)
+    faults = Faults(drop_blocks=frozenset(args.drop_blocks), busy_blocks=frozenset(args.busy_blocks),
+                    verify_fails=args.verify_fails, activation_refusals=args.activation_refusals,
+                    activation_broken=args.activation_broken, reboot_seconds=args.reboot_seconds,
+                    drop_link_after=args.drop_link_after)
+    # One meter for every connection: an image sent over one must be there for the next.
+    model = KamstrupMeterModel(password=password, image=ImageTransferServer(faults, block_size=args.block_size),
+                               max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
 
     async def meter(stream: trio.abc.Stream) -> None:
-        await run_kamstrup_meter(stream, KamstrupMeterModel(password=password), framing, block_transfer=not args.no_blocks)
+        await run_kamstrup_meter(stream, model, framing, block_transfer=not args.no_blocks)
 
     trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+def simulate_bsm(args: argparse.Namespace) -> int:
+    from .simulators.bsm import BsmMeter, Contactor, Fault, run_bsm_meter
+    from .simulators.serve import serve_meter
+
+    meters: list[BsmMeter] = []
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        # One meter for every connection: its clock, counters and snapshots outlive a client.
+        if not meters:
+            # A stuck contactor is a welded one: closed under a charging vehicle, it never opens, so
+            # turn-on and turn-off fail with status 5 (one stuck open would never show the fault).
+            stuck = Fault(args.contactor) is Fault.STUCK
+            contactor = Contactor(fault=Fault(args.contactor), closed=stuck, target=stuck)
+            meters.append(BsmMeter(unit=args.unit, contactor=contactor, doe=not args.no_doe, stall=args.stall, charging=stuck))
+        await run_bsm_meter(stream, meters[0])
+
+    trio.run(serve_meter, args.listen, serve, _announce)
     return EXIT_OK
 
 
@@ -591,6 +797,45 @@ def token(args: argparse.Namespace) -> int:
     if config.adapter.token is not None:
         warn(f"{args.config}: adapter.token is set, and the service puts it back at its next start")
     print(new_token, flush=True)
+    return EXIT_OK
+
+
+def device_info(args: argparse.Namespace) -> int:
+    """The access point's name and password (for the device's label), as JSON on stdout."""
+    from .service.adapter import DeviceInfo
+    from .service.run import choose_backend
+    from .service.network import device_access_point
+    from .service.startup import StartupError, prepare_state_dir
+
+    config = _load_config(args.config)
+
+    async def hardware_address() -> str | None:
+        backend = await choose_backend(config.network)
+        return await backend.hardware_address() if backend is not None else None
+
+    try:
+        state = prepare_state_dir(config.adapter.state_dir)
+        mac = trio.run(hardware_address) or DeviceInfo().mac
+        access_point, _ = device_access_point(state, mac, config.network.ap_password)
+    except (StartupError, OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps({"ssid": access_point.ssid, "password": access_point.password, "mac": mac,
+                      "ap_password": config.network.ap_password}), flush=True)
+    return EXIT_OK
+
+
+def network_down(args: argparse.Namespace) -> int:
+    """Take the access point down: the unit's ExecStopPost, whatever ended the service."""
+    from .service.run import choose_backend
+
+    config = _load_config(args.config)
+
+    async def down() -> None:
+        backend = await choose_backend(config.network)
+        if backend is not None:
+            await backend.stop_access_point()
+
+    trio.run(down)
     return EXIT_OK
 
 
@@ -682,6 +927,32 @@ def _not_negative(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    if not text.isdecimal() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, got {text!r}")
+    return int(text)
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(_not_negative(part.strip()) for part in text.split(",") if part.strip())
+
+
+def _modbus_unit(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 247:
+        raise argparse.ArgumentTypeError(f"expected a Modbus RTU unit, 1 to 247, got {text!r}")
+    return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"expected seconds, more than 0, got {text!r}")
+    return seconds
+
+
 def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--key", required=required, metavar="HEX", help="the meter's AES-128 key, 32 hex digits")
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
@@ -708,8 +979,16 @@ def _add_payload_option(command: argparse.ArgumentParser) -> None:
                               "AMIS, EN 13757-3 mode 5); auto tells them by the CI field")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit 2: `--help` shows the usage, a wrong option
+    names itself without a screenful of it in front (subcommands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meterlink", description="Smart-meter customer-interface adapter.")
+    parser = OneLineErrors(prog="meterlink", description="Smart-meter customer-interface adapter.")
     parser.add_argument("--version", action="version", version=f"meterlink {software_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the links do on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -726,6 +1005,13 @@ def build_parser() -> argparse.ArgumentParser:
     token_cmd = commands.add_parser("token", help="set a new API token (prints it once; only its hash is stored)")
     token_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
     token_cmd.set_defaults(handler=token)
+
+    device_info_cmd = commands.add_parser("device-info", help="the access point's name and password, for the label (JSON)")
+    device_info_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    device_info_cmd.set_defaults(handler=device_info)
+    network_down_cmd = commands.add_parser("network-down", help="take the access point down (the unit's ExecStopPost)")
+    network_down_cmd.add_argument("--config", required=True, type=Path, metavar="FILE", help="the service's config file")
+    network_down_cmd.set_defaults(handler=network_down)
 
     decode = commands.add_parser("decode", help="decode captured frames").add_subparsers(dest="link", required=True)
     decode_p1_cmd = decode.add_parser("p1", help="decode P1 telegrams (text; encrypted ones as hex text or binary)")
@@ -801,6 +1087,42 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the clock a profile's rows are selected by (default: Kamstrup's 0.1.1.0.0.255)")
     read_dlms_cmd.set_defaults(handler=read_dlms, data_request=None)
 
+    image_cmd = commands.add_parser("image-transfer", help="update a DLMS meter's firmware (class 18 image transfer)")
+    _add_serial_options(image_cmd)
+    _add_dlms_options(image_cmd)
+    image_cmd.add_argument("--image", required=True, metavar="FILE", help="the image to send")
+    image_cmd.add_argument("--identifier", metavar="ID", help="image identifier for image_transfer_initiate (default: FILE's stem)")
+    image_cmd.add_argument("--resume", action="store_true",
+                           help="go on with the partial image the meter holds, by FILE.transfer.json of an earlier run")
+    image_cmd.add_argument("--signature-hash", choices=["sha256"],
+                           help="compare image_to_activate_signature with this hash of FILE (else it is only reported)")
+    image_cmd.add_argument("--revision-obis", default="1.1.0.2.0.255", metavar="OBIS",
+                           help="the Data object (class 1) holding the software revision (default: Kamstrup's "
+                                "SoftwareNumberRevisionAscii 1.1.0.2.0.255)")
+    image_cmd.add_argument("--expect-revision", metavar="TEXT",
+                           help="the revision the new image must report (default: any other than before)")
+    image_cmd.set_defaults(handler=image_transfer, data_request=None)
+
+    read_bsm_cmd = read.add_parser("bsm", help="read a BSM-WS36A's AC meter over Modbus RTU (19200 8E1, unit 42)")
+    _add_serial_options(read_bsm_cmd)
+    read_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42, the factory setting)")
+    read_bsm_cmd.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="S", help="seconds between readings (default 5)")
+    read_bsm_cmd.add_argument("--count", type=_not_negative, metavar="N", help="stop after N readings")
+    read_bsm_cmd.set_defaults(handler=read_bsm, data_request=None)
+
+    bsm = commands.add_parser("bsm", help="signed snapshots of a BSM-WS36A").add_subparsers(dest="action", required=True)
+    bsm_snapshot_cmd = bsm.add_parser("snapshot", help="take a signed snapshot; print it as JSON with signature_valid")
+    _add_serial_options(bsm_snapshot_cmd)
+    bsm_snapshot_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
+    bsm_snapshot_cmd.add_argument("--type", required=True, choices=["current", "turn-on", "turn-off", "start", "end"])
+    for n in (1, 2, 3):
+        bsm_snapshot_cmd.add_argument(f"--meta{n}", metavar="TEXT", help=f"metadata {n}, written before the snapshot")
+    bsm_snapshot_cmd.set_defaults(handler=bsm_snapshot, data_request=None)
+    bsm_verify_cmd = bsm.add_parser("verify", help="verify a saved snapshot (JSON) or an OCMF string")
+    bsm_verify_cmd.add_argument("file", metavar="FILE|-")
+    bsm_verify_cmd.add_argument("--public-key", metavar="HEX", help="the meter's DER public key (needed for OCMF)")
+    bsm_verify_cmd.set_defaults(handler=bsm_verify)
+
     detect_cmd = commands.add_parser("detect", help="find a meter's serial setting, framing and maker; print a [[link]] for it")
     detect_cmd.add_argument("--port", required=True, help="serial device path or tcp://HOST:PORT")
     _add_key_options(detect_cmd, required=False)
@@ -855,7 +1177,28 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kamstrup_cmd.add_argument("--password", metavar="PW", help="the LLS password (default 12345)")
     simulate_kamstrup_cmd.add_argument("--no-blocks", action="store_true",
                                        help="send long answers in HDLC segments instead of GET blocks")
+    faults = simulate_kamstrup_cmd.add_argument_group("image transfer (class 18) and its faults")
+    faults.add_argument("--block-size", type=_positive, default=985, metavar="N", help="image_block_size (default 985, the seed's)")
+    faults.add_argument("--drop-blocks", type=_numbers, default=(), metavar="N,N", help="blocks acknowledged but lost, once")
+    faults.add_argument("--busy-blocks", type=_numbers, default=(), metavar="N,N", help="blocks answered temporary-failure, once")
+    faults.add_argument("--verify-fails", action="store_true", help="the verification ends with status 4")
+    faults.add_argument("--activation-refusals", type=_not_negative, default=0, metavar="N",
+                        help="image_activate answers temporary-failure N times first")
+    faults.add_argument("--activation-broken", action="store_true", help="the meter reboots but keeps the old image")
+    faults.add_argument("--reboot-seconds", type=float, default=4.0, metavar="S",
+                        help="how long the meter is unreachable once it reboots (default 4)")
+    faults.add_argument("--drop-link-after", type=_positive, metavar="N", help="drop the link once after N blocks")
     simulate_kamstrup_cmd.set_defaults(handler=simulate_kamstrup)
+
+    simulate_bsm_cmd = simulate.add_parser("bsm", help="a BSM-WS36A signing meter on Modbus RTU")
+    _add_listen_options(simulate_bsm_cmd)
+    simulate_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")
+    simulate_bsm_cmd.add_argument("--contactor", choices=["none", "stuck", "slow", "lie"], default="none",
+                                  help="a contactor fault: stuck is welded closed (turn-on/turn-off fail with status 5), slow misses "
+                                       "the 0.5 s feedback, lie: its feedback contact reports what it was told")
+    simulate_bsm_cmd.add_argument("--no-doe", action="store_true", help="the DOE release withdrawn (turn-on fails with status 4)")
+    simulate_bsm_cmd.add_argument("--stall", action="store_true", help="snapshots never finish signing")
+    simulate_bsm_cmd.set_defaults(handler=simulate_bsm)
 
     diagrams_cmd = commands.add_parser("diagrams", help="write diagrams/ from the machines")
     diagrams_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the machines")

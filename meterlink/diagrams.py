@@ -171,7 +171,8 @@ def _timers(machine: type[LinkMachine]) -> tuple[Timer, ...]:
     return timers
 
 
-def _node(machine: type[LinkMachine], state: Any, timers: dict[str, Timer]) -> Node:
+def _node(machine: type[LinkMachine], state: Any, timers: dict[str, Timer], outer: Timer | None = None) -> Node:
+    """`outer`: the timeout of an enclosing compound state, which sends its event from every state inside."""
     if getattr(state, "history", None):
         raise TypeError(f"{machine.__name__}.{state.id}: history states are not drawn yet")
     return Node(
@@ -184,9 +185,15 @@ def _node(machine: type[LinkMachine], state: Any, timers: dict[str, Timer]) -> N
         exit=_callbacks(machine, state.exit),
         timer=timers.get(state.id),
         # An initial transition (compound state to its first child) is drawn as the initial arrow.
-        edges=tuple(_edge(machine, t, timers.get(state.id)) for t in state.transitions if not t.initial),
-        children=tuple(_node(machine, child, timers) for child in state.states),
+        edges=tuple(_edge(machine, t, _timer_of(t, timers.get(state.id), outer)) for t in state.transitions if not t.initial),
+        children=tuple(_node(machine, child, timers, timers.get(state.id) or outer) for child in state.states),
     )
+
+
+def _timer_of(transition: Any, own: Timer | None, outer: Timer | None) -> Timer | None:
+    """The state's own timeout, or an enclosing state's whose event this transition takes."""
+    events = [str(event) for event in transition.events]
+    return next((timer for timer in (own, outer) if timer is not None and timer.event in events), None)
 
 
 def _edge(machine: type[LinkMachine], transition: Any, timer: Timer | None) -> Edge:

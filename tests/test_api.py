@@ -25,6 +25,8 @@ from meterlink.protocols.readings import Reading
 from meterlink.service.adapter import Adapter, ApiPolicy
 from meterlink.service.api import create_app
 from meterlink.service.hub import ReadingsHub
+from meterlink.service.network import NetworkController, WindowStore, access_point_ssid
+from meterlink.service.wifi import AccessPoint, SimulatedWifi
 from meterlink.service.secrets import Credentials, KeyPair, KeyStore, LoginThrottle
 from meterlink.supervisor import ChildStatus
 
@@ -73,6 +75,9 @@ def make_rig(
         throttle=throttle or LoginThrottle(),
         policy=policy,
     )
+    # The network controller is not run here: commands reach its queue, status reads its machine.
+    adapter.network = NetworkController(SimulatedWifi(), AccessPoint(access_point_ssid(adapter.device.mac), "rig-ap-pass"),
+                                        WindowStore(state / "network.json", boot_id=lambda: "test-boot"))
     rig = Rig(adapter, clock)
     adapter.request_restart = lambda: rig.restarts.append("restart")
     return rig
@@ -360,26 +365,55 @@ async def test_bad_key_is_400_without_echo(rig: Rig, caplog: pytest.LogCaptureFi
 # --- wifi, system ---------------------------------------------------------------------------------------
 
 
-async def test_wifi_config_status_and_factory_reset(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_wifi_config_status_and_factory_reset(rig: Rig, caplog: pytest.LogCaptureFixture,
+                                                    mock_clock: trio.testing.MockClock) -> None:
     caplog.set_level(logging.DEBUG)
     password = "blub123ber-secret"
-    async with api_client(rig.adapter) as client:
+    network = rig.adapter.network
+    network.backend.networks = {"solimlis": password}
+    shown: list[str] = []
+    rig.adapter.announce = shown.append
+    async with trio.open_nursery() as nursery, api_client(rig.adapter) as client:
+        await nursery.start(network.run)
         before = (await command(client, {"cmd": "wifi_status", "id": "1"})).json()
         configured = await command(client, {"cmd": "wifi_config", "ssid": "solimlis", "password": password, "mode": "sta_ap"})
+        # Time moves by hand: an autojump clock would jump to the window's end while the client waits.
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(5)
+        await trio.testing.wait_all_tasks_blocked()
         after = (await command(client, {"cmd": "wifi_status"})).json()
         await command(client, {"cmd": "meter_setkey", "key": KEY})
         reset = await command(client, {"cmd": "meter_factreset", "id": "123"})
-        again = (await command(client, {"cmd": "wifi_status"})).json()
+        refused = await command(client, {"cmd": "wifi_status"})
+        new_token = shown[-1].rsplit(" ", 1)[-1]
+        again = (await client.post("/api", content='{"cmd": "wifi_status"}', headers=bearer(new_token))).json()
+        nursery.cancel_scope.cancel()
     mac = rig.adapter.device.mac
     assert before == {"ssid": "meterextension:" + mac.replace(":", "")[-4:], "rssi": "0", "ap-mac": mac,
-                      "IP": before["IP"], "backend": "simulated", "result": "OK", "id": "1"}
+                      "IP": before["IP"], "backend": "simulated", "state": "Waiting for wifi_config",
+                      "access_point": before["ssid"], "window_left": 600, "mode": "sta", "result": "OK", "id": "1"}
     ipaddress.ip_address(before["IP"])
     assert configured.json() == {"result": "OK"}
     assert (after["ssid"], after["rssi"], after["backend"]) == ("solimlis", "-63", "simulated")
+    assert (after["state"], after["access_point"], after["mode"]) == ("Client mode beside the access point", before["ssid"], "sta_ap")
     assert reset.json() == {"result": "OK", "id": "123"}
-    assert again["ssid"] == before["ssid"]
-    assert rig.adapter.keys.links() == []
+    # The token is new, shown once as at the first start; the old one is refused.
+    assert refused.status_code == 401 and len(shown) == 1 and shown[0].startswith("API token after the factory reset")
+    assert (again["ssid"], again["state"], again["access_point"]) == (before["ssid"], "Waiting for wifi_config", before["ssid"])
+    assert rig.adapter.keys.links() == [] and await network.backend.configured() is None
     assert password not in caplog.text and password not in json.dumps([before, after, again])
+    assert new_token not in caplog.text
+
+
+async def test_factory_reset_keeps_a_configured_token(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.adapter.configured_token = TOKEN
+    shown: list[str] = []
+    rig.adapter.announce = shown.append
+    async with api_client(rig.adapter) as client:
+        reset = await command(client, {"cmd": "meter_factreset"})
+        still = await command(client, {"cmd": "system_status"})
+    assert reset.status_code == still.status_code == 200 and shown == []
 
 
 async def test_system_status(rig: Rig) -> None:
@@ -387,7 +421,8 @@ async def test_system_status(rig: Rig) -> None:
         answer = (await command(client, {"cmd": "system_status", "id": "123"})).json()
     device = rig.adapter.device
     assert answer == {"model": device.model, "sw-version": device.sw_version, "hw-version": device.hw_version,
-                      "mac": device.mac, "sys-ts": str(int(NOW)), "result": "OK", "id": "123"}
+                      "mac": device.mac, "sys-ts": str(int(NOW)), "network_backend": "simulated",
+                      "network_state": "Starting: window record read", "result": "OK", "id": "123"}
 
 
 async def test_get_ip_info_is_json(rig: Rig) -> None:

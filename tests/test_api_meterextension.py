@@ -123,13 +123,15 @@ def test_the_link_name_stands_in_for_a_missing_id() -> None:
 
 
 def test_commands_are_those_of_the_seed() -> None:
-    assert set(COMMANDS) == SEED_COMMANDS
-    assert READ_COMMANDS == {"meter_reading", "wifi_status", "system_status", "get_ip_info"}
+    # wifi_scan is meterlink's: seed 000 ch. 3.1.1 names the look-up of networks but no command for it.
+    assert set(COMMANDS) == SEED_COMMANDS | {"wifi_scan"}
+    assert READ_COMMANDS == {"meter_reading", "wifi_status", "wifi_scan", "system_status", "get_ip_info"}
 
 
 def test_answers_use_the_seed_names_with_result_and_id_last() -> None:
-    answer = WifiStatusAnswer(ssid="home", rssi="-63", ap_mac="02:00:00:00:00:01", IP="192.0.2.2", backend="simulated")
-    assert list(answer.to_json()) == ["ssid", "rssi", "ap-mac", "IP", "backend", "result"]
+    answer = WifiStatusAnswer(ssid="home", rssi="-63", ap_mac="02:00:00:00:00:01", IP="192.0.2.2", backend="simulated",
+                              state="Client mode", window_left=0, mode="sta")
+    assert list(answer.to_json()) == ["ssid", "rssi", "ap-mac", "IP", "backend", "state", "window_left", "mode", "result"]
     with_id = MeterReadingAnswer(meter=[]).model_copy(update={"id": "123"}).to_json()
     assert with_id == {"meter": [], "result": "OK", "id": "123"}
     assert list(with_id) == ["meter", "result", "id"]

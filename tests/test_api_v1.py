@@ -90,7 +90,7 @@ async def test_links_and_supervisor_tree(tmp_path: Path) -> None:
                                 "last_reading_at": NOW - 1, "readings": 0, "drops": {}, "last_drop": "crc: mismatch",
                                 "last_drop_at": None, "last_drop_cleared": False, "readings_since_drop": 0,
                                 "meters_forgotten": 0, "last_meter_forgotten": None, "detected": None,
-                                "last_note": None, "last_note_at": None}]
+                                "last_note": None, "last_note_at": None, "image": None}]
     links, http = answer["supervisor"]
     assert (links["id"], links["state"], http["id"], http["children"]) == ("links", "running", "http", [])
     assert links["children"] == [{"id": "p1", "state": "backoff", "restarts": 3,
@@ -104,7 +104,7 @@ async def test_openapi_describes_commands_and_endpoints(rig: Rig) -> None:
         redoc = await client.get("/redoc")
     assert response.status_code == 200 and redoc.status_code == 404
     schema = response.json()
-    assert set(schema["paths"]) == {"/api", *ENDPOINTS, "/api/v1/stream"}
+    assert set(schema["paths"]) == {"/api", *ENDPOINTS, "/api/v1/stream", "/api/v1/links/{name}/image"}
     body = schema["paths"]["/api"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     command = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
     assert command["discriminator"]["propertyName"] == "cmd"

@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from processes import METERLINK, free_port, meterlink, start_simulator, stop
 
 DATA = Path(__file__).parent / "data"
@@ -35,6 +37,17 @@ def test_decode_reports_a_bad_telegram_and_goes_on(tmp_path):
 def test_decode_usage_errors_exit_2(tmp_path):
     assert meterlink("decode", "p1", str(tmp_path / "missing")).returncode == 2
     assert meterlink("decode", "p1", "--no-such-option").returncode == 2
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["read", "p1"], b"meterlink read p1: error: the following arguments are required: --port"),
+    (["frob"], b"meterlink: error: argument COMMAND: invalid choice: 'frob'"),
+    (["decode", "p1", "--no-such-option"], b"meterlink: error: unrecognized arguments: --no-such-option"),
+])
+def test_an_argparse_error_is_one_line_without_the_usage(args, says):
+    result = meterlink(*args)
+    assert result.returncode == 2 and result.stderr.startswith(says), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_read_from_the_simulator_over_tcp():

@@ -39,6 +39,14 @@ def test_the_annotated_example_loads():
         ({"link": [{"name": "k", "kind": "dlms", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"], "client_sap": 300}]},
          "link[0].client_sap"),
         ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "password": "12345"}]}, "password: only for kind"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "unit": 248}]}, "link[0].unit"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "unti": 42}]}, "link[0].unti: unknown key"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "poll_interval": 0}]}, "link[0].poll_interval"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "parity": "X"}]}, "link[0].parity"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "push_interval": 1}]}, "push_interval: not for kind = \"bsm\""),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"]}]}, "objects: only for kind = \"dlms\""),
+        ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "unit": 42}]}, "unit: only for kind = \"bsm\""),
+        ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "poll_interval": 5}]}, "poll_interval: only for kind"),
     ],
 )
 def test_mistakes_name_the_key(document, message):
@@ -48,15 +56,49 @@ def test_mistakes_name_the_key(document, message):
     assert str(error.value).startswith("test.toml: ")
 
 
+def _block(text: str, start: str) -> str:
+    """A commented [[link]] of the example, up to the blank line after it."""
+    begin = text.index(start)
+    end = text.find("\n\n", begin)
+    return text[begin:end if end >= 0 else None]
+
+
 def test_the_example_dlms_link_loads_when_uncommented(tmp_path):
     text = EXAMPLE.read_text(encoding="utf-8")
-    kamstrup = text[text.index("# [[link]]\n# name = \"kamstrup\""):]
+    kamstrup = _block(text, "# [[link]]\n# name = \"kamstrup\"")
     uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in kamstrup.splitlines())
     config = tmp_path / "dlms.toml"
     config.write_text(uncommented, encoding="utf-8")
     config.chmod(0o600)
     (link,) = load_config(config).link
     assert link.kind == "dlms" and len(link.objects) == 9 and link.poll_interval == 10
+
+
+def test_the_example_bsm_link_loads_when_uncommented(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    charger = _block(text, "# [[link]]\n# name = \"charger\"")
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in charger.splitlines())
+    config = tmp_path / "bsm.toml"
+    config.write_text(uncommented, encoding="utf-8")
+    (link,) = load_config(config).link
+    assert link.kind == "bsm" and link.unit == 42 and link.poll_interval == 5
+
+
+def test_a_bsm_link_defaults_to_the_factory_settings_and_takes_overrides():
+    from meterlink.actors.bsm import BSM_POLL_INTERVAL
+    from meterlink.service.run import bsm_link
+
+    (plain, tuned) = parse_config({"link": [
+        {"name": "a", "kind": "bsm", "port": "tcp://127.0.0.1:502"},
+        {"name": "b", "kind": "bsm", "port": "/dev/ttyUSB3", "unit": 7, "poll_interval": 2, "baud": 9600, "parity": "N"},
+    ]}).link
+    link = bsm_link(plain)
+    assert (link.plan.unit, link.plan.poll_interval) == (42, BSM_POLL_INTERVAL)
+    assert (link.serial.baudrate, link.serial.bytesize, link.serial.parity, link.serial.stopbits) == (19200, 8, "E", 1)
+    link = bsm_link(tuned)
+    assert (link.plan.unit, link.plan.poll_interval) == (7, 2)
+    assert (link.serial.baudrate, link.serial.parity, link.serial.stopbits) == (9600, "N", 1)
+    assert link.plan.snapshot is None and link.plan.time is None  # the service only reads; it never switches
 
 
 def test_a_dlms_password_is_neither_echoed_nor_shown(tmp_path, caplog):
@@ -109,3 +151,13 @@ def test_the_readme_says_how_to_set_the_meter_key():
     body = re.search(r"-d '(\{.*?\})'", section).group(1)
     command = MeterSetKeyCommand.model_validate(json.loads(body))
     assert command.link == "mbus" and len(command.key.get_secret_value()) == 32
+
+
+@pytest.mark.parametrize("section", ["## Configuration", "## BSM-WS36A signing meter"])
+def test_the_readmes_toml_blocks_load(section):
+    import tomllib
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split(section, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(tomllib.loads(block), "README")
+    assert "bsm" in [link.kind for link in config.link]

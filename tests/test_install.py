@@ -239,6 +239,16 @@ def test_a_second_install_upgrades_meterlink_and_keeps_the_edited_config(install
     assert installed.path("/usr/local/bin/meterlink").readlink() == installed.path("/opt/meterlink/.venv/bin/meterlink")
 
 
+def test_the_led_rule_opens_the_leds_to_a_group_the_unit_gives_the_service(installed):
+    """Issue 18 item 5: the service user may write the status LEDs' brightness and trigger."""
+    rule = installed.path("/etc/udev/rules.d/90-meterlink-leds.rules")
+    assert stat.S_IMODE(rule.stat().st_mode) == 0o644
+    text = rule.read_text(encoding="utf-8")
+    [group] = re.findall(r"/bin/chgrp (\S+) /sys%p/brightness /sys%p/trigger", text)
+    assert group in " ".join(installed.unit["SupplementaryGroups"]).split()
+    assert "/bin/chmod g+w /sys%p/brightness /sys%p/trigger" in text
+
+
 def test_install_sh_answers_help_and_names_a_wrong_argument():
     helped = subprocess.run(["bash", str(INSTALL), "--help"], capture_output=True, text=True, timeout=10)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: sudo bash deploy/install.sh")

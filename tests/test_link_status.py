@@ -44,11 +44,26 @@ def diagram_names(machine: type[LinkMachine]) -> dict[str, str]:
     return {state_id: name for name, state_id in re.findall(r'^\s*state "([^"]*)" as (\w+)$', text, re.MULTILINE)}
 
 
+def _path(state: Any) -> list[Any]:
+    """The state and its ancestors, the outermost first."""
+    path = []
+    while state is not None:
+        path.insert(0, state)
+        state = state.parent
+    return path
+
+
 def put_in(machine: LinkMachine, leaf: Any) -> None:
-    """Make `leaf` active in place of its region's current state; the other regions stay as they are."""
-    region = leaf.parent.id if leaf.parent is not None else None
-    kept = [state for state in machine.configuration if region is not None and getattr(state.parent, "id", None) != region]
-    machine.configuration = OrderedSet([*kept, leaf])
+    """Make `leaf` (and its compound ancestors) active in place of its region's current states; the
+    other regions of a parallel state stay as they are."""
+    leaf_path = _path(leaf)
+
+    def other_region(state: Any) -> bool:
+        common = [a for a, b in zip(_path(state), leaf_path) if a.id == b.id]
+        return bool(common) and bool(common[-1].parallel) and common[-1].id != state.id
+
+    kept = [state for state in machine.configuration if other_region(state)]
+    machine.configuration = OrderedSet([*kept, *leaf_path])
 
 
 def leaves(machine: LinkMachine) -> list[Any]:

@@ -40,14 +40,18 @@ from statemachine.graph import iterate_states
 
 from meterlink.actors.link import LinkStatus
 from meterlink.machines.base import Dropped
+from meterlink.machines.bsm import BsmClient
 from meterlink.machines.dlms import DlmsClient
+from meterlink.machines.dlms import Association
 from meterlink.machines.hdlc_push import HdlcPushReader
+from meterlink.machines.image_transfer import Image
 from meterlink.machines.mbus import MBusAdapter
 from meterlink.machines.p1 import P1Reader
 from meterlink.machines.wmbus import WMBusReceiver
 from meterlink.protocols.p1 import P1Framer, TelegramFramed
 from meterlink.protocols.readings import Reading, Value
 from meterlink.service.hub import ReadingsHub
+from meterlink.service.image_transfer import make_transfer
 from meterlink.service.mqtt import MqttStatus
 from meterlink.simulators.p1 import P1MeterModel
 from meterlink.supervisor import ChildState, ChildStatus
@@ -276,9 +280,37 @@ def feed(hub: ReadingsHub, link: LinkStatus, reading: Callable[[float], Reading]
     return emit
 
 
+class ImageShown:
+    """What the DLMS link reports of an image transfer (service.image_transfer.Transfer.progress),
+    set by the test: mid-transfer first, then over."""
+
+    def __init__(self, progress: dict[str, Any]) -> None:
+        self.now = progress
+
+    def progress(self) -> dict[str, Any]:
+        return self.now
+
+
+IMAGE_RUNNING = {"state": "image_block_transfer invoked", "identification": "50981040-Q5", "blocks": 8,
+                 "confirmed": 3, "sent": 4, "resent": 1, "bytes_sent": 800, "size": 1500}
+IMAGE_FAILED = {**IMAGE_RUNNING, "state": "Failed", "confirmed": 8, "sent": 9, "bytes_sent": 1500, "verdict": {
+    "result": "failed", "identification": "50981040-Q5", "size": 1500, "blocks": 8, "blocks_resent": 1,
+    "revision_before": "50981040-Q1", "revision_after": None, "seconds": 12.345, "signature": None,
+    "reason": "image_transfer_status 4: verification failed"}}
+IMAGE_ACTIVE = {**IMAGE_FAILED, "state": "New image active, revision confirmed", "verdict": {
+    **IMAGE_FAILED["verdict"], "result": "active", "revision_after": "50981040-Q5", "reason": None}}
+
+
+def test_the_image_progress_shown_has_the_keys_of_a_transfer() -> None:
+    transfer = make_transfer(Image(b"50981040-Q5", bytes(1500)), "tcp://meter:4059", Association())
+    assert set(IMAGE_RUNNING) == set(transfer.progress())
+    transfer.machine.send("interrupt")
+    assert set(IMAGE_FAILED) == set(transfer.progress()) and set(IMAGE_FAILED["verdict"]) >= set(transfer.verdict())
+
+
 def the_links(start: float) -> dict[str, LinkStatus]:
     """A P1 link whose one dropped telegram is history, an M-Bus link that has no key (a problem
-    now) and was restarted, and a DLMS link."""
+    now) and was restarted, and a DLMS link sending a firmware image."""
     p1 = LinkStatus("p1", "p1", state="hunting", state_label="Waiting for '/'", connected=True,
                     counters=Counter(noise_bytes=17))
     p1.note_drop(Dropped("crc_error", "CRC 1A2B, computed 3C4D"), start - 1)
@@ -286,6 +318,7 @@ def the_links(start: float) -> dict[str, LinkStatus]:
     for second in range(4):
         mbus.note_drop(Dropped("no_key", "no meter key is set for this link"), start + second)
     dlms = LinkStatus("dlms", "dlms", state="associated,quiet", state_label="Associated", connected=True)
+    dlms.image = ImageShown(IMAGE_RUNNING)
     return {"p1": p1, "mbus": mbus, "dlms": dlms}
 
 
@@ -299,8 +332,8 @@ MQTT = MqttStatus(connected=False, connects=3, published=1234, in_flight=2, queu
 
 
 @asynccontextmanager
-async def serve_adapter(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
-    """The API and page on a free loopback port, with meters feeding its hub; yields (url, start)."""
+async def serve_adapter(tmp_path: Path) -> AsyncIterator[tuple[str, float, dict[str, LinkStatus]]]:
+    """The API and page on a free loopback port, with meters feeding its hub; yields (url, start, links)."""
     start = math.floor(time.time()) - HISTORY_S
     links = the_links(start)
     hub = ReadingsHub()
@@ -315,7 +348,7 @@ async def serve_adapter(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
         nursery.start_soon(every, 1.0, start, feed_p1(hub, links["p1"]))
         nursery.start_soon(every, 2.0, start, feed(hub, links["dlms"], heat_pump_reading))
         binds = await nursery.start(partial(hypercorn_serve, web_app(adapter), config))  # type: ignore[arg-type]
-        yield binds[0], start
+        yield binds[0], start, links
         nursery.cancel_scope.cancel()
 
 
@@ -384,7 +417,7 @@ async def tap(page: Page, series: dict[str, Any], t: float) -> None:
 async def test_page_shows_tables_graphs_and_links(tmp_path: Path, chromium: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with trio.fail_after(50):
-        async with serve_adapter(tmp_path) as (url, start), \
+        async with serve_adapter(tmp_path) as (url, start, links), \
                 open_browser(chromium, tmp_path / "profile", ARTIFACTS / "chromium.log") as browser:
             page = await Page.open(browser, LAPTOP)
             await page.call("Page.navigate", url=url + "/")
@@ -399,6 +432,7 @@ async def test_page_shows_tables_graphs_and_links(tmp_path: Path, chromium: str)
             await check_tables(page)
             await check_graph(page, start)
             await check_links(page, start)
+            await check_image_transfer(page, links["dlms"])
             await page.screenshot(ARTIFACTS / "web-demo.png")
 
             # A phone: the stored token is used without asking, and nothing is wider than the screen.
@@ -519,6 +553,28 @@ async def check_links(page: Page, start: float) -> None:
                                    "last error: connection refused"]
 
 
+async def check_image_transfer(page: Page, dlms: LinkStatus) -> None:
+    """The DLMS link's panel shows the image transfer: its step and blocks with a bar while it runs,
+    then the verdict; a failed one as the link's problem."""
+    text = (await page.evaluate(LINKS_TEXT))[2].split("\n")
+    assert text[3] == ("image 50981040-Q5: image_block_transfer invoked \u00b7 3/8 blocks (37 %), 1 resent"
+                       " \u00b7 800 of 1500 bytes sent"), text
+    bar = await page.evaluate("(() => { const p = document.querySelector('#links .image progress');"
+                              " return [p.value, p.max]; })()")
+    assert bar == [3, 8]
+    await page.screenshot(ARTIFACTS / "web-image-transfer.png")
+    dlms.image.now = IMAGE_FAILED
+    problem = await page.wait_for("[...document.querySelectorAll('#links .problem.image')].map(e => e.innerText)[0]",
+                                  "the failed image transfer")
+    assert problem == ("image 50981040-Q5 failed: image_transfer_status 4: verification failed"
+                       " \u00b7 8 blocks, 1 resent \u00b7 12.3 s")
+    dlms.image.now = IMAGE_ACTIVE
+    await page.wait_for("!document.querySelector('#links .problem.image')", "the image transfer over")
+    text = (await page.evaluate(LINKS_TEXT))[2].split("\n")
+    assert text[3] == "image 50981040-Q5 active: revision 50981040-Q1 \u2192 50981040-Q5 \u00b7 8 blocks, 1 resent \u00b7 12.3 s"
+    assert await page.evaluate("document.querySelector('#links .image progress')") is None
+
+
 # --- meterlink demo as a user starts it -------------------------------------------------------------------
 
 
@@ -534,9 +590,9 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
                 page = await Page.open(browser, LAPTOP)
                 await wait_until_serving(port)
                 await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
-                await page.wait_for("window.meterlink && window.meterlink.series.length === 6 "
-                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "six meters' graphs", 30)
-                await page.wait_for("document.querySelectorAll('#links > li').length === 6", "the links")
+                await page.wait_for("window.meterlink && window.meterlink.series.length === 7 "
+                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "seven meters' graphs", 30)
+                await page.wait_for("document.querySelectorAll('#links > li').length === 7", "the links")
                 assert await page.evaluate("document.getElementById('token-form').hidden")
                 assert await page.evaluate("localStorage.getItem('meterlink.token')") is None
                 labels = {text.split("\n")[0] for text in await page.evaluate(LINKS_TEXT)}
@@ -560,7 +616,7 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
 
 DEMO_LINKS = {"p1": ("p1", P1Reader), "mbus": ("mbus", MBusAdapter), "hdlc": ("hdlc-push", HdlcPushReader),
               "amis": ("mbus", MBusAdapter), "wmbus": ("wmbus", WMBusReceiver),
-              "dlms": ("dlms", DlmsClient)}
+              "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient)}
 """The demo's links by name: their kind and machine."""
 
 

@@ -68,6 +68,10 @@ class LinkStatus:
     """The last part of a frame left out while the rest was published (a P1 line that does not
     parse), with its counter: `bad_lines: line 7 (1-0:1.8.1.255) skipped: ...`."""
     last_note_at: float | None = None
+    image: Any = None
+    """A DLMS link's image transfer (service.image_transfer.Transfer), the running or the last one."""
+    pause_polling: trio.CancelScope | None = None
+    """Cancelled to hand a DLMS link's port from its polling to a new image transfer."""
 
     @property
     def readings_since_drop(self) -> int:

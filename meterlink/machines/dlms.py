@@ -12,6 +12,11 @@ three times, then the session gives up; a frame that stops for longer than the i
 (HDLC setup attribute 7, 500 ms) is discarded; the meter drops an idle association after its
 inactivity timeout (attribute 8, 20 s), so an association kept open between polls is kept alive
 with RR, or released and built again at the next poll.
+
+A driven client (`driven=True`) reads nothing of its own: whoever drives it (the image transfer)
+hands it one GET or ACTION at a time with `request`, learns of the association from `Associated`
+and of each answer from `Answered`, and ends the session with `release`. An ACTION longer than the
+negotiated information field goes out in HDLC segments, each sent on the meter's RR.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from ..protocols.dlms.apdu import Apdu
 from ..protocols.dlms.axdr import AxdrError, Data, decode_data
 from ..protocols.dlms.objects import CLOCK, AttributeRef, ObjectError, ScalerUnit, attribute_value, meter_name
 from ..protocols.dlms.xdlms import INVOKE_ID_AND_PRIORITY, DataAccessResult, GetRequestNext, GetRequestNormal, GetResponseNormal
-from ..protocols.dlms.xdlms import GetResponseWithDataBlock
+from ..protocols.dlms.xdlms import ActionRequestNormal, ActionResponseNormal, ActionResult, ExceptionResponse
+from ..protocols.dlms.xdlms import GetResponseWithDataBlock, MethodDescriptor
 from ..protocols.errors import ProtocolError
 from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameType, HdlcParameters
 from ..protocols.readings import Reading, Value
@@ -91,11 +97,43 @@ class Association:
 
 
 @dataclass(frozen=True, slots=True)
-class _Get:
-    """One GET of the current cycle; `for_scaler` marks the scaler_unit read before a register's value."""
+class Invoke:
+    """An ACTION a driver asks for: a method of an object, with its parameters (Green Book 9.3.9)."""
 
-    ref: AttributeRef
+    method: MethodDescriptor
+    parameters: Data | None = None
+
+    def __str__(self) -> str:
+        return str(self.method)
+
+
+@dataclass(frozen=True, slots=True)
+class Associated:
+    """Action of a driven client: the association stands; what the meter takes per APDU and per
+    information field."""
+
+    max_receive_pdu: int
+    max_info_tx: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """Action of a driven client: the answer to one of its driver's requests. `result` is the value
+    read, why there is none (DataAccessResult), an ACTION's result, or the text of an exception
+    response or of an answer that did not decode."""
+
+    request: AttributeRef | Invoke
+    result: Data | DataAccessResult | ActionResult | str
+
+
+@dataclass(frozen=True, slots=True)
+class _Get:
+    """One request of the current cycle: a GET (`for_scaler` marks the scaler_unit read before a
+    register's value), or a driver's GET or ACTION (`driven`), answered with `Answered`."""
+
+    ref: AttributeRef | Invoke
     for_scaler: bool = False
+    driven: bool = False
 
 
 @dataclass
@@ -220,8 +258,11 @@ class DlmsClient(HdlcStation, LinkMachine):
         inter_octet: float = 0.5,
         inactivity_timeout: float = 20.0,
         counters: Counter[str] | None = None,
+        driven: bool = False,
     ) -> None:
         self.association = association
+        self.driven = driven
+        self._release_asked = False
         self.reads = reads
         self.poll_interval = poll_interval
         self.response_timeout = response_timeout
@@ -233,6 +274,11 @@ class DlmsClient(HdlcStation, LinkMachine):
         keep_for = 0.75 * inactivity_timeout
         self.lingering = bool(reads) and poll_interval is not None and poll_interval <= keep_for
         self.idle_after = poll_interval if self.lingering and poll_interval is not None else keep_for
+        if driven:
+            # The driver decides when the association ends; while it waits (a meter verifying its
+            # image) it asks often enough, or the meter drops the association and the driver
+            # associates again.
+            self.idle_after = math.inf
         self.connect_after = 0.0
         self.local = Address.client(association.client)
         self.peer = Address.server(association.server, association.server_physical)
@@ -250,6 +296,20 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._invoke_id = INVOKE_ID_AND_PRIORITY
         super().__init__(counters)
         self._queue_cycle()
+
+    # -- a driver's requests ----------------------------------------------------------------------
+
+    def request(self, ref: AttributeRef | Invoke) -> None:
+        """Queue a GET or an ACTION for a driven client; sent at once when the client is idle."""
+        self._gets.append(_Get(ref, driven=True))
+        if self.associated.is_active:  # type: ignore[attr-defined]
+            self.send("next")
+
+    def release(self) -> None:
+        """End a driven client's session (DISC, or RLRQ over the wrapper) once nothing is pending."""
+        self._release_asked = True
+        if self.associated.is_active:  # type: ignore[attr-defined]
+            self.send("next")
 
     # -- codec events in ----------------------------------------------------------------------
 
@@ -279,12 +339,17 @@ class DlmsClient(HdlcStation, LinkMachine):
                 and isinstance(apdu.raw, bytes) and apdu.block_number == len(self._blocks) + 1)
 
     def answers_request(self, apdu: Apdu) -> bool:
+        current = self._current
+        if current is not None and isinstance(current.ref, Invoke):
+            return isinstance(apdu, ActionResponseNormal) and self._ours(apdu) or isinstance(apdu, ExceptionResponse)
+        if isinstance(apdu, ExceptionResponse):
+            return current is not None and current.driven
         if isinstance(apdu, GetResponseNormal):
             return self._ours(apdu) and not self._blocks
         return isinstance(apdu, GetResponseWithDataBlock) and self._ours(apdu) and (
             isinstance(apdu.raw, DataAccessResult) or apdu.block_number == len(self._blocks) + 1)
 
-    def _ours(self, apdu: GetResponseNormal | GetResponseWithDataBlock) -> bool:
+    def _ours(self, apdu: GetResponseNormal | GetResponseWithDataBlock | ActionResponseNormal) -> bool:
         """The answer to the request in progress: the same invoke id (meters may answer with other
         priority and service-class bits)."""
         return apdu.invoke_id & 0x0F == self._invoke_id & 0x0F
@@ -296,7 +361,7 @@ class DlmsClient(HdlcStation, LinkMachine):
         return bool(self._gets)
 
     def release_due(self) -> bool:
-        return not self.lingering
+        return self._release_asked if self.driven else not self.lingering
 
     def polling(self) -> bool:
         return self.poll_interval is not None
@@ -340,7 +405,10 @@ class DlmsClient(HdlcStation, LinkMachine):
             invoke = self._invoke_id & 0x0F
             self._invoke_id = self._invoke_id & 0xF0 | (invoke % 15 + 1)
         ref = self._current.ref
-        self._send_apdu(GetRequestNormal(ref.descriptor, ref.access, self._invoke_id).to_bytes())
+        if isinstance(ref, Invoke):
+            self._send_apdu(ActionRequestNormal(ref.method, ref.parameters, self._invoke_id).to_bytes())
+        else:
+            self._send_apdu(GetRequestNormal(ref.descriptor, ref.access, self._invoke_id).to_bytes())
 
     def request_next_block(self, apdu: GetResponseWithDataBlock) -> None:
         self._blocks.append(apdu.raw)  # type: ignore[arg-type]
@@ -362,15 +430,21 @@ class DlmsClient(HdlcStation, LinkMachine):
     def apply_initiate_response(self, apdu: Aare) -> None:
         self.initiate = apdu.user_information  # type: ignore[assignment]
         self.counters["associations"] += 1
+        if self.driven:
+            max_pdu = apdu.user_information.max_receive_pdu_size  # type: ignore[union-attr]
+            self.actions.append(Associated(max_pdu, self.parameters.max_info_tx if self.hdlc() else max_pdu))
         self.raise_("next")
 
-    def complete_get(self, apdu: GetResponseNormal | GetResponseWithDataBlock, received_at: float | None) -> None:
+    def complete_get(self, apdu: GetResponseNormal | GetResponseWithDataBlock | ActionResponseNormal | ExceptionResponse,
+                     received_at: float | None) -> None:
         current = self._current
         assert current is not None
         self._current = None
         result = self._result(apdu)
         self._cycle.received_at = received_at
-        if isinstance(result, DataAccessResult):
+        if current.driven:
+            self.actions.append(Answered(current.ref, result))  # type: ignore[arg-type]
+        elif isinstance(result, DataAccessResult):
             self._failed(current, str(result))
         elif current.for_scaler:
             self._learn_scaler(current.ref, result)
@@ -380,7 +454,12 @@ class DlmsClient(HdlcStation, LinkMachine):
             self._end_cycle()
         self.raise_("next")
 
-    def _result(self, apdu: GetResponseNormal | GetResponseWithDataBlock) -> object:
+    def _result(self, apdu: GetResponseNormal | GetResponseWithDataBlock | ActionResponseNormal | ExceptionResponse) -> object:
+        if isinstance(apdu, ExceptionResponse):
+            self._blocks.clear()
+            return str(apdu)
+        if isinstance(apdu, ActionResponseNormal):
+            return apdu.result
         if isinstance(apdu, GetResponseNormal):
             return apdu.result
         if isinstance(apdu.raw, DataAccessResult):
@@ -476,7 +555,8 @@ class DlmsClient(HdlcStation, LinkMachine):
         self._gets.clear()
         self._blocks.clear()
         for get in pending:
-            if not get.for_scaler:
+            # A driver learns of the session's end and asks again in the next one.
+            if not get.for_scaler and not get.driven:
                 self.drop("get_failed", f"GET {get.ref}: not answered ({why})")
         self._end_cycle()
 

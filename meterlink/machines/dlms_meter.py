@@ -38,7 +38,7 @@ from ..protocols.dlms.xdlms import (
     SetResponseNormal,
     StateError,
 )
-from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameType, HdlcParameters
+from ..protocols.hdlc import LLC_REQUEST, LLC_RESPONSE, Address, Frame, FrameType, HdlcParameters, parse_frame
 from ..protocols.wrapper import WrapperFrame
 from .base import LinkMachine, StateTimeout
 from .hdlc_station import HdlcStation, receiver_region
@@ -182,10 +182,13 @@ class DlmsMeter(HdlcStation, LinkMachine):
     # -- guards -------------------------------------------------------------------------------------
 
     def repeated(self, frame: Frame) -> bool:
-        """The client sends its last I-frame again: it did not receive our answer."""
+        """The client sends its last I-frame again: it did not receive our answer, an I-frame, or
+        the RR with which we acknowledged a segment of its request (then its N(R) is not behind)."""
         control = frame.control
-        return (bool(self._last_sent) and control.send_sequence == (self._receive_sequence - 1) % 8
-                and control.receive_sequence == (self._send_sequence - 1) % 8)
+        if not self._last_sent or control.send_sequence != (self._receive_sequence - 1) % 8:
+            return False
+        answered_with_rr = parse_frame(self._last_sent).kind is FrameType.RR
+        return control.receive_sequence == (self._send_sequence - (0 if answered_with_rr else 1)) % 8
 
     def repeat_asked(self, frame: Frame) -> bool:
         """An RR whose N(R) is behind ours: the client did not receive our last frame."""

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..actors.link import LinkStatus
+from ..machines.dlms import Association
 from ..supervisor import ChildStatus
 from .hub import ReadingsHub
 from .mqtt import MqttStatus
+from .network import NetworkController
 from .secrets import Credentials, KeyStore, LoginThrottle
 from .version import software_version
 
@@ -58,5 +60,13 @@ class Adapter:
     device: DeviceInfo = field(default_factory=DeviceInfo)
     outputs: dict[str, Callable[[], MqttStatus]] = field(default_factory=dict)
     """How each output is doing, by name ("mqtt")."""
+    dlms_links: dict[str, tuple[str, Association]] = field(default_factory=dict)
+    """Port and association of each DLMS link, for image transfers."""
     request_restart: Callable[[], None] = lambda: None
     """system_restart: the service restarts its supervisor tree (systemd restarts the process if it exits)."""
+    network: NetworkController | None = None
+    """The adapter's own Wi-Fi (wifi_config, wifi_status); None where the service does not manage it."""
+    announce: Callable[[str], None] = lambda line: None
+    """Prints a line for the user once (the console, or the journal): a new token after a factory reset."""
+    configured_token: str | None = None
+    """`adapter.token` of the configuration: a factory reset keeps it, as the next start would put it back."""

@@ -35,7 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..actors.link import LinkStatus
 from ..supervisor import ChildStatus
+from ..machines.image_transfer import Image
 from .adapter import Adapter
+from .image_transfer import start_image
 from .config import FetchHost
 from .meterextension import (
     COMMANDS,
@@ -65,11 +67,15 @@ from .meterextension import (
     WifiConfigCommand,
     WifiStatusAnswer,
     WifiStatusCommand,
+    WifiScanAnswer,
+    WifiScanCommand,
+    ScannedNetworkOut,
     BaseCommand,
     meter_block,
 )
-from .secrets import MeterKey, SecretsError, meter_slot
-from .wifi import SimulatedWifi, WifiBackend, host_ip_info
+from .secrets import MeterKey, SecretsError, meter_slot, random_token
+from .network import NetworkController
+from .wifi import host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
@@ -299,9 +305,8 @@ def validate(model: type[BaseCommand], document: dict[str, Any]) -> BaseCommand:
 class MeterExtension:
     """Carries out the commands of seed 000 ch. 3 on the adapter."""
 
-    def __init__(self, adapter: Adapter, wifi: WifiBackend) -> None:
+    def __init__(self, adapter: Adapter) -> None:
         self._adapter = adapter
-        self._wifi = wifi
         self._keys_lock = trio.Lock()  # the key store is not thread-safe; its I/O runs in threads
 
     async def run(self, command: BaseCommand) -> OkAnswer:
@@ -312,10 +317,13 @@ class MeterExtension:
                 return await self.set_key(command)
             case WifiConfigCommand():
                 password = command.password.get_secret_value() if command.password else None
-                self._wifi.configure(command.ssid, password, command.mode)
+                await self.network().configure(command.ssid, password, command.mode)
                 return OkAnswer()
             case WifiStatusCommand():
-                return self.wifi_status()
+                return await self.wifi_status()
+            case WifiScanCommand():
+                return WifiScanAnswer(networks=[ScannedNetworkOut(ssid=n.ssid, rssi=str(n.rssi), security=n.security)
+                                                for n in await self.network().backend.scan()])
             case SystemStatusCommand():
                 return self.system_status()
             case GetIpInfoCommand():
@@ -377,11 +385,37 @@ class MeterExtension:
         return keyed[0]
 
     async def factory_reset(self) -> OkAnswer:
-        log.warning("factory reset requested over the API: meter keys cleared, wifi back to access point")
+        """Seed 000 ch. 3.4.2: meter keys (and device.key), the home network and the API token back to
+        the first start; the access point window opens again. The access point's secret stays: the
+        device's label shows the password derived from it."""
+        log.warning("factory reset requested over the API: meter keys, home network and API token reset, "
+                    "access point window open again")
         async with self._keys_lock:
             await self._keys(self._adapter.keys.clear)
-        self._wifi.reset()
+        if self._adapter.network is not None:
+            await self._adapter.network.factory_reset()
+        await self._new_token()
         return OkAnswer()
+
+    async def _new_token(self) -> None:
+        """A new API token, shown once as at the first start (the configured one, if the configuration sets it)."""
+        configured = self._adapter.configured_token
+        credentials = self._adapter.credentials
+        try:
+            if configured is not None:
+                await trio.to_thread.run_sync(credentials.set, configured)
+                return
+            token = random_token()
+            await trio.to_thread.run_sync(credentials.set, token)
+        except SecretsError as error:
+            log.error("%s", error)
+            raise ApiError(503, "credentials_unavailable", "the factory reset could not write a new API token") from None
+        self._adapter.announce(f"API token after the factory reset (shown once, stored only as a hash): {token}")
+
+    def network(self) -> NetworkController:
+        if self._adapter.network is None:
+            raise ApiError(503, "network_not_managed", "this meterlink does not manage the adapter's Wi-Fi")
+        return self._adapter.network
 
     async def _keys(self, call: Callable[..., None], *args: Any) -> None:
         try:
@@ -391,15 +425,26 @@ class MeterExtension:
             log.error("%s", error)
             raise ApiError(503, "key_store_unavailable", str(error)) from None
 
-    def wifi_status(self) -> WifiStatusAnswer:
-        status = self._wifi.status()
-        return WifiStatusAnswer(ssid=status.ssid, rssi=str(status.rssi), ap_mac=status.ap_mac, IP=status.ip,
-                                backend=self._wifi.name)
+    async def wifi_status(self) -> WifiStatusAnswer:
+        """The home network joined or configured, else the access point's (seed 000 ch. 3.3.2); never a password."""
+        network = self.network()
+        status = await network.status()
+        client = status.client
+        ssid = client.ssid or status.configured or network.access_point.ssid
+        return WifiStatusAnswer(
+            ssid=ssid, rssi=str(client.rssi if client.rssi is not None else 0), ap_mac=self._adapter.device.mac,
+            IP=client.ip or host_ip_info().ip, backend=status.backend, state=status.state,
+            access_point=status.access_point, window_left=round(status.window_left), mode=status.mode,
+            reason=status.reason,
+        )
 
     def system_status(self) -> SystemStatusAnswer:
         device = self._adapter.device
+        network = self._adapter.network
         return SystemStatusAnswer(model=device.model, sw_version=device.sw_version, hw_version=device.hw_version,
-                                  mac=device.mac, sys_ts=str(int(self._adapter.hub.clock())))
+                                  mac=device.mac, sys_ts=str(int(self._adapter.hub.clock())),
+                                  network_backend=network.backend.name if network is not None else "none",
+                                  network_state=network.machine.state_label if network is not None else None)
 
 
 def meter_key(secret: SecretStr, error: str, name: str) -> MeterKey:
@@ -508,7 +553,7 @@ class ReadingOut(BaseModel):
     link: str
     """The configured link's name."""
     kind: str
-    """The link kind: p1, mbus, hdlc-push, dlms."""
+    """The link kind: p1, mbus, hdlc-push, dlms, bsm."""
     received_at: float | None
     captured_at: str | None
     values: list[ValueOut]
@@ -552,6 +597,8 @@ class LinkOut(BaseModel):
     """The last part of a telegram left out while the rest was published (a P1 line that does not
     parse, counted in `bad_lines`), naming the line; null if none."""
     last_note_at: float | None
+    image: dict[str, Any] | None = None
+    """A DLMS link's image transfer, running or last run (see GET /api/v1/links/{name}/image)."""
 
     @classmethod
     def of(cls, status: LinkStatus) -> LinkOut:
@@ -561,7 +608,8 @@ class LinkOut(BaseModel):
                    last_drop_at=status.last_drop_at, last_drop_cleared=status.last_drop_cleared,
                    readings_since_drop=status.readings_since_drop, meters_forgotten=status.meters_forgotten,
                    last_meter_forgotten=status.last_meter_forgotten, detected=status.detected,
-                   last_note=status.last_note, last_note_at=status.last_note_at)
+                   last_note=status.last_note, last_note_at=status.last_note_at,
+                   image=status.image.progress() if status.image is not None else None)
 
 
 class ChildOut(BaseModel):
@@ -601,6 +649,10 @@ class LinksOut(BaseModel):
     outputs: list[OutputOut]
 
 
+IMAGE_LIMIT = 16 * 1024 * 1024
+"""The largest image POST /api/v1/links/{name}/image takes."""
+
+
 def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
     async def read_access(request: Request) -> None:
         await gate.authorize(request, Access.READ)
@@ -634,6 +686,40 @@ def v1_router(adapter: Adapter, gate: Gate) -> APIRouter:
             outputs=[OutputOut(name=name, **asdict(status())) for name, status in adapter.outputs.items()],
         )
 
+    @router.post("/links/{name}/image", status_code=202, responses=_errors(403, 404, 409, 413, 422),
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def image_transfer(name: str, request: Request, identifier: str | None = None) -> JSONResponse:
+        """Send the body as a firmware image to the meter of DLMS link `name` (class 18 image
+        transfer, seed 002 ch. 3.8) under `identifier`; the link stops polling until it is over."""
+        await gate.authorize(request, Access.CONFIGURE)
+        status = _dlms_link(name)
+        data = await read_body(request, IMAGE_LIMIT)
+        if not data or not identifier:
+            raise ApiError(422, "invalid_request", "the image is the body, its identifier the query parameter `identifier`")
+        port, association = adapter.dlms_links[name]
+        try:
+            transfer = start_image(status, port, association, Image(identifier.encode("utf-8"), data))
+        except ValueError as error:
+            raise ApiError(409, "busy", str(error)) from None
+        return JSONResponse(transfer.progress(), status_code=202)
+
+    @router.get("/links/{name}/image")
+    async def image_progress(name: str) -> JSONResponse:
+        """The image transfer of DLMS link `name`: its step, blocks, bytes, and the verdict once over."""
+        status = _dlms_link(name)
+        if status.image is None:
+            raise ApiError(404, "not_found", f"link {name}: no image transfer was asked for")
+        return JSONResponse(status.image.progress())
+
+    def _dlms_link(name: str) -> LinkStatus:
+        status = adapter.links.get(name)
+        if status is None:
+            raise ApiError(404, "not_found", f"no link {name!r}")
+        if name not in adapter.dlms_links:
+            raise ApiError(409, "not_dlms", f"link {name!r} is not a DLMS link: no image transfer there")
+        return status
+
     @router.get("/stream", response_class=StreamingResponse,
                 responses={200: {"description": "`data: <reading JSON>` per reading", "content": {"text/event-stream": {}}}})
     async def stream() -> StreamingResponse:
@@ -666,12 +752,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorAnswer, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
-def create_app(adapter: Adapter, wifi: WifiBackend | None = None) -> FastAPI:
-    """The API of one adapter; `wifi` defaults to the simulated backend."""
+def create_app(adapter: Adapter) -> FastAPI:
+    """The API of one adapter."""
     app = FastAPI(title="meterlink", version=adapter.device.sw_version, docs_url=None, redoc_url=None,
                   description=__doc__)
     gate = Gate(adapter)
-    commands = MeterExtension(adapter, wifi or SimulatedWifi(adapter.device.mac))
+    commands = MeterExtension(adapter)
 
     @app.post(
         "/api",

@@ -22,6 +22,9 @@ from ..protocols.dlms.objects import AttributeRef, ObjectError
 from ..transports import SerialSettings, parse_tcp_url
 from .hub import DEFAULT_MAX_METERS
 
+LED_NAME = r"^[A-Za-z0-9_.:+-]{1,64}$"
+"""An LED class device name as drivers make them (`led0`, `ACT`, `green:status`): no slash."""
+
 log = logging.getLogger("meterlink.config")
 
 
@@ -152,9 +155,41 @@ class SupervisorSection(_Section):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
+class NetworkSection(_Section):
+    """The adapter's own Wi-Fi (README, "The adapter's network")."""
+
+    backend: Literal["auto", "networkmanager", "simulated", "none"] = "auto"
+    """auto: NetworkManager when nmcli answers and has a Wi-Fi device, else simulated; none: not managed."""
+    interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The Wi-Fi device joining the home network (default: NetworkManager's first Wi-Fi device)."""
+    ap_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    """The device of the access point (default: `interface`; a second one lets sta_ap keep both up)."""
+    ap_password: Literal["device", "seed"] = "device"
+    """device: derived from this adapter's own secret (`meterlink device-info`); seed: welinkwmlink, the seed's."""
+
+
+class LedsSection(_Section):
+    """Status LEDs (seed 001 ch. C.8) through Linux's LED class: each role names an LED under `sysfs`;
+    a role left out, or the whole section, means no such LED (README, "Status LEDs")."""
+
+    sysfs: Path = Path("/sys/class/leds")
+    power: str | None = Field(default=None, pattern=LED_NAME)
+    data: str | None = Field(default=None, pattern=LED_NAME)
+    fault: str | None = Field(default=None, pattern=LED_NAME)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LedsSection:
+        named = [name for name in (self.power, self.data, self.fault) if name is not None]
+        if any(name in (".", "..") for name in named):
+            raise ValueError("an LED name is a directory under sysfs, not . or ..")
+        if len(set(named)) != len(named):
+            raise ValueError("power, data and fault must name different LEDs")
+        return self
+
+
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "auto", "wmbus"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto", "wmbus"]
     """"auto": the link found at start by `meterlink detect`'s search (README, "Finding your meter's settings")."""
     port: str | None = None
     """A serial device path or tcp://HOST:PORT (every kind but a wmbus link with receiver = "rtl_wmbus")."""
@@ -170,7 +205,9 @@ class LinkSection(_Section):
     objects: list[str] = []
     """DLMS: the attributes polled, CLASS:OBIS:ATTR (registers are read with their scaler and unit)."""
     poll_interval: float | None = Field(default=None, gt=0)
-    """DLMS: seconds between polls (default 10)."""
+    """DLMS and BSM: seconds between polls (default DLMS 10, BSM 5)."""
+    unit: int | None = Field(default=None, ge=1, le=247)
+    """BSM: the meter's Modbus unit (default 42, the factory setting)."""
     password: SecretStr | None = None
     """DLMS: the LLS password; with it the defaults become client SAP 18, server logical 16."""
     client_sap: int | None = Field(default=None, ge=0, le=127)
@@ -218,7 +255,9 @@ class LinkSection(_Section):
 
     @model_validator(mode="after")
     def _dlms_keys(self) -> LinkSection:
-        dlms_only = ("objects", "poll_interval", "password", "client_sap", "server_logical", "server_physical")
+        dlms_only = ("objects", "password", "client_sap", "server_logical", "server_physical")
+        if self.kind not in ("dlms", "bsm") and self.poll_interval is not None:
+            raise ValueError("poll_interval: only for kind = \"dlms\" or \"bsm\"")
         if self.kind != "dlms":
             misplaced = [key for key in dlms_only if getattr(self, key)]
             if misplaced:
@@ -251,6 +290,18 @@ class LinkSection(_Section):
         return self
 
     @model_validator(mode="after")
+    def _bsm_keys(self) -> LinkSection:
+        if self.kind != "bsm":
+            if self.unit is not None:
+                raise ValueError("unit: only for kind = \"bsm\"")
+            return self
+        # A polled Modbus link: no telegram interval, no P1 data-request line, no DSMR variant.
+        misplaced = [key for key in ("push_interval", "data_request", "legacy") if getattr(self, key)]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)}: not for kind = \"bsm\" (a polled link: poll_interval)")
+        return self
+
+    @model_validator(mode="after")
     def _auto_keys(self) -> LinkSection:
         found = ("baud", "parity", "bytesize", "stopbits", "legacy")
         if self.kind == "auto":
@@ -276,6 +327,8 @@ class Config(_Section):
     http: HttpSection = HttpSection()
     mqtt: MqttSection = MqttSection()
     supervisor: SupervisorSection = SupervisorSection()
+    network: NetworkSection = NetworkSection()
+    leds: LedsSection = LedsSection()
     link: list[LinkSection] = []
 
     @field_validator("link")

@@ -1,5 +1,6 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
-push, DLMS, the AMIS meter's OMS on M-Bus, wireless M-Bus through an iM871A stick).
+push, DLMS, the BSM-WS36A signing meter of a charging station on Modbus RTU, the AMIS meter's OMS on
+M-Bus, and wireless M-Bus through an iM871A stick).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -9,21 +10,25 @@ and the adapter reads them through the same supervised actors and serves the sam
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from datetime import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from ..protocols.readings import Reading, Value
+from ..protocols.wmbus_receivers import Receiver
 from ..simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
+from ..simulators.bsm import BsmMeter, run_bsm_meter
+from ..simulators.clock import local_zone
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
-from ..simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
-from ..protocols.wmbus_receivers import Receiver
+from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..simulators.wmbus import NES_DEMO_KEY, NES_ID, NesMeterModel, run_stick
 from ..transports import serve_tcp
 from .config import parse_config
+from .ledclass import stand_in
 from .run import Outputs, run_service
 from .secrets import MeterKey, meter_slot
 
@@ -42,10 +47,15 @@ async def run_demo(
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
             amis_url = await nursery.start(serve_tcp, _amis_meter, "tcp://127.0.0.1:0")
             wmbus_url = await nursery.start(serve_tcp, _wmbus_stick, "tcp://127.0.0.1:0")
+            bsm_url = await nursery.start(serve_tcp, _bsm_meter(), "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
                     "http": {"listen": listen, "open_reads": LOOPBACK},
+                    # Never the real Wi-Fi of the machine the demo runs on.
+                    "network": {"backend": "simulated"},
+                    # Never the real LEDs either: a directory standing in for /sys/class/leds.
+                    "leds": {"sysfs": str(stand_in(Path(state_dir) / "leds", list(DEMO_LEDS.values()))), **DEMO_LEDS},
                     "link": [
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
@@ -54,6 +64,7 @@ async def run_demo(
                         {"name": "wmbus", "kind": "wmbus", "receiver": "im871a", "port": wmbus_url, "push_interval": 2.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
+                        {"name": "bsm", "kind": "bsm", "port": bsm_url, "poll_interval": 2.0},
                     ],
                 },
                 "demo",
@@ -64,6 +75,12 @@ async def run_demo(
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
 
+
+BERLIN = local_zone("Europe/Berlin")
+
+DEMO_LEDS = {"power": "demo:green:power", "data": "demo:yellow:data", "fault": "demo:red:fault"}
+"""The demo's stand-in LEDs, under leds/ in its state directory: watch them with
+`watch -n 0.2 'grep . /tmp/meterlink-demo-*/leds/*/brightness'`."""
 
 LOOPBACK = ["127.0.0.0/8", "::1"]
 """The demo's meters are simulated and its page is opened on the same machine: reading from there
@@ -104,9 +121,28 @@ async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:
         await push_notifications(stream, HdlcPushMeterModel(key=DEMO_KEY, blocks=True, seed=2), interval=1.0)
 
 
+_KAMSTRUP = KamstrupMeterModel(max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
+"""One meter for every connection, an OMNIPOWER that takes image blocks: an image sent through the
+API survives the link's reconnections."""
+
+
 async def _kamstrup_meter(stream: trio.abc.Stream) -> None:
     async with stream:
-        await run_kamstrup_meter(stream, KamstrupMeterModel())
+        await run_kamstrup_meter(stream, _KAMSTRUP)
+
+
+def _bsm_meter() -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A charging station's BSM-WS36A with a vehicle charging; one meter for every connection, so
+    its energy and counters outlive a reconnect."""
+    meters: list[BsmMeter] = []
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        if not meters:
+            meters.append(BsmMeter(charging=True))
+        async with stream:
+            await run_bsm_meter(stream, meters[0])
+
+    return serve
 
 
 def summary(reading: Reading) -> str:
@@ -127,6 +163,10 @@ def summary(reading: Reading) -> str:
         value = value_of(cde)
         return f"{value.value:.1f}" if value is not None and isinstance(value.value, (int, float)) else "-"
 
-    power = watts("1.7.0.255") - watts("2.7.0.255")
+    # A meter that states its net power (the BSM's SunSpec W, 16.7.0) is shown as it states it.
+    power = watts("16.7.0.255") if value_of("16.7.0.255") else watts("1.7.0.255") - watts("2.7.0.255")
     phases = " ".join(volts(f"{c}.7.0.255") for c in (32, 52, 72))
-    return f"{reading.captured_at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"
+    # A meter that sends no time of its own (the BSM's AC meter model) is shown at the adapter's
+    # clock, in the central European time the demo's other meters keep.
+    at = reading.captured_at or datetime.fromtimestamp(reading.received_at or 0, BERLIN).replace(tzinfo=None).isoformat(timespec="seconds")
+    return f"{at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"

@@ -229,6 +229,12 @@ class WifiStatusCommand(BaseCommand):
     cmd: Literal["wifi_status"]
 
 
+class WifiScanCommand(BaseCommand):
+    """meterlink: the networks the adapter can reach (seed 000 ch. 3.1.1 names the look-up, not its command)."""
+
+    cmd: Literal["wifi_scan"]
+
+
 class SystemStatusCommand(BaseCommand):
     cmd: Literal["system_status"]
 
@@ -267,7 +273,7 @@ class RequestPostCommand(BaseCommand):
 
 
 COMMAND_MODELS: tuple[type[BaseCommand], ...] = (
-    MeterReadingCommand, MeterSetKeyCommand, WifiConfigCommand, WifiStatusCommand,
+    MeterReadingCommand, MeterSetKeyCommand, WifiConfigCommand, WifiStatusCommand, WifiScanCommand,
     SystemStatusCommand, GetIpInfoCommand, SystemRestartCommand, FactoryResetCommand,
     FirmwareUpdateCommand, DownloadFileCommand, RequestPostCommand,
 )
@@ -278,7 +284,7 @@ Command = Annotated[Union[COMMAND_MODELS], Field(discriminator="cmd")]  # type: 
 COMMANDS: dict[str, type[BaseCommand]] = {get_args(model.model_fields["cmd"].annotation)[0]: model for model in COMMAND_MODELS}
 """cmd -> its model."""
 
-READ_COMMANDS = frozenset({"meter_reading", "wifi_status", "system_status", "get_ip_info"})
+READ_COMMANDS = frozenset({"meter_reading", "wifi_status", "wifi_scan", "system_status", "get_ip_info"})
 """Commands that only read; every other command configures the adapter (seed 001 ch. C.1)."""
 
 
@@ -309,11 +315,26 @@ class MeterReadingAnswer(OkAnswer):
 
 
 class WifiStatusAnswer(OkAnswer):
-    ssid: str
+    ssid: str = Field(description="the home network joined or configured, else the adapter's access point")
     rssi: str = Field(examples=["-63"])
     ap_mac: str = Field(alias="ap-mac")
     IP: str
-    backend: str = Field(description="meterlink: which Wi-Fi backend answered ('simulated' until the real one)")
+    backend: str = Field(description="meterlink: the Wi-Fi backend, 'networkmanager' or 'simulated'")
+    state: str = Field(description="meterlink: the network machine's state, as diagrams/NetworkMachine names it")
+    access_point: str | None = Field(default=None, description="meterlink: the access point's SSID while it is up")
+    window_left: int = Field(description="meterlink: seconds the access point window has left; 0 when it is over")
+    mode: Literal["sta", "sta_ap"] = Field(description="meterlink: the mode of the last wifi_config")
+    reason: str | None = Field(default=None, description="meterlink: why the last join failed, until one succeeds")
+
+
+class ScannedNetworkOut(BaseModel):
+    ssid: str
+    rssi: str
+    security: str = Field(description="as NetworkManager names it (WPA2, WPA1 WPA2, ...); empty for an open network")
+
+
+class WifiScanAnswer(OkAnswer):
+    networks: list[ScannedNetworkOut]
 
 
 class SystemStatusAnswer(OkAnswer):
@@ -322,6 +343,8 @@ class SystemStatusAnswer(OkAnswer):
     hw_version: str = Field(alias="hw-version")
     mac: str
     sys_ts: str = Field(alias="sys-ts", description="Unix seconds")
+    network_backend: str = Field(description="meterlink: the Wi-Fi backend chosen at start, or 'none'")
+    network_state: str | None = Field(default=None, description="meterlink: the network machine's state")
 
 
 class IpInfoAnswer(OkAnswer):
@@ -360,6 +383,6 @@ class UnknownCommandAnswer(_Answer):
 
 
 Answer = Union[
-    MeterReadingAnswer, WifiStatusAnswer, SystemStatusAnswer, IpInfoAnswer,
+    MeterReadingAnswer, WifiStatusAnswer, WifiScanAnswer, SystemStatusAnswer, IpInfoAnswer,
     DownloadAnswer, RequestPostAnswer, MeterSetKeyAnswer, OkAnswer, UnknownCommandAnswer,
 ]

@@ -17,23 +17,27 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from ..actors.dlms import DLMS_SERIAL, DlmsLink, run_dlms
+from ..actors.bsm import BSM_POLL_INTERVAL, BSM_SERIAL, BSM_UNIT, BsmLink, run_bsm
+from ..actors.dlms import DLMS_SERIAL, DlmsLink
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBusLink, default_serial, run_mbus
 from ..actors.wmbus import RECEIVER_SERIAL, WMBusLink, run_wmbus
 from ..protocols.wmbus_receivers import Receiver
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
+from ..machines.bsm import BsmPlan
 from ..machines.detect import DEFAULT_LISTEN_TIME
 from ..protocols.dlms.security import CipherKeys, KeysUnavailable
 from ..protocols.readings import Reading
 from ..supervisor import Backoff, ChildSpec, Intensity, Supervisor
-from .adapter import Adapter, ApiPolicy
-from .config import Config, LinkSection, MqttSection, SupervisorSection
+from .image_transfer import run_dlms_with_images
+from .adapter import Adapter, ApiPolicy, DeviceInfo
+from .config import Config, LedsSection, LinkSection, MqttSection, NetworkSection, SupervisorSection
 from .detect import Found, detect, link_fields, notes, summary
 from .httpserver import serve
 from .hub import ReadingsHub
@@ -41,7 +45,13 @@ from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
 from ..protocols.dlms.objects import AttributeRef
 from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey, SecretsError, meter_slot
-from .startup import bind_http, ensure_token, prepare_state_dir
+from ..machines.leds import Role
+from .ledclass import LedClass
+from .leds import LedActor, observe
+from .network import NetworkController, WindowStore, device_access_point
+from .nmcli import find_networkmanager
+from .startup import StartupError, bind_http, ensure_token, prepare_state_dir
+from .wifi import SimulatedWifi, WifiBackend
 
 log = logging.getLogger("meterlink.service")
 
@@ -67,7 +77,9 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         hdlc = HdlcPushLink(section.port, section.serial(HDLC_PUSH_SERIAL), section.push_interval or HDLC_PUSH_INTERVAL)
         return _keyed_child(section, partial(run_hdlc_push, hdlc), hooks, status, keys)
     if section.kind == "dlms":
-        return ChildSpec(section.name, partial(run_dlms, dlms_link(section), hooks, status))
+        return ChildSpec(section.name, partial(run_dlms_with_images, dlms_link(section), hooks, status))
+    if section.kind == "bsm":
+        return ChildSpec(section.name, partial(run_bsm, bsm_link(section), hooks, status))
     if section.kind == "wmbus":
         return _wmbus_child(section, hooks, status, keys)
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
@@ -165,6 +177,12 @@ def dlms_link(section: LinkSection) -> DlmsLink:
                     section.serial(DLMS_SERIAL), section.inactivity_timeout)
 
 
+def bsm_link(section: LinkSection) -> BsmLink:
+    """A BSM-WS36A read as a service link: its AC meter model every poll interval, for ever."""
+    plan = BsmPlan(unit=section.unit or BSM_UNIT, poll_interval=section.poll_interval or BSM_POLL_INTERVAL)
+    return BsmLink(section.port, plan, section.serial(BSM_SERIAL))
+
+
 def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:
     """The key store's candidates for a link (pending key first), as the decoder takes them.
 
@@ -243,7 +261,52 @@ def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus]
         credentials=credentials,
         throttle=LoginThrottle(),
         policy=policy,
+        dlms_links={s.name: (s.port, dlms_link(s).association) for s in config.link if s.kind == "dlms"},
     )
+
+
+async def choose_backend(section: NetworkSection) -> WifiBackend | None:
+    """NetworkManager only when nmcli answers and has a Wi-Fi device; the log says which and why."""
+    if section.backend == "none":
+        return None
+    if section.backend != "simulated":
+        found, why = await find_networkmanager(section.interface, section.ap_interface)
+        if found is not None:
+            log.warning("network: backend NetworkManager (%s)", why)
+            return found
+        if section.backend == "networkmanager":
+            raise StartupError(f"network.backend = \"networkmanager\": {why}")
+        log.warning("network: simulated backend (%s)", why)
+        return SimulatedWifi()
+    log.warning("network: simulated backend (network.backend = \"simulated\")")
+    return SimulatedWifi()
+
+
+async def network_controller(section: NetworkSection, state: Path, mac: str) -> tuple[NetworkController | None, str | None]:
+    """The adapter's network, and the line that shows its access point password once, when its secret is made."""
+    backend = await choose_backend(section)
+    if backend is None:
+        return None, None
+    try:
+        access_point, new = device_access_point(state, await backend.hardware_address() or mac, section.ap_password)
+    except (OSError, ValueError) as error:
+        raise StartupError(f"adapter.state_dir: {error}") from None
+    line = None
+    # A simulated Wi-Fi has no access point to join; `meterlink device-info` shows the password anyway.
+    if new and section.ap_password == "device" and backend.name != "simulated":
+        line = (f"access point {access_point.ssid}, password (shown once; `meterlink device-info` shows it again): "
+                f"{access_point.password}")
+    return NetworkController(backend, access_point, WindowStore(state / "network.json")), line
+
+
+def led_child(section: LedsSection, links: dict[str, LinkStatus], links_supervisor: Supervisor,
+              network: NetworkController | None) -> ChildSpec | None:
+    """The LED actor, when `[leds]` names at least one LED."""
+    names = {role: name for role in Role if (name := getattr(section, role.value)) is not None}
+    if not names:
+        return None
+    actor = LedActor(names, LedClass(section.sysfs), lambda: observe(links, links_supervisor.status(), network))
+    return ChildSpec("leds", actor.run)
 
 
 async def serve_http(adapter: Adapter, listener: socket.socket) -> None:
@@ -296,13 +359,24 @@ async def run_service(
             publisher, child = mqtt_child(mqtt, hub, links)
             children.append(child)
             output_status["mqtt"] = publisher.status
+        network, access_point_line = await network_controller(config.network, state, DeviceInfo().mac)
+        if network is not None:
+            children.append(ChildSpec("network", network.run))
+        leds = led_child(config.leds, links, links_supervisor, network)
+        if leds is not None:
+            children.append(leds)
         root = supervisor(children, "meterlink", config.supervisor)
         adapter = build_adapter(config, hub, links, root, keys, credentials)
         adapter.request_restart = links_supervisor.restart
         adapter.outputs = output_status
+        adapter.network = network
+        adapter.announce = announce
+        adapter.configured_token = token or config.adapter.token
         async with trio.open_nursery() as nursery:
             await nursery.start(_cancel_on_signals, nursery.cancel_scope)  # before the user may send one
             _announce(announce, config.http.listen, list(links), new_token, token)
+            if access_point_line is not None:
+                announce(access_point_line)
             announced = True
             await root.run()
             nursery.cancel_scope.cancel()

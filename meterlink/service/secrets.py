@@ -421,6 +421,11 @@ def _scrypt(secret: str, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: i
     return hashlib.scrypt(data, salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=HASH_SIZE)
 
 
+def random_token() -> str:
+    """A new API token: 24 random bytes, URL-safe (32 characters)."""
+    return secrets.token_urlsafe(24)
+
+
 class Credentials:
     """The device password / API token, stored only as a hash (hashlib.scrypt, random 16-byte salt, n=2**14, r=8, p=1).
 
@@ -471,7 +476,7 @@ class Credentials:
             return None
         if self._read() is not None:
             return None
-        token = secrets.token_urlsafe(24)
+        token = random_token()
         self.set(token)
         log.info("generated a device token (handed to the caller once, stored only as a hash)")
         return token

@@ -1,9 +1,11 @@
-"""Wi-Fi for wifi_config / wifi_status / meter_factreset (seed 000 ch. 2.1, 3.3), and the host's addresses.
+"""The Wi-Fi backends: what the adapter's network controller asks of the system (seed 000 ch. 2.1, 3.3).
 
-The adapter's network mode (access point for configuration, client mode, sta_ap) will be a link
-machine of its own (ARCHITECTURE.md, "Adapter network mode"). Until then the API talks to
-`SimulatedWifi`, which only remembers what it was told and says so in every status
-(`backend = "simulated"`). The Wi-Fi password is a secret: no backend returns or logs it.
+A backend carries out, and never decides: the access point window, joins and retries are
+`machines/network.py`'s, the controller `service/network.py` hands them here. Two backends:
+NetworkManager through nmcli (`service/nmcli.py`) on a real adapter, and `SimulatedWifi` for the
+demo and the tests. A backend keeps the home network's password (NetworkManager in its 0600
+connection file): the controller and the machine only ever know the network's name, and no
+backend returns or logs the password.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import ipaddress
 import logging
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
+
+import trio
 
 log = logging.getLogger("meterlink.wifi")
 
-WifiMode = Literal["ap", "sta", "sta_ap"]
-"""ap: the adapter's own access point (factory state); sta: client of the home network; sta_ap: both."""
-
 SIMULATED_RSSI = -63
+SEED_AP_PASSWORD = "welinkwmlink"
+"""Seed 000 ch. 2.1.1: the same access point password on every device (`[network] ap_password = "seed"`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,58 +38,130 @@ class IpInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class WifiStatus:
-    """wifi_status of seed 000 ch. 3.3.2."""
+class ClientStatus:
+    """The client side of the Wi-Fi as the backend sees it (wifi_status of seed 000 ch. 3.3.2)."""
 
+    ssid: str | None
+    """The home network joined, None when not joined."""
+    rssi: int | None
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedNetwork:
     ssid: str
     rssi: int
-    ap_mac: str
-    ip: str
-    mode: WifiMode
+    security: str
+    """As the backend names it: "WPA2", "WPA1 WPA2", "" for an open network."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPoint:
+    """The adapter's own access point: `meterextension:xxxx` and its WPA2 passphrase."""
+
+    ssid: str
+    password: str = field(repr=False)
+
+
+class JoinFailed(Exception):
+    """A join did not succeed; the message says why for a person and never holds the password."""
 
 
 class WifiBackend(Protocol):
     name: str
-    """Shown as `backend` in wifi_status."""
+    """Shown as `backend` in wifi_status and system_status: "networkmanager" or "simulated"."""
 
-    def status(self) -> WifiStatus: ...
+    async def start_access_point(self, access_point: AccessPoint) -> None: ...
 
-    def configure(self, ssid: str, password: str | None, mode: Literal["sta", "sta_ap"]) -> None:
-        """Join `ssid` (wifi_config); `password` None for an open network."""
+    async def stop_access_point(self) -> None: ...
 
-    def reset(self) -> None:
-        """Forget the home network and go back to the access point (meter_factreset)."""
+    async def store(self, ssid: str, password: str | None) -> None:
+        """Keep the home network's credentials (replacing any earlier); `password` None: open network."""
+
+    async def configured(self) -> str | None:
+        """The home network whose credentials are kept, if any."""
+
+    async def join(self, ssid: str) -> None:
+        """Join the stored home network; JoinFailed says why it did not."""
+
+    async def forget(self) -> None:
+        """Factory reset: leave and forget the home network and its credentials."""
+
+    async def client(self) -> ClientStatus: ...
+
+    async def scan(self) -> list[ScannedNetwork]: ...
+
+    async def hardware_address(self) -> str | None:
+        """The Wi-Fi device's MAC address (the access point's name ends in it), None if unknown."""
 
 
+@dataclass
 class SimulatedWifi:
-    """A Wi-Fi that connects at once to whatever it is told; the host's real address as IP.
+    """A Wi-Fi whose networks are a table: a join succeeds where the password is the table's.
 
-    It never keeps the password: nothing here would use it.
+    It stands for NetworkManager in the demo and the tests, so it outlives a restart of the
+    controller as NetworkManager outlives one of the service; `join_time` is what a join takes (in
+    trio's clock). Every change of the access point is noted with the time, for the tests.
     """
 
-    name = "simulated"
+    networks: dict[str, str | None] = field(default_factory=lambda: {"home": "home-password"})
+    """ssid -> password (None: open). The demo's one network, "home", is joined with "home-password"."""
+    join_time: float = 2.0
+    name: str = "simulated"
+    access_point: AccessPoint | None = None
+    ap_changes: list[tuple[float, bool]] = field(default_factory=list)
+    joined: str | None = None
+    _stored: tuple[str, str | None] | None = field(default=None, repr=False)
 
-    def __init__(self, mac: str) -> None:
-        self._mac = mac
-        self._ssid: str | None = None
-        self._mode: WifiMode = "ap"
+    async def start_access_point(self, access_point: AccessPoint) -> None:
+        if self.access_point is None:
+            self.ap_changes.append((trio.current_time(), True))
+        self.access_point = access_point
+        log.info("simulated wifi: access point %s up", access_point.ssid)
 
-    def status(self) -> WifiStatus:
-        if self._ssid is None:
-            return WifiStatus(self.ap_ssid(), 0, self._mac, host_ip_info().ip, "ap")
-        return WifiStatus(self._ssid, SIMULATED_RSSI, self._mac, host_ip_info().ip, self._mode)
+    async def stop_access_point(self) -> None:
+        if self.access_point is not None:
+            self.ap_changes.append((trio.current_time(), False))
+            log.info("simulated wifi: access point down")
+        self.access_point = None
 
-    def configure(self, ssid: str, password: str | None, mode: Literal["sta", "sta_ap"]) -> None:
-        self._ssid, self._mode = ssid, mode
-        log.info("simulated wifi: joined %r in mode %s (%s)", ssid, mode, "with password" if password else "open")
+    async def store(self, ssid: str, password: str | None) -> None:
+        self._stored = (ssid, password)
 
-    def reset(self) -> None:
-        self._ssid, self._mode = None, "ap"
-        log.info("simulated wifi: back to access point %s", self.ap_ssid())
+    async def configured(self) -> str | None:
+        return self._stored[0] if self._stored else None
 
-    def ap_ssid(self) -> str:
-        """`meterextension:xxxx`, xxxx the last two bytes of the MAC address (seed 000 ch. 2.1.1)."""
-        return "meterextension:" + self._mac.replace(":", "")[-4:]
+    async def join(self, ssid: str) -> None:
+        await trio.sleep(self.join_time)
+        if self._stored is None or self._stored[0] != ssid or ssid not in self.networks:
+            raise JoinFailed(f"network {ssid!r} not found")
+        if self.networks[ssid] != self._stored[1]:
+            raise JoinFailed("wrong password (the network refused it)")
+        self.joined = ssid
+
+    async def forget(self) -> None:
+        self._stored, self.joined = None, None
+
+    async def client(self) -> ClientStatus:
+        if self.joined is None:
+            return ClientStatus(None, None, None)
+        return ClientStatus(self.joined, SIMULATED_RSSI, host_ip_info().ip)
+
+    async def scan(self) -> list[ScannedNetwork]:
+        return [ScannedNetwork(ssid, SIMULATED_RSSI, "WPA2" if password else "") for ssid, password in self.networks.items()]
+
+    async def hardware_address(self) -> str | None:
+        return None
+
+    def lose(self) -> None:
+        """The home network goes away (tests)."""
+        self.joined = None
+
+    def power_cut(self) -> None:
+        """What a power cut does to NetworkManager's running state: nothing is up (tests)."""
+        if self.access_point is not None:
+            self.ap_changes.append((trio.current_time(), False))
+        self.access_point, self.joined = None, None
 
 
 # --- the host's addresses (best effort: every failure gives "0.0.0.0") -----------------------------------

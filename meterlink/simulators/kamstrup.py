@@ -5,7 +5,8 @@ sees the management objects of table 2-1; the password-protected one (client SAP
 logical device 16, LLS, default password 12345) sees those and the meter's registers (ch. 3.2,
 with scaler_unit), an extended register (3.3), the load profile (3.4, a row every 15 minutes, read
 whole, by range or by entry, sent in blocks of whole rows), the clock (3.5, settable), the
-association and SAP objects (3.6-3.7), the image transfer object (3.8, read only for now) and the
+association and SAP objects (3.6-3.7), the image transfer object (3.8, simulators.image_transfer: a
+firmware update with faults to inject; its identifier becomes the software revision) and the
 HDLC setup (3.9). The meter answers AARQ and GET-response frames exactly as the seed's sessions show
 (conformance, maximum PDU, block layout), and MeterNo1 reads 12345679 as in ch. 4.1.
 
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 
 import trio
 
-from ..actors.link import LinkHooks, LinkLost, LinkStatus, run_link
+from ..actors.link import RECEIVE_SIZE, LinkHooks, LinkLost, LinkStatus, run_link
 from ..machines.dlms import Framing
 from ..machines.dlms_meter import DlmsMeter
 from ..protocols.dlms.acse import (
@@ -39,7 +40,7 @@ from ..protocols.dlms.acse import (
     InitiateError,
     InitiateResponse,
 )
-from ..protocols.dlms.axdr import BitString, Data, DataTag, array, octet_string, structure
+from ..protocols.dlms.axdr import Data, DataTag, array, octet_string, structure
 from ..protocols.dlms.cosem import UNSPECIFIED_DEVIATION, CosemDateTime, DateTimeError
 from ..protocols.dlms.objects import (
     ASSOCIATION_LN,
@@ -54,10 +55,11 @@ from ..protocols.dlms.objects import (
     ScalerUnit,
 )
 from ..protocols.dlms.xdlms import AccessSelection, ActionResult, AttributeDescriptor, DataAccessResult, MethodDescriptor
-from ..protocols.hdlc import HdlcFramer
+from ..protocols.hdlc import HdlcFramer, HdlcParameters
 from ..protocols.obis import Obis
 from ..protocols.wrapper import WrapperFramer
 from .clock import local_zone
+from .image_transfer import ImageTransferServer
 
 COPENHAGEN = local_zone("Europe/Copenhagen")
 
@@ -70,6 +72,9 @@ LLS_CONFORMANCE = Conformance(0x00101C)
 """What it grants with LLS (GET, SET, selective access, block transfer with GET)."""
 MAX_RECEIVE_PDU = 0x007D
 """The seed's K351C takes APDUs of up to 125 bytes (its AARE)."""
+OMNIPOWER_MAX_RECEIVE_PDU = 0x0400
+"""An OMNIPOWER's, for image transfer: the seed gives none, but its 985-byte image blocks (ch. 3.8)
+travel in one ACTION-request of 1009 bytes, so it takes at least that."""
 
 CAPTURE_PERIOD = 900
 PROFILE_DAYS = 7
@@ -120,6 +125,8 @@ class KamstrupMeterModel:
     wallclock: Callable[[], datetime] = field(default=lambda: datetime.now(COPENHAGEN).replace(tzinfo=None))
     import_base_wh: float = 18_231_400.0
     clock_offset: timedelta = timedelta(0)
+    image: ImageTransferServer = field(default_factory=ImageTransferServer)
+    max_receive_pdu: int = MAX_RECEIVE_PDU
     _rng: random.Random = field(init=False)
     _objects: dict[tuple[int, Obis], CosemObject] = field(init=False)
 
@@ -148,7 +155,7 @@ class KamstrupMeterModel:
         return self._accepted(LLS_CONFORMANCE)
 
     def _accepted(self, conformance: Conformance) -> Aare:
-        return Aare(AssociationResult.ACCEPTED, AcseServiceUser.NULL, user_information=InitiateResponse(conformance, MAX_RECEIVE_PDU))
+        return Aare(AssociationResult.ACCEPTED, AcseServiceUser.NULL, user_information=InitiateResponse(conformance, self.max_receive_pdu))
 
     def get(self, client_sap: int, descriptor: AttributeDescriptor, access: AccessSelection | None) -> Data | DataAccessResult:
         found = self._visible(client_sap, descriptor.class_id, descriptor.instance)
@@ -167,10 +174,12 @@ class KamstrupMeterModel:
         return getter(now)
 
     def set(self, client_sap: int, descriptor: AttributeDescriptor, value: Data) -> DataAccessResult:
-        """Only the clock's time is writable here (ch. 3.5, with LLS)."""
+        """Only the clock's time (ch. 3.5) and the image block size (3.8) are writable, with LLS."""
         found = self._visible(client_sap, descriptor.class_id, descriptor.instance)
         if isinstance(found, DataAccessResult):
             return found
+        if found.class_id == IMAGE_TRANSFER and client_sap in LLS_CLIENTS:
+            return self.image.set(descriptor.attribute, value)
         if found.class_id != CLOCK or descriptor.attribute != 2 or client_sap not in LLS_CLIENTS:
             return DataAccessResult.READ_WRITE_DENIED
         if value.tag is not DataTag.OCTET_STRING or len(value.value) != 12:
@@ -186,6 +195,8 @@ class KamstrupMeterModel:
         found = self._visible(client_sap, descriptor.class_id, descriptor.instance)
         if isinstance(found, DataAccessResult):
             return ActionResult(found.value), None
+        if found.class_id == IMAGE_TRANSFER and client_sap in LLS_CLIENTS:
+            return self.image.action(descriptor.method, parameters), None
         return ActionResult.READ_WRITE_DENIED, None
 
     def _visible(self, client_sap: int, class_id: int, obis: Obis) -> CosemObject | DataAccessResult:
@@ -265,8 +276,8 @@ class KamstrupMeterModel:
             CosemObject(DATA, Obis(1, 1, 0, 0, 2, 255), {2: constant(u32(0))}, True),
             CosemObject(DATA, Obis(1, 1, 0, 0, 3, 255), {2: constant(u32(0))}, True),
             CosemObject(DATA, Obis(1, 1, 0, 0, 4, 255), {2: constant(text(f"1KAS00{number:08d}"))}, True),
-            CosemObject(DATA, Obis(1, 1, 0, 2, 0, 255), {2: constant(text("50981040-Q1"))}, True),
-            CosemObject(DATA, Obis(1, 1, 0, 2, 2, 128), {2: constant(text("Q1"))}, True),
+            CosemObject(DATA, Obis(1, 1, 0, 2, 0, 255), {2: lambda t: text(self.image.revision)}, True),
+            CosemObject(DATA, Obis(1, 1, 0, 2, 2, 128), {2: lambda t: text(self.image.revision.rpartition("-")[2])}, True),
             CosemObject(DATA, Obis(1, 1, 0, 130, 1, 255), {2: constant(u32(0))}, True),
             CosemObject(DATA, Obis(1, 1, 0, 130, 2, 255), {2: constant(u32(0))}, True),
             CosemObject(DATA, Obis(1, 1, 96, 1, 0, 255), {2: constant(u32(number))}, True),
@@ -319,12 +330,7 @@ class KamstrupMeterModel:
             7: constant(u16(500)), 8: constant(u16(20)), 9: constant(u16(32)),
         }, True, version=1)
         image_transfer = CosemObject(IMAGE_TRANSFER, Obis(0, 0, 44, 0, 0, 255), {
-            2: constant(u32(985)),
-            3: constant(Data(DataTag.BIT_STRING, BitString(0, b""))),
-            4: constant(u32(0)),
-            5: constant(Data(DataTag.BOOLEAN, True)),
-            6: constant(enum(0)),
-            7: constant(array()),
+            index: (lambda t, i=index: self.image.get(i)) for index in range(2, 8)  # type: ignore[misc]
         })
         sap = CosemObject(SAP_ASSIGNMENT, Obis(0, 0, 41, 0, 0, 255), {2: constant(array(
             structure(u16(MANAGEMENT_DEVICE), octet_string(f"KAME{number:012d}"[:16].encode())),
@@ -398,17 +404,71 @@ def _listed(obj: CosemObject) -> Data:
     return structure(u16(obj.class_id), u8(obj.version), octet_string(obj.obis.to_bytes()), rights)
 
 
+class _Reboot(Exception):
+    """The meter goes down for its reboot after an image activation."""
+
+
+class _DropLink(Exception):
+    """Fault injection: the meter drops the link."""
+
+
+class _MeterLine(trio.abc.Stream):
+    """The meter's side of its line: closed by the runner, not by each life of the meter's
+    machine; a reboot or a dropped link (simulators.image_transfer) ends the life it is in."""
+
+    def __init__(self, stream: trio.abc.Stream, model: KamstrupMeterModel) -> None:
+        self.stream, self.model = stream, model
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        image = self.model.image
+        if image.link_drop_due:
+            image.link_drop_due = False
+            raise _DropLink
+        if image.offline_until() is not None:
+            raise _Reboot
+        starts = image.reboot_starts_at()
+        with trio.move_on_at(starts if starts is not None else math.inf):
+            return await self.stream.receive_some(max_bytes)
+        raise _Reboot
+
+    async def send_all(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _sit_out_reboot(stream: trio.abc.Stream, model: KamstrupMeterModel) -> bool:
+    """Hear nothing while the meter reboots; False when the peer hung up meanwhile."""
+    while (back := model.image.offline_until()) is not None:
+        with trio.move_on_at(back):
+            if await stream.receive_some(RECEIVE_SIZE) == b"":
+                return False
+    return True
+
+
 async def run_kamstrup_meter(stream: trio.abc.Stream, model: KamstrupMeterModel, framing: Framing = Framing.HDLC,
-                             block_transfer: bool = True) -> None:
-    """The meter on one link until the client hangs up."""
-    machine = DlmsMeter(model, block_transfer=block_transfer)
+                             block_transfer: bool = True, supported: HdlcParameters = HdlcParameters(512, 128, 1, 1)) -> None:
+    """The meter on one link until the client hangs up, or the meter drops the link (a fault)."""
     codec = HdlcFramer() if framing is Framing.HDLC else WrapperFramer()
     status = LinkStatus("kamstrup", "meter")
+    line = _MeterLine(stream, model)
+    model.image.clock = trio.current_time  # reboots and verifications run on the link's clock (MockClock in tests)
 
     async def already_open() -> trio.abc.Stream:
-        return stream
+        return line
 
-    try:
-        await run_link(already_open, codec, machine, LinkHooks(lambda reading: None), status)
-    except (LinkLost, trio.BrokenResourceError, trio.ClosedResourceError):
-        return
+    while True:
+        machine = DlmsMeter(model, supported=supported, block_transfer=block_transfer)  # after a reboot: disconnected, as new
+        codec.reset()
+        try:
+            await run_link(already_open, codec, machine, LinkHooks(lambda reading: None), status)
+            return
+        except _Reboot:
+            if not await _sit_out_reboot(stream, model):
+                return
+        except (_DropLink, LinkLost, trio.BrokenResourceError, trio.ClosedResourceError):
+            return

@@ -279,8 +279,13 @@
   }
 
   // P = 1.7.0 (P+, import) - 2.7.0 (P-, export). If either is missing the point is unknown (null)
-  // and breaks the line: a missing value is never taken as 0.
+  // and breaks the line: a missing value is never taken as 0. A meter that states no import power
+  // but its net power 16.7.0 (the BSM-WS36A's SunSpec W) is drawn with that.
   function netPowerW(reading) {
+    if (!findValue(reading, "1-0:1.7.0") && !findValue(reading, "1-1:1.7.0")) {
+      const net = powerW(reading, "16.7.0");
+      if (net !== null) return net;
+    }
     const imported = powerW(reading, "1.7.0");
     const exported = powerW(reading, "2.7.0");
     return imported === null || exported === null ? null : imported - exported;
@@ -590,6 +595,8 @@
     "3.8.0": "Reactive energy import (+R)", "3.8.1": "Reactive energy import", "4.8.0": "Reactive energy export (\u2212R)",
     "4.8.1": "Reactive energy export", "15.8.0": "Absolute active energy",
     "1.7.0": "Active power import (+P)", "2.7.0": "Active power export (\u2212P)",
+    "16.7.0": "Active power (net)", "36.7.0": "Active power L1 (net)", "56.7.0": "Active power L2 (net)",
+    "76.7.0": "Active power L3 (net)", "90.7.0": "Current (sum of phases)",
     "3.7.0": "Reactive power import (+Q)", "4.7.0": "Reactive power export (\u2212Q)",
     "21.7.0": "Active power import L1", "41.7.0": "Active power import L2", "61.7.0": "Active power import L3",
     "22.7.0": "Active power export L1", "42.7.0": "Active power export L2", "62.7.0": "Active power export L3",
@@ -703,16 +710,40 @@
   }
 
   function linkItem(link, child) {
-    const readings = link.kind === "dlms" ? "readings" : "telegrams";
+    const readings = link.kind === "dlms" || link.kind === "bsm" ? "readings" : "telegrams";
     return el("li", {},
       el("div", {}, el("span", { className: "link-name" }, link.name), ` (${link.kind}) `,
         el("span", { className: `state ${stateClass(link)}` }, link.state_label)),
       el("div", { className: "note" }, link.connected ? "connected" : "not connected", " \u00b7 last telegram ",
         el("span", { className: "age", dataset: { at: link.last_reading_at ?? "" } })),
       el("div", { className: "counts" }, `${link.readings} ${readings}`, " \u00b7 ", dropsText(link.drops)),
+      imageTransfer(link.image),
       lastDrop(link, readings),
       lastError(child),
       linkDetails(link, child));
+  }
+
+  // A DLMS link's firmware update (POST /api/v1/links/{name}/image): while it runs its step and
+  // the blocks the meter confirmed, once over the verdict; a failed one is the link's problem.
+  function imageTransfer(image) {
+    if (!image) return "";
+    const name = `image ${image.identification}`;
+    const verdict = image.verdict;
+    if (verdict) {
+      const resent = verdict.blocks_resent ? `, ${verdict.blocks_resent} resent` : "";
+      const facts = `${verdict.blocks} blocks${resent} \u00b7 ${verdict.seconds.toFixed(1)} s`;
+      if (verdict.result === "active") {
+        return el("div", { className: "counts image" },
+          `${name} active: revision ${verdict.revision_before} \u2192 ${verdict.revision_after} \u00b7 ${facts}`);
+      }
+      return el("div", { className: "problem image" }, `${name} ${verdict.result}: ${verdict.reason ?? image.state} \u00b7 ${facts}`);
+    }
+    const percent = image.blocks ? Math.floor((100 * image.confirmed) / image.blocks) : 0;
+    const blocks = image.blocks ? ` \u00b7 ${image.confirmed}/${image.blocks} blocks (${percent} %)` : "";
+    const resent = image.resent ? `, ${image.resent} resent` : "";
+    return el("div", { className: "counts image" },
+      el("div", {}, `${name}: ${image.state}${blocks}${resent} \u00b7 ${image.bytes_sent} of ${image.size} bytes sent`),
+      el("progress", { max: image.blocks || 1, value: image.confirmed, title: `${percent} %` }));
   }
 
   function dropsText(drops) {
