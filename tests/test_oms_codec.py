@@ -276,6 +276,11 @@ def test_bcd_reals_text_and_manufacturer_data():
     assert [r.raw for r in records] == [12345678, -123, 100.0, "ABC", "2020-12-31", "2021-11-07T15:43:00"]
     assert math.isclose(records[2].raw * 10**records[2].quantity.exponent, 10.0)
     assert manufacturer is not None and manufacturer.data == bytes((1, 2, 3)) and not manufacturer.more_follows
+    address = DeviceAddress(manufacturer_value("NES"), bytes.fromhex("78563412"), 1, 2)
+    telegram = decode_application(bytes.fromhex("7A01000000" "0403D2040000" "1F0A0B"), address)
+    (energy, kept) = to_reading(telegram, "wmbus", None, None).values
+    assert energy.obis == "1-1:1.8.0.255" and energy.value == 1234
+    assert (kept.obis, kept.index, kept.value, kept.description) == (None, 1, "0a0b", "manufacturer-specific data, more follows")
 
 
 @pytest.mark.parametrize("data, where", [

@@ -93,6 +93,11 @@ def to_reading(telegram: AppTelegram, kind: str, received_at: float | None, mete
                                 description=description))
         else:
             values.append(Value(obis, raw, index=position, description=description))
+    extra = telegram.manufacturer_data
+    if extra is not None and extra.data:
+        # Kept as sent: its layout is the maker's, and a user reporting a meter can show it.
+        values.append(Value(None, extra.data.hex(), index=len(telegram.records),
+                            description="manufacturer-specific data" + (", more follows" if extra.more_follows else "")))
     return Reading(meter_id, kind, received_at, captured_at, tuple(values))
 
 
