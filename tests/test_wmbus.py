@@ -98,7 +98,21 @@ def test_amb8465_telegram_answer_and_checksum():
     damaged = AMB_TELEGRAM[:-1] + bytes((AMB_TELEGRAM[-1] ^ 0xFF,))
     bad, *_ = Amb8465Framer().feed(damaged)
     assert isinstance(bad, BadFrame) and "checksum" in bad.reason
-    assert AMB8465_SETUP[1] == bytes.fromhex("FF 04 01 08 F2")  # CMD_SET_MODE_REQ, T2-Other
+    assert AMB8465_SETUP[0] == bytes.fromhex("FF 0A 02 45 01 B3")  # CMD_GET_REQ RSSI_Enable
+    assert AMB8465_SETUP[2] == bytes.fromhex("FF 04 01 08 F2")  # CMD_SET_MODE_REQ, T2-Other
+
+
+@pytest.mark.parametrize("value, satisfied", [(1, True), (0, False)])
+def test_amb8465_rssi_already_on_spares_the_write(value, satisfied):
+    """CMD_SET_REQ writes the stick's non-volatile memory: sent only where CMD_GET_REQ says RSSI is off."""
+    body = bytes.fromhex("FF 8A 03 45 01") + bytes((value,))
+    (reply,) = Amb8465Framer().feed(body + bytes((xor(body),)))
+    assert reply == StickReply("get", True, satisfied=satisfied)
+    machine = receiver(setup=AMB8465_SETUP)
+    machine.send("configure")
+    machine.handle(reply)
+    sent = [a.data for a in machine.take_actions() if isinstance(a, Send)]
+    assert sent == [AMB8465_SETUP[0], AMB8465_SETUP[2] if satisfied else AMB8465_SETUP[1]]
 
 
 def test_cul_lines():

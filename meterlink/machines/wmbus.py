@@ -137,8 +137,11 @@ class WMBusReceiver(LinkMachine):
         match event:
             case RadioFrame():
                 self.send("radio_frame", frame=event, received_at=received_at)
-            case StickReply(_, ok) if self.configuring.is_active:
-                self.send("setup_reply" if ok else "setup_failed")
+            case StickReply(_, ok, satisfied) if self.configuring.is_active:
+                if ok:
+                    self.send("setup_reply", satisfied=satisfied)
+                else:
+                    self.send("setup_failed")
             case StickReply():
                 self.send("stray_reply")
             case StickText():
@@ -153,8 +156,13 @@ class WMBusReceiver(LinkMachine):
     def has_setup(self) -> bool:
         return bool(self.setup)
 
-    def more_steps(self) -> bool:
-        return self.step + 1 < len(self.setup)
+    def more_steps(self, satisfied: bool = False) -> bool:
+        return self.step + self._advance(satisfied) < len(self.setup)
+
+    @staticmethod
+    def _advance(satisfied: bool) -> int:
+        """Steps to move on: past the next one too when the receiver already has what it sets."""
+        return 2 if satisfied else 1
 
     def can_retry(self) -> bool:
         return self.tries < SETUP_TRIES
@@ -162,8 +170,8 @@ class WMBusReceiver(LinkMachine):
     def send_step(self) -> None:
         self.actions.append(Send(self.setup[self.step]))
 
-    def next_step(self) -> None:
-        self.step += 1
+    def next_step(self, satisfied: bool = False) -> None:
+        self.step += self._advance(satisfied)
         self.send_step()
 
     def retry_setup(self) -> None:

@@ -14,10 +14,9 @@ its set-up commands, and how it wraps a frame (for the simulated sticks).
 - Amber AMB8465 (9600 8N1): `FF cmd len payload CS`, CS the XOR of all bytes before it. A received
   telegram is CMD_DATA_IND (0x03), payload the frame from C on, then one RSSI byte (RSSI output is
   switched on at set-up). Answers carry the command | 0x80 and a status byte (0 = done). Set-up:
-  CMD_SET_REQ (0x09) RSSI_Enable (memory 0x45) = 1, then CMD_SET_MODE_REQ (0x04) T2-Other (0x08),
-  the mode that receives T1 meters. CMD_SET_REQ writes the stick's non-volatile memory, once per
-  start of the link (a restart writes again): reading the parameter first (CMD_GET_REQ) would spare
-  it, not done yet.
+  CMD_GET_REQ (0x0A) of RSSI_Enable (memory 0x45); CMD_SET_REQ (0x09) RSSI_Enable = 1 only where it
+  is not (it writes the stick's non-volatile memory: not at every start of the link); then
+  CMD_SET_MODE_REQ (0x04) T2-Other (0x08), the mode that receives T1 meters.
 - CUL / nanoCUL with culfw (38400 8N1): text lines. `X21` reports RSSI and LQI, `brt` sets T mode
   (`brc` C mode), `V` answers the version; a telegram is `b` and its hex with the block CRCs still
   inside (`bY` for frame format B), then two bytes of LQI and RSSI.
@@ -59,6 +58,8 @@ class StickReply:
 
     what: str
     ok: bool
+    satisfied: bool = False
+    """The receiver already has what the next set-up command would set: that one is left out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class Im871aFramer(BufferedFramer):
 # -- AMB8465 -----------------------------------------------------------------------------------
 
 AMB_SOF = 0xFF
-AMB_DATA_IND, AMB_SET_MODE_REQ, AMB_SET_REQ = 0x03, 0x04, 0x09
+AMB_DATA_IND, AMB_SET_MODE_REQ, AMB_SET_REQ, AMB_GET_REQ = 0x03, 0x04, 0x09, 0x0A
 AMB_MODE_T2_OTHER = 0x08
 AMB_RSSI_ENABLE = 0x45
 
@@ -154,9 +155,11 @@ def amb_command(command: int, payload: bytes) -> bytes:
     return body + bytes((checksum,))
 
 
-AMB8465_SETUP = (amb_command(AMB_SET_REQ, bytes((AMB_RSSI_ENABLE, 1, 1))),
+AMB8465_SETUP = (amb_command(AMB_GET_REQ, bytes((AMB_RSSI_ENABLE, 1))),
+                 amb_command(AMB_SET_REQ, bytes((AMB_RSSI_ENABLE, 1, 1))),
                  amb_command(AMB_SET_MODE_REQ, bytes((AMB_MODE_T2_OTHER,))))
-"""RSSI output on (one byte after each telegram), then the T2-Other mode, which hears T1 meters."""
+"""Is RSSI output on? If not, on (one byte after each telegram); then the T2-Other mode, which
+hears T1 meters."""
 _AMB_ANSWERS = {AMB_SET_REQ | 0x80: "set", AMB_SET_MODE_REQ | 0x80: "set_mode"}
 
 
@@ -198,6 +201,10 @@ class Amb8465Framer(BufferedFramer):
                 return BadFrame("AMB8465 telegram: too short for a frame and its RSSI byte", end)
             frame = payload[:-1]
             return RadioFrame(bytes((len(frame),)) + frame, payload[-1])
+        if command == AMB_GET_REQ | 0x80:
+            # memory position, length, the values: RSSI_Enable already 1 spares the write that sets it
+            rssi_on = payload[:3] == bytes((AMB_RSSI_ENABLE, 1, 1))
+            return StickReply("get", len(payload) >= 2, satisfied=rssi_on)
         if command in _AMB_ANSWERS:
             return StickReply(_AMB_ANSWERS[command], payload[:1] == b"\x00")
         return StickText(f"AMB8465 message 0x{command:02X}: {payload.hex()}")

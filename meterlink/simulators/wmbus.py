@@ -20,8 +20,8 @@ import trio
 from ..protocols.mbus_app import (CI_RSP_UD_SHORT, MODE_AES_CBC_IV, DeviceAddress, configuration_word, encrypt_payload,
                                   identification_bytes, manufacturer_value)
 from ..protocols.wmbus import C_SND_NR, with_crcs_a
-from ..protocols.wmbus_receivers import (AMB_DATA_IND, AMB_SET_MODE_REQ, AMB_SET_REQ, IM_DEVMGMT, IM_RADIOLINK,
-                                         IM_SET_CONFIG_REQ, IM_SET_CONFIG_RSP, IM_WMBUS_MSG_IND, Receiver, amb_command,
+from ..protocols.wmbus_receivers import (AMB_DATA_IND, AMB_GET_REQ, AMB_SET_MODE_REQ, AMB_SET_REQ, IM_DEVMGMT,
+                                         IM_RADIOLINK, IM_SET_CONFIG_REQ, IM_SET_CONFIG_RSP, IM_WMBUS_MSG_IND, Receiver, amb_command,
                                          cul_line, im871a_message, rtl_wmbus_line)
 from .household import Household
 from .kaifa import vienna_now
@@ -92,6 +92,8 @@ def answer(receiver: Receiver, command: bytes) -> bytes:
     """What the stick answers to a set-up command (none for a CUL's X21 and brt, nor for noise)."""
     if receiver is Receiver.IM871A and command[:3] == bytes((0xA5, IM_DEVMGMT, IM_SET_CONFIG_REQ)):
         return im871a_message(IM_DEVMGMT, IM_SET_CONFIG_RSP, b"\x00")
+    if receiver is Receiver.AMB8465 and command[:2] == bytes((0xFF, AMB_GET_REQ)):
+        return amb_command(AMB_GET_REQ | 0x80, command[3:5] + b"\x00")  # RSSI_Enable 0: as shipped
     if receiver is Receiver.AMB8465 and command[:2] in (bytes((0xFF, AMB_SET_REQ)), bytes((0xFF, AMB_SET_MODE_REQ))):
         return amb_command(command[1] | 0x80, b"\x00")
     if receiver is Receiver.CUL and command.strip() == b"V":
