@@ -171,11 +171,11 @@ def _key_bytes(text: str, option: str) -> bytes:
 
 
 def read_mbus(args: argparse.Namespace) -> int:
-    from .actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
+    from .actors.mbus import MBusLink, default_serial, run_mbus
     from .service.read import read_one_link
 
     keys = [cipher_keys(args)]
-    link = MBusLink(args.port, serial_settings(args, MBUS_SERIAL), args.push_interval)
+    link = MBusLink(args.port, serial_settings(args, default_serial(args.payload)), args.push_interval, args.payload)
     run = partial(run_mbus, link, lambda: keys)
     return trio.run(read_one_link, "mbus", link.opener(), run, read_until(args), print_reading, warn)
 
@@ -214,7 +214,7 @@ def decode_mbus(args: argparse.Namespace) -> int:
     from .protocols.mbus import MBusFramer
 
     keys = [cipher_keys(args)]
-    machine = MBusAdapter(keys=lambda: keys)
+    machine = MBusAdapter(keys=lambda: keys, payload=args.payload)
     framer = MBusFramer()
     tally = Tally()
     tally.drive(machine, framer.feed(hex_or_binary(read_input(args.file))))
@@ -222,6 +222,66 @@ def decode_mbus(args: argparse.Namespace) -> int:
         tally.fail("the input ends inside a telegram")
     if tally.decoded + tally.failed == 0:
         warn("no complete M-Bus telegram in the input")
+    return tally.exit_code
+
+
+def meter_ids(args: argparse.Namespace) -> tuple[str, ...]:
+    """--id as given: a wireless meter's identification number, eight hex digits (BCD, as printed on it)."""
+    ids = tuple(text.strip().upper() for text in args.id or ())
+    for meter_id in ids:
+        if len(meter_id) != 8 or any(c not in "0123456789ABCDEF" for c in meter_id):
+            raise UsageError(f"--id {meter_id!r}: a meter's identification number is 8 digits, e.g. 30071234")
+    return ids
+
+
+def wmbus_key(args: argparse.Namespace) -> list[CipherKeys]:
+    """--key for every meter heard (with --id: the meters named)."""
+    return [CipherKeys(_key_bytes(args.key, "--key"))] if args.key else []
+
+
+def read_wmbus(args: argparse.Namespace) -> int:
+    from .actors.wmbus import RECEIVER_SERIAL, WMBusLink, run_wmbus
+    from .protocols.wmbus_receivers import Receiver
+    from .service.read import read_one_link
+
+    receiver = Receiver(args.receiver)
+    if receiver is Receiver.RTL_WMBUS:
+        if not args.command or args.port:
+            raise UsageError("--receiver rtl_wmbus reads a command's output: give --command \"CMD\" (and no --port)")
+        serial = None
+    else:
+        if not args.port or args.command:
+            raise UsageError(f"--receiver {receiver.value} is a serial stick: give --port (and no --command)")
+        serial = serial_settings(args, RECEIVER_SERIAL[receiver])
+    keys = wmbus_key(args)
+    link = WMBusLink(receiver, args.port, args.command, serial, meter_ids(args), args.push_interval)
+    run = partial(run_wmbus, link, lambda meter_id: keys)
+    return trio.run(read_one_link, "wmbus", link.opener(), run, read_until(args), print_reading, warn)
+
+
+def decode_wmbus(args: argparse.Namespace) -> int:
+    """One telegram per line as hex (format A or B, with or without the block CRCs), or rtl_wmbus lines."""
+    from .machines.wmbus import WMBusReceiver
+    from .protocols.wmbus_receivers import RadioFrame, RtlWmbusFramer
+
+    keys = wmbus_key(args)
+    machine = WMBusReceiver(keys=lambda meter_id: keys, meter_ids=meter_ids(args))
+    tally = Tally()
+    for number, raw in enumerate(read_input(args.file).decode("latin-1").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if ";0x" in line:
+            events = RtlWmbusFramer().feed(line.encode("latin-1") + b"\n")
+        else:
+            digits = "".join(line.split()).removeprefix("0x")
+            if len(digits) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                tally.fail(f"line {number}: not a telegram in hex")
+                continue
+            events = [RadioFrame(bytes.fromhex(digits))]
+        tally.drive(machine, events)
+    if tally.decoded + tally.failed == 0:
+        warn("no wireless M-Bus telegram in the input")
     return tally.exit_code
 
 
@@ -577,6 +637,57 @@ def simulate_kaifa(args: argparse.Namespace) -> int:
             await push_one_way(stream, model, args.interval)
         else:
             await run_kaifa_meter(stream, model, args.interval)
+
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+def simulate_wmbus(args: argparse.Namespace) -> int:
+    from .protocols.wmbus_receivers import Receiver
+    from .simulators.serve import serve_meter
+    from .simulators.wmbus import NES_DEMO_KEY, NES_ID, NesMeterModel, run_stick
+
+    receiver = Receiver(args.receiver)
+    key = _key_bytes(args.key, "--key") if args.key else NES_DEMO_KEY
+    (meter_id,) = meter_ids(argparse.Namespace(id=[args.id or NES_ID]))
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        await run_stick(stream, receiver, NesMeterModel(meter_id=meter_id, key=key), args.interval)
+
+    if args.listen is None:
+        if receiver is not Receiver.RTL_WMBUS:
+            raise UsageError(f"--receiver {receiver.value}: give --listen tcp://HOST:PORT or --pty (only rtl_wmbus writes "
+                             f"to standard output)")
+        trio.run(_lines_to_stdout, meter)
+        return EXIT_OK
+    trio.run(serve_meter, args.listen, meter, _announce)
+    return EXIT_OK
+
+
+async def _lines_to_stdout(meter: Callable[[trio.abc.Stream], Awaitable[None]]) -> None:
+    """rtl_wmbus as a command: its lines on standard output, as `read wmbus --command` reads them."""
+    from .transports import memory_link_pair
+
+    ours, theirs = memory_link_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(meter, theirs)
+        while data := await ours.receive_some():
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                nursery.cancel_scope.cancel()
+                return
+
+
+def simulate_amis(args: argparse.Namespace) -> int:
+    from .simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
+    from .simulators.serve import serve_meter
+
+    key = _key_bytes(args.key, "--key") if args.key else AMIS_DEMO_KEY
+
+    async def meter(stream: trio.abc.Stream) -> None:
+        await run_amis_meter(stream, AmisMeterModel(key=key), args.interval)
 
     trio.run(serve_meter, args.listen, meter, _announce)
     return EXIT_OK
@@ -988,6 +1099,12 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--pty", action="store_const", const="pty", dest="listen", help="serve on a new pty")
 
 
+def _add_payload_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--payload", choices=["auto", "dlms", "oms"], default="auto",
+                         help="what SND_UD telegrams carry: DLMS segments (Kaifa, Sagemcom) or OMS telegrams (Netz OÖ "
+                              "AMIS, EN 13757-3 mode 5); auto tells them by the CI field")
+
+
 class OneLineErrors(argparse.ArgumentParser):
     """A usage error is one line on stderr and exit 2: `--help` shows the usage, a wrong option
     names itself without a screenful of it in front (subcommands inherit the class)."""
@@ -1062,7 +1179,14 @@ def build_parser() -> argparse.ArgumentParser:
     decode_mbus_cmd = decode.add_parser("mbus", help="decode M-Bus frames (hex text or binary)")
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_mbus_cmd, required=True)
+    _add_payload_option(decode_mbus_cmd)
     decode_mbus_cmd.set_defaults(handler=decode_mbus)
+    decode_wmbus_cmd = decode.add_parser("wmbus", help="decode wireless M-Bus telegrams, one per line as hex (format A or "
+                                                       "B, with or without the block CRCs) or as rtl_wmbus prints them")
+    decode_wmbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    decode_wmbus_cmd.add_argument("--key", metavar="HEX", help="the meter's AES-128 key (OMS mode 5), 32 hex digits")
+    decode_wmbus_cmd.add_argument("--id", action="append", metavar="ID", help="only this meter (8 digits; repeat for more)")
+    decode_wmbus_cmd.set_defaults(handler=decode_wmbus)
     decode_hdlc_cmd = decode.add_parser("hdlc", help="readings of the data-notifications pushed in HDLC frames (hex text or binary)")
     decode_hdlc_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_hdlc_cmd, required=False)
@@ -1079,12 +1203,29 @@ def build_parser() -> argparse.ArgumentParser:
     read_p1_cmd.add_argument("--data-request", choices=["rts", "dtr"], help="raise this line as the data-request signal")
     _add_key_options(read_p1_cmd, required=False)
     read_p1_cmd.set_defaults(handler=read_p1)
-    read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1)")
+    read_mbus_cmd = read.add_parser("mbus", help="be the adapter on an M-Bus push link (2400 8E1; --payload oms: 9600 8E1)")
+    _add_payload_option(read_mbus_cmd)
     _add_serial_options(read_mbus_cmd)
     _add_key_options(read_mbus_cmd, required=True)
     _add_push_read_options(read_mbus_cmd)
     read_mbus_cmd.add_argument("--push-interval", type=float, default=5.0, help="seconds between telegrams (stale after 3)")
     read_mbus_cmd.set_defaults(handler=read_mbus, data_request=None)
+    read_wmbus_cmd = read.add_parser("wmbus", help="read wireless M-Bus meters (T1) through a receiver")
+    read_wmbus_cmd.add_argument("--receiver", required=True, choices=["im871a", "amb8465", "cul", "rtl_wmbus"],
+                                help="iM871A (57600 8N1), AMB8465 (9600 8N1), CUL (38400 8N1), or rtl_wmbus's output")
+    read_wmbus_cmd.add_argument("--port", help="the stick's serial device path or tcp://HOST:PORT")
+    read_wmbus_cmd.add_argument("--command", metavar="CMD", help="rtl_wmbus: the command whose output is read, e.g. "
+                                                               "\"sh -c 'rtl_sdr -f 868.95M -s 1.6e6 - | rtl_wmbus'\"")
+    read_wmbus_cmd.add_argument("--baud", type=int, help="baud rate")
+    read_wmbus_cmd.add_argument("--parity", choices=["N", "E", "O"], type=str.upper, help="parity: N, E or O")
+    read_wmbus_cmd.add_argument("--bytesize", type=int, choices=[5, 6, 7, 8], help="data bits")
+    read_wmbus_cmd.add_argument("--stopbits", type=float, choices=[1, 1.5, 2], help="stop bits")
+    read_wmbus_cmd.add_argument("--key", metavar="HEX", help="the meters' AES-128 key (OMS mode 5), 32 hex digits")
+    read_wmbus_cmd.add_argument("--id", action="append", metavar="ID", help="only this meter (8 digits; repeat for more)")
+    _add_push_read_options(read_wmbus_cmd)
+    read_wmbus_cmd.add_argument("--push-interval", type=float, default=120.0, help="seconds between a meter's telegrams "
+                                                                                 "(stale after 3 without any)")
+    read_wmbus_cmd.set_defaults(handler=read_wmbus, data_request=None)
     read_hdlc_cmd = read.add_parser("hdlc-push", help="read a meter that pushes DLMS in HDLC frames (2400 8E1)")
     _add_serial_options(read_hdlc_cmd)
     _add_key_options(read_hdlc_cmd, required=False)
@@ -1161,6 +1302,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_kaifa_cmd.add_argument("--interval", type=float, default=5.0, help="seconds between telegrams")
     simulate_kaifa_cmd.add_argument("--one-way", action="store_true", help="push without search telegram or waiting for acks")
     simulate_kaifa_cmd.set_defaults(handler=simulate_kaifa)
+    simulate_amis_cmd = simulate.add_parser("amis", help="a Netz OÖ AMIS meter (Siemens TD-3511): M-Bus handshake, "
+                                                        "OMS mode-5 telegrams (9600 8E1)")
+    _add_listen_options(simulate_amis_cmd)
+    simulate_amis_cmd.add_argument("--key", metavar="HEX", help="the meter's AES key, 32 hex digits (default: the demo's)")
+    simulate_amis_cmd.add_argument("--interval", type=float, default=1.0, help="seconds between telegrams")
+    simulate_amis_cmd.set_defaults(handler=simulate_amis)
+    simulate_wmbus_cmd = simulate.add_parser("wmbus", help="a Linz Netz NES meter (T1, OMS mode 5) heard through a receiver")
+    simulate_wmbus_cmd.add_argument("--receiver", required=True, choices=["im871a", "amb8465", "cul", "rtl_wmbus"])
+    where = simulate_wmbus_cmd.add_mutually_exclusive_group()
+    where.add_argument("--listen", metavar="tcp://HOST:PORT", help="serve the stick over TCP (port 0: pick one)")
+    where.add_argument("--pty", action="store_const", const="pty", dest="listen", help="serve the stick on a new pty")
+    simulate_wmbus_cmd.add_argument("--key", metavar="HEX", help="the meter's AES key, 32 hex digits (default: the demo's)")
+    simulate_wmbus_cmd.add_argument("--id", metavar="ID", help="the meter's identification number (default 30071234)")
+    simulate_wmbus_cmd.add_argument("--interval", type=float, default=10.0, help="seconds between telegrams")
+    simulate_wmbus_cmd.set_defaults(handler=simulate_wmbus)
     simulate_hdlc_cmd = simulate.add_parser("hdlc-push", help="a meter pushing DLMS data-notifications in HDLC UI frames")
     _add_listen_options(simulate_hdlc_cmd)
     _add_key_options(simulate_hdlc_cmd, required=False)

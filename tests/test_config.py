@@ -25,7 +25,7 @@ def test_the_annotated_example_loads():
         ({"link": [{"name": "p1", "kind": "zigbee", "port": "/dev/ttyUSB0"}]}, "link[0].kind"),
         ({"link": [{"name": "p1", "kind": "p1", "port": "COM3"}]}, "link[0].port: expected a device path"),
         ({"link": [{"name": "p1", "kind": "p1", "port": "tcp://nohost"}]}, "link[0].port"),
-        ({"link": [{"name": "p1", "kind": "p1"}]}, "link[0].port: Field required"),
+        ({"link": [{"name": "p1", "kind": "p1"}]}, "link[0]: port: required"),
         ({"link": [{"name": "a", "kind": "p1", "port": "/dev/x"}, {"name": "a", "kind": "p1", "port": "/dev/y"}]}, "repeated: a"),
         ({"http": {"listen": "8080"}}, "http.listen: expected HOST:PORT"),
         ({"http": {"open_reads": ["lan"]}}, "http.open_reads: 'lan' is not a network"),

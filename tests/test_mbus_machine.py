@@ -161,8 +161,10 @@ TELEGRAMS = [*SIM, *TAGGED, *WRONG, *WRONG_AUTH_TELEGRAMS, *BAD_TAG, *NO_AUTH, *
 KNOWN = {t.apdu: t for t in [*TELEGRAMS, ONE_FRAME]}
 UNSUPPORTED = [
     encode_long(0x53, 0xFF, 0x51, bytes(8)),  # SND_UD with an M-Bus application CI, not a DLMS segment
-    encode_long(0x73, 0xF0, 0x72, bytes(12)),
+    encode_long(0x73, 0xF0, 0xA0, bytes(12)),  # a manufacturer-specific CI
 ]
+OMS_SPEC = json.loads((Path(__file__).parent / "data" / "amis_mbus_netzooe_spec.json").read_text())
+"""Netz OÖ's AMIS example: an SND_UD whose CI (0x5B) carries an OMS telegram (tests/test_amis.py)."""
 FOREIGN = [
     encode_short(0x40, 0x01),  # SND_NKE to another primary address
     encode_short(0x40, 0xFD),
@@ -184,6 +186,8 @@ def classify(event) -> str:
             return "search"
         case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF) and ci <= 0x1F:
             return "segment"
+        case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF) and ci in (0x5A, 0x5B, 0x72, 0x78, 0x7A):
+            return "oms"
         case LongFrame(c, a, ci, _) if c in (0x43, 0x53, 0x63, 0x73) and a in (0xF0, 0xFF):
             return "unsupported"
         case ShortFrame() | LongFrame() | SingleChar():
@@ -254,7 +258,7 @@ class AdapterUnderTest:
         drops, publish = self.expect(kind, event)
         self.machine.handle(event, 1700000000.0)
         actions = self.machine.take_actions()
-        acked = kind in ("search", "segment", "unsupported")
+        acked = kind in ("search", "segment", "unsupported", "oms")
         self.check(actions, acked, drops, publish)
         assert self.machine.epoch - epoch == int(acked), "only an acknowledged frame restarts the state's deadline"
 
@@ -298,6 +302,11 @@ class AdapterUnderTest:
             if self.state != "joining":
                 self.state = "listening"
             return [], None
+        if kind == "oms":
+            # The AMIS example's key is in no keyring here: the telegram is dropped, never published.
+            drops = self._drop(["incomplete"]) if self.state == "joining" else []
+            self.state, self.parts = "listening", []
+            return drops + self._drop(["wrong_key" if self.keys else "no_key"]), None
         if kind == "search":
             drops = []
             if self.state == "joining":
@@ -468,6 +477,7 @@ adapter_stimuli = st.one_of(
     st.builds(single_frame_telegram, chunks),
     st.builds(foreign, st.sampled_from(FOREIGN)),
     st.builds(foreign, st.sampled_from(UNSUPPORTED)),
+    st.builds(foreign, st.just(bytes.fromhex(OMS_SPEC["frame_hex"]))),
     st.builds(noise, st.binary(min_size=1, max_size=40)),
     st.just(lose_link),
 )
@@ -771,6 +781,12 @@ def test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame):
 
 
 @pytest.mark.parametrize("state", ADAPTER_STATES)
+def test_an_oms_telegram_is_acknowledged_and_published(state):
+    driver = Driver(keys=[CipherKeys(bytes.fromhex(OMS_SPEC["key"]))], state=state).feed(bytes.fromhex(OMS_SPEC["frame_hex"]))
+    expect(driver, "listening", ["incomplete"] if state == "joining" else [], readings=1, acks=1, telegrams=1)
+
+
+@pytest.mark.parametrize("state", ADAPTER_STATES)
 def test_other_data_to_us_is_acknowledged_and_counted(state):
     driver = Driver(state=state).feed(UNSUPPORTED[0])
     assert driver.actions.count(ACK) == 1
@@ -855,6 +871,7 @@ def test_the_scenarios_take_every_declared_transition():
             test_a_segment_out_of_order_is_dropped(state)
             test_link_lost_closes_the_machine(state)
             test_other_data_to_us_is_acknowledged_and_counted(state)
+            test_an_oms_telegram_is_acknowledged_and_published(state)
             for frame in (FOREIGN[0], bytes.fromhex("1040F03116"), b"\x00\x01\x02"):
                 test_frames_that_are_not_ours_are_counted_and_never_acked(state, frame)
         for state in ("search", "listening", "stale"):

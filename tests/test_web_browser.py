@@ -47,6 +47,7 @@ from meterlink.machines.hdlc_push import HdlcPushReader
 from meterlink.machines.image_transfer import Image
 from meterlink.machines.mbus import MBusAdapter
 from meterlink.machines.p1 import P1Reader
+from meterlink.machines.wmbus import WMBusReceiver
 from meterlink.protocols.p1 import P1Framer, TelegramFramed
 from meterlink.protocols.readings import Reading, Value
 from meterlink.service.hub import ReadingsHub
@@ -591,9 +592,9 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
                 page = await Page.open(browser, LAPTOP)
                 await wait_until_serving(port)
                 await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
-                await page.wait_for("window.meterlink && window.meterlink.series.length === 5 "
-                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "five meters' graphs", 30)
-                await page.wait_for("document.querySelectorAll('#links > li').length === 5", "the links")
+                await page.wait_for("window.meterlink && window.meterlink.series.length === 7 "
+                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "seven meters' graphs", 30)
+                await page.wait_for("document.querySelectorAll('#links > li').length === 7", "the links")
                 assert await page.evaluate("document.getElementById('token-form').hidden")
                 assert await page.evaluate("localStorage.getItem('meterlink.token')") is None
                 labels = {text.split("\n")[0] for text in await page.evaluate(LINKS_TEXT)}
@@ -616,6 +617,7 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
 
 
 DEMO_LINKS = {"p1": ("p1", P1Reader), "mbus": ("mbus", MBusAdapter), "hdlc": ("hdlc-push", HdlcPushReader),
+              "amis": ("mbus", MBusAdapter), "wmbus": ("wmbus", WMBusReceiver),
               "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient)}
 """The demo's links by name: their kind and machine."""
 

@@ -8,6 +8,11 @@ split over several long frames (DLMS segments numbered in the CI field); the Sag
 first one overflows its L field (`protocols.mbus`), counted as `length_overflow`. Some grid
 operators run the interface one-way: the adapter reads such a meter the same way, its acks simply
 go unheard.
+
+Netz OÖ's AMIS meters (seed 001 ch. A, variant 2) run the same handshake at 9600 8E1 on the optical
+head, but their SND_UD carries an OMS telegram (EN 13757-3, CI 0x5B, mode 5: `protocols.oms`)
+instead of DLMS segments. The CI field tells the two apart; `payload` fixes one where a link should
+read nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable, Sequence
 from statemachine import State
 
 from ..protocols.dlms.security import CipherKeys
+from ..protocols.mbus_app import APPLICATION_CIS
+from ..protocols.oms import decode_oms_push
 from ..protocols.mbus import (
     ACK,
     ADDRESS_BROADCAST_NO_REPLY,
@@ -40,6 +47,10 @@ from .push import PushDecoder, no_keys, telegram_outcomes
 
 DATA_ADDRESSES = (ADDRESS_SEARCH_TELEGRAM, ADDRESS_BROADCAST_NO_REPLY)
 ACK_BYTES = bytes((ACK,))
+
+
+PAYLOADS = ("auto", "dlms", "oms")
+"""What SND_UD telegrams carry: told by their CI field (auto), or only DLMS segments, or only OMS."""
 
 
 def no_telegram() -> list[bytes]:
@@ -76,6 +87,12 @@ class MBusAdapter(PushDecoder, LinkMachine):
         | search.to(listening, on=["ack", "drop_out_of_order"])
         | listening.to(listening, on=["ack", "drop_out_of_order"])
         | stale.to(listening, on=["ack", "drop_out_of_order"])
+    )
+    oms_telegram = (
+        search.to(listening, on=["ack", "decode_oms"])
+        | listening.to(listening, on=["ack", "decode_oms"])
+        | joining.to(listening, on=["ack", "drop_partial", "decode_oms"])
+        | stale.to(listening, on=["ack", "decode_oms"])
     )
     telegram = telegram_outcomes(listening)
     unsupported_data = (
@@ -127,7 +144,11 @@ class MBusAdapter(PushDecoder, LinkMachine):
         search_interval: float = 60.0,
         segment_gap: float = 3.0,
         counters: Counter[str] | None = None,
+        payload: str = "auto",
     ) -> None:
+        if payload not in PAYLOADS:
+            raise ValueError(f"payload {payload!r}: one of {', '.join(PAYLOADS)}")
+        self.payload = payload
         self.data_silence = push_interval * silence_intervals
         self.search_silence = search_interval * 2 + 10
         self.segment_gap = segment_gap
@@ -141,7 +162,9 @@ class MBusAdapter(PushDecoder, LinkMachine):
             case ShortFrame(c, a) if CField.of(c) is CField.SND_NKE and a == ADDRESS_SEARCH_TELEGRAM:
                 self.send("search_telegram")
             case LongFrame() if event.function is CField.SND_UD and event.a in DATA_ADDRESSES:
-                if is_dlms_segment(event):
+                if event.ci in APPLICATION_CIS and self.payload != "dlms":
+                    self.send("oms_telegram", frame=event, received_at=received_at)
+                elif is_dlms_segment(event) and self.payload != "oms":
                     self.send("segment", frame=event, received_at=received_at)
                 else:
                     self.send("unsupported_data", frame=event)
@@ -181,6 +204,11 @@ class MBusAdapter(PushDecoder, LinkMachine):
         apdu = b"".join(self._parts)
         self._parts.clear()
         self.decode_telegram(apdu, self._received_at)
+
+    def decode_oms(self, frame: LongFrame, received_at: float | None) -> None:
+        keys, no_key = self._keys()
+        self._result = decode_oms_push(bytes((frame.ci,)) + frame.data, keys, self.kind, received_at, no_key=no_key)
+        self.raise_("telegram")
 
     def drop_partial(self) -> None:
         self._parts.clear()

@@ -73,6 +73,9 @@ class Value:
     """A nameless value's position in what the meter sent (a DLMS push: among the body's elements)."""
     no_time: bool = False
     """The meter sent its placeholder for "no time" (P1 632525252525W): `time` shows as null."""
+    description: str | None = None
+    """What the meter's own record says the value is (an M-Bus data record's DIF/VIF, EN 13757-3),
+    kept beside the OBIS code the mapping gave it."""
 
     def to_json(self) -> dict[str, Any]:
         value = self.value
@@ -81,7 +84,8 @@ class Value:
         spelled = non_finite(value)
         return _without_none(
             {"obis": self.obis, "index": self.index, "value": None if spelled else value, "unit": self.unit,
-             "raw": spelled or self.raw, "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time},
+             "raw": spelled or self.raw, "scaler": self.scaler, "unit_code": self.unit_code, "time": self.time,
+             "description": self.description},
             "obis", "value", *(("time",) if self.no_time else ()),
         )
 

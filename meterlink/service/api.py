@@ -75,14 +75,14 @@ from .meterextension import (
     BaseCommand,
     meter_block,
 )
-from .secrets import MeterKey, SecretsError, random_token
+from .secrets import MeterKey, SecretsError, meter_slot, random_token
 from .update import FileSource, Source, UpdateBusy, UpdateError, UploadTooLarge, UrlSource, save_upload
 from .network import NetworkController
 from .wifi import host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1", "auto"})
+KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1", "auto", "wmbus"})
 """Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey); an auto
 link may find an encrypted meter, so it takes them too, before or after detection."""
 FETCH_TIMEOUT = 10.0
@@ -360,8 +360,14 @@ class MeterExtension:
         key = meter_key(command.key, "invalid_key", "the key")
         auth_key = meter_key(command.auth_key, "invalid_auth_key", "the authentication key") if command.auth_key is not None else None
         link = self.key_link(command.link)
+        slot = link
+        if command.meter_id is not None:
+            if self._adapter.links[link].kind != "wmbus":
+                raise ApiError(422, "meter_id_not_wmbus", "meter_id names one meter of a wireless M-Bus link (kind wmbus); "
+                                                          "this link reads one meter")
+            slot = meter_slot(link, command.meter_id)
         async with self._keys_lock:
-            await self._keys(self._adapter.keys.set_key, link, key, auth_key)
+            await self._keys(self._adapter.keys.set_key, slot, key, auth_key)
         return MeterSetKeyAnswer(link=link)
 
     def key_link(self, link: str | None) -> str:

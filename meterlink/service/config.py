@@ -207,10 +207,10 @@ class UpdateSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto", "wmbus"]
     """"auto": the link found at start by `meterlink detect`'s search (README, "Finding your meter's settings")."""
-    port: str
-    """A serial device path or tcp://HOST:PORT."""
+    port: str | None = None
+    """A serial device path or tcp://HOST:PORT (every kind but a wmbus link with receiver = "rtl_wmbus")."""
     baud: int | None = Field(default=None, gt=0)
     parity: Literal["N", "E", "O"] | None = None
     bytesize: Literal[5, 6, 7, 8] | None = None
@@ -237,12 +237,24 @@ class LinkSection(_Section):
     """DLMS: the meter's inactivity timeout (HDLC setup attribute 8), so the association outlives no poll."""
     listen_time: float | None = Field(default=None, gt=0)
     """auto: seconds at each serial setting (default 12; 70 hears an M-Bus meter in search mode)."""
+    payload: Literal["auto", "dlms", "oms"] | None = None
+    """mbus: what the SND_UD telegrams carry; by default told by their CI field. "oms" (Netz OÖ's
+    AMIS meters: EN 13757-3, OMS mode 5) also makes 9600 8E1 the default setting."""
+    receiver: Literal["im871a", "amb8465", "cul", "rtl_wmbus"] | None = None
+    """wmbus: the USB receiver (iM871A, AMB8465, CUL) on `port`, or rtl_wmbus reading `command`'s output."""
+    command: str | None = None
+    """wmbus with receiver = "rtl_wmbus": the command whose output is read."""
+    meters: list[Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{8}$")]] = []
+    """wmbus: the identification numbers of the meters to read (8 digits each); none: every meter heard.
+    A meter's key is set with meter_setkey and its meter_id (a key without one serves every meter)."""
     max_meters: int = Field(default=DEFAULT_MAX_METERS, ge=1)
     """Meters whose readings are kept for this link; a new one beyond that forgets the least recently heard."""
 
     @field_validator("port")
     @classmethod
-    def _port(cls, value: str) -> str:
+    def _port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         if value.startswith("tcp://"):
             parse_tcp_url(value)
         elif not value.startswith("/"):
@@ -270,6 +282,29 @@ class LinkSection(_Section):
                 raise ValueError(f"{', '.join(misplaced)}: only for kind = \"dlms\"")
         elif not self.objects:
             raise ValueError("objects: a dlms link polls at least one attribute, e.g. \"3:1-1:1.8.0.255:2\"")
+        return self
+
+    @model_validator(mode="after")
+    def _wmbus_keys(self) -> LinkSection:
+        wmbus_only = ("receiver", "command", "meters")
+        if self.kind != "wmbus":
+            misplaced = [key for key in wmbus_only if getattr(self, key)]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: only for kind = \"wmbus\"")
+            if self.port is None:
+                raise ValueError("port: required (a serial device path or tcp://HOST:PORT)")
+        elif self.receiver is None:
+            raise ValueError("receiver: a wmbus link names its receiver: \"im871a\", \"amb8465\", \"cul\" or \"rtl_wmbus\"")
+        elif self.receiver == "rtl_wmbus" and (not self.command or self.port):
+            raise ValueError("command: receiver = \"rtl_wmbus\" reads a command's output (give command, not port)")
+        elif self.receiver != "rtl_wmbus" and (not self.port or self.command):
+            raise ValueError(f"port: receiver = \"{self.receiver}\" is a serial stick (give port, not command)")
+        return self
+
+    @model_validator(mode="after")
+    def _mbus_keys(self) -> LinkSection:
+        if self.payload is not None and self.kind != "mbus":
+            raise ValueError("payload: only for kind = \"mbus\"")
         return self
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
-push, DLMS, and the BSM-WS36A signing meter of a charging station on Modbus RTU).
+push, DLMS, the BSM-WS36A signing meter of a charging station on Modbus RTU, the AMIS meter's OMS on
+M-Bus, and wireless M-Bus through an iM871A stick).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -16,17 +17,20 @@ from pathlib import Path
 import trio
 
 from ..protocols.readings import Reading, Value
+from ..protocols.wmbus_receivers import Receiver
+from ..simulators.amis import AMIS_DEMO_KEY, AmisMeterModel, run_amis_meter
 from ..simulators.bsm import BsmMeter, run_bsm_meter
 from ..simulators.clock import local_zone
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
+from ..simulators.wmbus import NES_DEMO_KEY, NES_ID, NesMeterModel, run_stick
 from ..transports import serve_tcp
 from .config import parse_config
 from .ledclass import stand_in
 from .run import Outputs, run_service
-from .secrets import MeterKey
+from .secrets import MeterKey, meter_slot
 
 
 async def run_demo(
@@ -41,6 +45,8 @@ async def run_demo(
             mbus_url = await nursery.start(serve_tcp, _kaifa_meter, "tcp://127.0.0.1:0")
             hdlc_url = await nursery.start(serve_tcp, _hdlc_push_meter, "tcp://127.0.0.1:0")
             dlms_url = await nursery.start(serve_tcp, _kamstrup_meter, "tcp://127.0.0.1:0")
+            amis_url = await nursery.start(serve_tcp, _amis_meter, "tcp://127.0.0.1:0")
+            wmbus_url = await nursery.start(serve_tcp, _wmbus_stick, "tcp://127.0.0.1:0")
             bsm_url = await nursery.start(serve_tcp, _bsm_meter(), "tcp://127.0.0.1:0")
             config = parse_config(
                 {
@@ -54,6 +60,8 @@ async def run_demo(
                         {"name": "p1", "kind": "p1", "port": p1_url},
                         {"name": "mbus", "kind": "mbus", "port": mbus_url, "push_interval": 1.0},
                         {"name": "hdlc", "kind": "hdlc-push", "port": hdlc_url, "push_interval": 1.0},
+                        {"name": "amis", "kind": "mbus", "payload": "oms", "port": amis_url, "push_interval": 1.0},
+                        {"name": "wmbus", "kind": "wmbus", "receiver": "im871a", "port": wmbus_url, "push_interval": 2.0},
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
                         {"name": "bsm", "kind": "bsm", "port": bsm_url, "poll_interval": 2.0},
@@ -61,7 +69,9 @@ async def run_demo(
                 },
                 "demo",
             )
-            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY)},
+            outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY),
+                                                                   "amis": MeterKey(AMIS_DEMO_KEY),
+                                                                   meter_slot("wmbus", NES_ID): MeterKey(NES_DEMO_KEY)},
                               updates=False)
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
@@ -93,6 +103,17 @@ async def _p1_meter(stream: trio.abc.Stream) -> None:
 async def _kaifa_meter(stream: trio.abc.Stream) -> None:
     async with stream:
         await run_kaifa_meter(stream, KaifaMeterModel(), interval=1.0)
+
+
+async def _amis_meter(stream: trio.abc.Stream) -> None:
+    async with stream:
+        await run_amis_meter(stream, AmisMeterModel())
+
+
+async def _wmbus_stick(stream: trio.abc.Stream) -> None:
+    # A Linz Netz NES meter heard through an iM871A stick.
+    async with stream:
+        await run_stick(stream, Receiver.IM871A, NesMeterModel(), interval=2.0)
 
 
 async def _hdlc_push_meter(stream: trio.abc.Stream) -> None:
@@ -129,8 +150,9 @@ def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
     def value_of(cde: str) -> Value | None:
-        # Channel 1 (1-1:...) is how Kamstrup numbers the same registers.
-        return reading.value_of(f"1-0:{cde}") or reading.value_of(f"1-1:{cde}")
+        # Whatever the channel: Kamstrup and seed 001's OMS meters number the same registers 1-1.
+        found = [v for v in reading.values if v.obis and v.obis.startswith("1-") and v.obis.endswith(f":{cde}")]
+        return min(found, key=lambda v: int(v.obis.split(":")[0].split("-")[1]), default=None)
 
     def watts(cde: str) -> float:
         value = value_of(cde)

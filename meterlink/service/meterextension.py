@@ -213,6 +213,11 @@ class MeterSetKeyCommand(BaseCommand):
         description="meterlink: the link the keys are for; may be left out when exactly one configured link "
                     "takes a key (422 link_required names them otherwise)",
     )
+    meter_id: str | None = Field(
+        default=None, pattern=r"^[0-9A-Fa-f]{8}$",
+        description="meterlink: on a wireless M-Bus link (kind wmbus), the meter the key is for: its identification "
+                    "number, 8 digits as printed on it; without it the key serves every meter of the link",
+    )
 
 
 class WifiConfigCommand(BaseCommand):

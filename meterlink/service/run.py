@@ -27,7 +27,9 @@ from ..actors.bsm import BSM_POLL_INTERVAL, BSM_SERIAL, BSM_UNIT, BsmLink, run_b
 from ..actors.dlms import DLMS_SERIAL, DlmsLink
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
-from ..actors.mbus import MBUS_SERIAL, MBusLink, run_mbus
+from ..actors.mbus import MBusLink, default_serial, run_mbus
+from ..actors.wmbus import RECEIVER_SERIAL, WMBusLink, run_wmbus
+from ..protocols.wmbus_receivers import Receiver
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
 from ..machines.bsm import BsmPlan
 from ..machines.detect import DEFAULT_LISTEN_TIME
@@ -43,7 +45,7 @@ from .hub import ReadingsHub
 from .mqtt import MqttSettings, MqttStatus, mqtt_child
 from ..machines.dlms import Association, Framing
 from ..protocols.dlms.objects import AttributeRef
-from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey, SecretsError
+from .secrets import Credentials, KeyPair, KeyStore, LoginThrottle, MeterKey, SecretsError, meter_slot
 from ..machines.leds import Role
 from .ledclass import LedClass
 from .leds import LedActor, observe
@@ -72,7 +74,8 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
     if section.kind == "auto":
         return _auto_child(section, hooks, status, keys)
     if section.kind == "mbus":
-        link = MBusLink(section.port, section.serial(MBUS_SERIAL), section.push_interval or 5.0)
+        payload = section.payload or "auto"
+        link = MBusLink(section.port, section.serial(default_serial(payload)), section.push_interval or 5.0, payload)
         return _keyed_child(section, partial(run_mbus, link), hooks, status, keys)
     if section.kind == "hdlc-push":
         hdlc = HdlcPushLink(section.port, section.serial(HDLC_PUSH_SERIAL), section.push_interval or HDLC_PUSH_INTERVAL)
@@ -81,6 +84,8 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         return ChildSpec(section.name, partial(run_dlms_with_images, dlms_link(section), hooks, status))
     if section.kind == "bsm":
         return ChildSpec(section.name, partial(run_bsm, bsm_link(section), hooks, status))
+    if section.kind == "wmbus":
+        return _wmbus_child(section, hooks, status, keys)
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     # Keys for encrypted P1 (Luxembourg Smarty, Energienetze Steiermark); plain telegrams need none.
@@ -93,6 +98,30 @@ def _keyed_child(section: LinkSection, run: Callable[..., Awaitable[None]], hook
     with a pending key of a change-over makes that key current."""
     keyed = LinkHooks(hooks.publish, hooks.dropped, partial(_confirm_key, keys, section.name))
     return ChildSpec(section.name, partial(run, partial(cipher_keys, keys, section.name), keyed, status))
+
+
+def _wmbus_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys: KeyStore) -> ChildSpec:
+    """A wireless M-Bus receiver: each meter's telegrams are decrypted with its own key (meter_setkey
+    with its meter_id), else with the link's."""
+    receiver = Receiver(section.receiver)
+    serial = None if receiver is Receiver.RTL_WMBUS else section.serial(RECEIVER_SERIAL[receiver])
+    link = WMBusLink(receiver, section.port, section.command, serial, tuple(m.upper() for m in section.meters),
+                     section.push_interval or 120.0)
+
+    def meter_keys(meter_id: str) -> list[CipherKeys]:
+        return cipher_keys(keys, meter_slot(section.name, meter_id)) or cipher_keys(keys, section.name)
+
+    def confirm(used: CipherKeys) -> None:
+        try:
+            slots = [slot for slot in keys.links() if slot == section.name or slot.startswith(section.name + "/")]
+        except SecretsError as error:
+            log.error("%s: %s", section.name, error)
+            return
+        for slot in slots:
+            _confirm_key(keys, slot, used)
+
+    keyed = LinkHooks(hooks.publish, hooks.dropped, confirm)
+    return ChildSpec(section.name, partial(run_wmbus, link, meter_keys, keyed, status))
 
 
 class NoMeterFound(Exception):

@@ -107,6 +107,11 @@ class _Slot:
     pending: KeyPair | None = None
 
 
+def meter_slot(link: str, meter_id: str) -> str:
+    """The key store's name for the key of one meter of a link (a wireless M-Bus link hears many)."""
+    return f"{link}/{meter_id.upper()}"
+
+
 class KeyStore:
     """Meter keys per link name, encrypted at rest with AES-GCM under a device key kept in a separate 0600 file.
 

@@ -1,10 +1,12 @@
-"""Links to meters: serial devices, TCP (serial-to-Ethernet converters), ptys, in-memory pairs.
+"""Links to meters: serial devices, TCP (serial-to-Ethernet converters), ptys, in-memory pairs, a
+command's output (rtl_wmbus).
 
 Every link is a `trio.abc.Stream`. Opening raises `TransportError` with a
 message for the user; a link that fails later raises `trio.BrokenResourceError`
 (or reads end of file), as trio streams do. POSIX only.
 """
 
+from ._command import open_command
 from ._errors import TransportError
 from ._link import open_link
 from ._memory import memory_link_pair
@@ -18,6 +20,7 @@ __all__ = [
     "SerialSettings",
     "TransportError",
     "memory_link_pair",
+    "open_command",
     "open_link",
     "open_pty",
     "open_serial",

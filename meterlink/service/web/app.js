@@ -261,10 +261,18 @@
     return reading.values.find((value) => label(value) === obis);
   }
 
+  // An electricity value by its C.D.E whatever its channel B (1-0, 1-1 as Kamstrup and seed 001's
+  // OMS meters number the same registers, ...): channel 0 first, then the lowest one the meter sent.
+  function findElectricity(reading, cde) {
+    const found = reading.values.filter((value) => /^1-\d+:/.test(label(value)) && label(value).endsWith(`:${cde}`));
+    found.sort((a, b) => Number(label(a).split(/[-:]/)[1]) - Number(label(b).split(/[-:]/)[1]));
+    return found[0];
+  }
+
   // Active power in W, or null when the reading does not state it as a number in a power unit.
-  // P1 meters send kW, DLMS meters W; channel 1-1 is how some meters number the same registers.
+  // P1 meters send kW, DLMS meters W.
   function powerW(reading, cde) {
-    const value = findValue(reading, `1-0:${cde}`) || findValue(reading, `1-1:${cde}`);
+    const value = findElectricity(reading, cde);
     if (!value || typeof value.value !== "number") return null;
     const factor = value.unit in UNIT_TO_W ? UNIT_TO_W[value.unit] : value.unit_code === COSEM_UNIT_W ? 1 : null;
     return factor === null ? null : value.value * factor;
