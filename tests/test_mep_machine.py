@@ -115,7 +115,7 @@ def test_read_gives_up_on_a_silent_meter() -> None:
 
 
 def test_a_cut_response_repeatedly_makes_the_meter_silent_for_the_client() -> None:
-    line = Line(client(), meter(), responses=iter([Fate(corrupt_at=0)] * 3 + [Fate()] * 200))
+    line = Line(client(), meter(), responses=iter([Fate(corrupt_at=1)] * 3 + [Fate()] * 200))  # lengths too long
     line.run(until=15.0)
     assert line.machine.counters["silences"] == 1 and len(line.readings) >= 1
 
