@@ -48,6 +48,8 @@ class Line:
     energy_at_answer: list[float] = field(default_factory=list)
     """The meter's import register each time it answered a BT23 read."""
     sent: list[bytes] = field(default_factory=list)
+    transcript: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """Each request the meter answered, with its answer: a capture as `decode mep` reads it."""
 
     def __post_init__(self) -> None:
         self._queue: list[tuple[float, int, bytes]] = []
@@ -98,6 +100,7 @@ class Line:
             self.now = saved
             if response is None:
                 continue
+            self.transcript.append((message, response))
             self._busy_until = answer_at + 0.1
             for copy in self._mangle(response, next(self.responses)):
                 at = answer_at
