@@ -200,16 +200,12 @@ def test_plans_refuse_what_the_meter_does_not_take() -> None:
 
 FATES = st.builds(Fate, lose=st.booleans(), repeat=st.booleans(), corrupt_at=st.none() | st.integers(0, 60))
 
-
-def single_hits(fates: list[Fate]) -> list[Fate]:
-    """No two corrupted requests in a row: the second 0x0B in a row is a key error by design."""
-    return [Fate(f.lose, f.repeat, None) if f.corrupt_at is not None and i and fates[i - 1].corrupt_at is not None else f
-            for i, f in enumerate(fates)]
+KEY_ERROR = "the meter rejects the key (authentication failure 0x0B, twice)"
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    requests=st.lists(st.one_of(st.just(Fate()), FATES), max_size=40).map(single_hits),
+    requests=st.lists(st.one_of(st.just(Fate()), FATES), max_size=40),
     responses=st.lists(st.one_of(st.just(Fate()), FATES), max_size=40),
     jump_at=st.none() | st.floats(0, 60),
     optical_start=st.floats(0, 60),
@@ -224,8 +220,12 @@ def test_a_faulty_line_delays_readings_but_never_falsifies_them(
                 responses=itertools.chain(responses, itertools.repeat(Fate())), jump_at=jump_at,
                 optical=(optical_start, optical_start + optical_length), alerts=alerts)
     line.run(until=200.0)
-    assert line.machine.failure is None
-    assert line.readings, "the line recovers once its faults stop"
+    if line.machine.failure is not None:
+        # Two corrupted requests without an authenticated answer between them are two 0x0B in a
+        # row: a key error by design (the first is taken for noise); nothing else ends a session.
+        assert line.machine.failure == KEY_ERROR and sum(f.corrupt_at is not None for f in requests) >= 2
+    else:
+        assert line.readings, "the line recovers once its faults stop"
     # Each reading holds what the meter's tables held: energy as the meter had it at one of its
     # BT23 answers (a repeated request is answered from the same table bytes).
     for reading in line.readings:
@@ -234,3 +234,9 @@ def test_a_faulty_line_delays_readings_but_never_falsifies_them(
         matching = [e for e in line.energy_at_answer if int(e) == energy.value]
         assert matching
         expected_values(reading, matching[0])
+
+
+def test_a_machine_without_a_key_sends_nothing() -> None:
+    machine = MepClient()  # the diagrams' machine: timeouts only
+    with pytest.raises(ValueError, match="needs the meter's key"):
+        machine.send("start")

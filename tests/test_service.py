@@ -79,18 +79,18 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     port = free_port()
     demo = Running("demo", "--http", f"127.0.0.1:{port}", "--token", TOKEN)
     try:
-        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, dlms, bsm)"
+        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, dlms, bsm, mep)"
         assert demo.line() == f"API token: {TOKEN}"
-        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=5)
+        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=6)
         printed = [demo.line() for _ in range(5)]
-        while len({line[21:25] for line in printed}) < 5 and len(printed) < 50:
+        while len({line[21:25] for line in printed}) < 6 and len(printed) < 60:
             printed.append(demo.line())  # until each link printed a line
     finally:
         took, code, stderr = demo.stop()
     assert_readme_shows(printed, port)
     assert answer["result"] == "OK" and answer["id"] == "7"
     meters = {meter["meterid"]: meter for meter in answer["meter"]}
-    assert set(meters) == {"1SAG3101021605", "1KFM0200999999", "1LGZ0301999999", "12345679", "001BZR1521070006"}
+    assert set(meters) == {"1SAG3101021605", "1KFM0200999999", "1LGZ0301999999", "12345679", "001BZR1521070006", "MTR3000-0042"}
     voltage = next(d for d in meters["1KFM0200999999"]["data"] if d["OBIS"] == "1-0:32.7.0.255")
     assert voltage["scale"] == "-1" and voltage["unit"] == "35"
     assert all(isinstance(entry["val"], str) and entry["ts"].isdigit() for entry in voltage["entry"])
@@ -98,6 +98,8 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     assert energy["scale"] == "1" and energy["unit"] == "30"
     charging = {d["OBIS"]: d for d in meters["001BZR1521070006"]["data"]}  # the BSM's AC meter model over Modbus RTU
     assert charging["1-0:16.7.0.255"]["unit"] == "27" and charging["1-0:1.8.0.255"]["unit"] == "30"
+    mep = {d["OBIS"]: d for d in meters["MTR3000-0042"]["data"]}  # the NES meter's MEP port, C12.19 tables
+    assert mep["1-0:1.7.0.255"]["unit"] == "27" and mep["1-0:3.8.0.255"]["unit"] == "32"
     assert took < 2.0, f"SIGTERM took {took:.2f} s"
     assert code == 0, stderr
 
@@ -204,9 +206,9 @@ def assert_readme_shows(printed: list[str], port: int) -> None:
     """The README's demo output is what the demo prints (issue 11 item 10)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("one line per reading")[1].split("```")[1].strip().splitlines()
-    assert block[0] == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, dlms, bsm)".replace(str(port), "8080")
+    assert block[0] == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, dlms, bsm, mep)".replace(str(port), "8080")
     assert block[1].startswith("API token (shown once, stored only as a hash): ")
-    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  (p1   |mbus |hdlc |dlms |bsm  ) (\S+) +[+-]\d+ W  [\d. ]+ V")
+    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  (p1   |mbus |hdlc |dlms |bsm  |mep  ) (\S+) +[+-]\d+ W  [\d. ]+ V")
     shown = {shape.fullmatch(line).group(1, 2) for line in block[2:]}
     seen = {shape.fullmatch(line).group(1, 2) for line in printed}
     assert shown == seen

@@ -41,6 +41,7 @@ from statemachine.graph import iterate_states
 from meterlink.actors.link import LinkStatus
 from meterlink.machines.base import Dropped
 from meterlink.machines.bsm import BsmClient
+from meterlink.machines.mep import MepClient
 from meterlink.machines.dlms import DlmsClient
 from meterlink.machines.dlms import Association
 from meterlink.machines.hdlc_push import HdlcPushReader
@@ -589,9 +590,9 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
                 page = await Page.open(browser, LAPTOP)
                 await wait_until_serving(port)
                 await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
-                await page.wait_for("window.meterlink && window.meterlink.series.length === 5 "
-                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "five meters' graphs", 30)
-                await page.wait_for("document.querySelectorAll('#links > li').length === 5", "the links")
+                await page.wait_for("window.meterlink && window.meterlink.series.length === 6 "
+                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "six meters' graphs", 30)
+                await page.wait_for("document.querySelectorAll('#links > li').length === 6", "the links")
                 assert await page.evaluate("document.getElementById('token-form').hidden")
                 assert await page.evaluate("localStorage.getItem('meterlink.token')") is None
                 labels = {text.split("\n")[0] for text in await page.evaluate(LINKS_TEXT)}
@@ -614,7 +615,7 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
 
 
 DEMO_LINKS = {"p1": ("p1", P1Reader), "mbus": ("mbus", MBusAdapter), "hdlc": ("hdlc-push", HdlcPushReader),
-              "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient)}
+              "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient), "mep": ("mep", MepClient)}
 """The demo's links by name: their kind and machine."""
 
 

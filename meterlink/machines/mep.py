@@ -53,7 +53,8 @@ MAX_RESYNCS = 3
 class MepPlan:
     """How a session runs. The key never shows in a repr."""
 
-    key: bytes = field(repr=False)
+    key: bytes | None = field(default=None, repr=False)
+    """The MEP key (16 bytes used). None only for a machine that never sends: the diagrams'."""
     poll_interval: float = 5.0
     energy_unit: int = 1
     """ET55's energy register unit of CT meters: BT23's Wh and varh count in 1, 10 or 100."""
@@ -69,7 +70,8 @@ class MepPlan:
     """The client does not know the meter's number; the first answer tells it (0x0C)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", mep_key(self.key))
+        if self.key is not None:
+            object.__setattr__(self, "key", mep_key(self.key))
         if self.poll_interval < MIN_POLL_INTERVAL:
             raise ValueError(f"poll interval {self.poll_interval:g} s: at least {MIN_POLL_INTERVAL:g} s "
                              "(about one table read a second, as the guide advises)")
@@ -144,7 +146,7 @@ class MepClient(LinkMachine):
         StateTimeout("settling", after="response_timeout", event="settled"),
     )
 
-    def __init__(self, plan: MepPlan, counters: Counter[str] | None = None) -> None:
+    def __init__(self, plan: MepPlan = MepPlan(), counters: Counter[str] | None = None) -> None:
         self.plan = plan
         self.codec = MepReceiver()
         self.start_after = 0.0
@@ -193,7 +195,7 @@ class MepClient(LinkMachine):
     def _answered(self, body: bytes) -> None:
         assert self._sent is not None
         try:
-            answer = decode_response(body, self._sent, self.plan.key)
+            answer = decode_response(body, self._sent, self._key)
         except MepError as error:
             self.drop("bad_response", str(error))
             self.send("no_answer")  # the meter answered; what came is unusable: ask again
@@ -217,8 +219,14 @@ class MepClient(LinkMachine):
 
     # -- requests ---------------------------------------------------------------------------
 
+    @property
+    def _key(self) -> bytes:
+        if self.plan.key is None:
+            raise ValueError("a MEP client needs the meter's key")
+        return self.plan.key
+
     def _send(self, sequence: int) -> None:
-        self._sent = encode_request(self._queue[0].request(), sequence, self.plan.key)
+        self._sent = encode_request(self._queue[0].request(), sequence, self._key)
         self.sequence = self._sent.sequence
         self.actions.append(Send(self._sent.message))
 
