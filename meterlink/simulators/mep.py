@@ -142,8 +142,8 @@ class MepMeter:
         table = self.tables().get(sent.request.table)
         if table is None:
             return Refused(Code.UNSUPPORTED)
-        offset = sent.request.offset or 0
-        count = sent.request.count if sent.request.offset is not None else len(table)
+        # A full read (0x30) names its length too (Table 2.6): the table's first `count` bytes.
+        offset, count = sent.request.offset or 0, sent.request.count
         if offset + count > len(table):
             return Refused(Code.TABLE_NOT_POSSIBLE)
         return TableData(table[offset:offset + count])
