@@ -4,13 +4,14 @@ lost, repeated and corrupted messages, alerts, a sequence number jump, an optica
 from __future__ import annotations
 
 import itertools
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterlink.machines.mep import MepClient, MepPlan
-from meterlink.protocols.c1219 import BT28
+from meterlink.protocols.c1219 import BT21, BT22, BT23, BT28
 from meterlink.protocols.readings import Reading
 from meterlink.simulators.mep import DEMO_MEP_KEY, MepMeter
 
@@ -240,3 +241,25 @@ def test_a_machine_without_a_key_sends_nothing() -> None:
     machine = MepClient()  # the diagrams' machine: timeouts only
     with pytest.raises(ValueError, match="needs the meter's key"):
         machine.send("start")
+
+
+def test_a_table_larger_than_a_response_is_read_in_parts() -> None:
+    # 150 summations: BT23 is 1 + 600 bytes, more than the 465 a response carries.
+    big = meter()
+    tables = big.tables
+
+    def more_summations() -> dict[int, bytes]:
+        held = tables()
+        bt21 = bytearray(held[BT21])
+        bt21[3] = 150
+        registers = struct.pack("<150i", *range(1000, 1150))
+        return held | {BT21: bytes(bt21), BT22: bytes([0, 1, 2, 3]) + bytes([4] * 146), BT23: held[BT23][:1] + registers}
+
+    big.tables = more_summations  # type: ignore[method-assign]
+    line = Line(client(), big)
+    line.run(until=3.0)
+    bt23_reads = [(int.from_bytes(m[5:8], "big"), int.from_bytes(m[8:10], "big")) for m in line.sent if m[3:5] == bytes([0, BT23])]
+    assert bt23_reads == [(0, 465), (465, 136)]
+    [reading] = line.readings
+    assert [(v.obis, v.value) for v in reading.values if v.obis and ".8.0" in v.obis] == [
+        ("1-0:1.8.0.255", 1000), ("1-0:2.8.0.255", 1001), ("1-0:3.8.0.255", 1002), ("1-0:4.8.0.255", 1003)]
