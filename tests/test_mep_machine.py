@@ -72,6 +72,9 @@ def test_a_sequence_jump_is_followed() -> None:
     line.run(until=30.0)
     assert line.machine.counters["sequence_resyncs"] == 2
     assert len(line.readings) == 6
+    # The jump (an interface definition change) has the next poll read BT21, BT22 and BT27 again.
+    tables = [int.from_bytes(m[3:5], "big") for m in line.sent]
+    assert tables.count(21) == 2 and tables.count(22) == 2 and tables.count(27) == 2
 
 
 def test_lost_request_and_response_are_sent_again_unchanged() -> None:

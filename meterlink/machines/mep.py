@@ -16,7 +16,8 @@ answered.
 Sequence numbers: the meter accepts a number up to 8 ahead of its last; a 0x0C answer names the
 meter's number and the client goes on with that plus one (RC4 Example 1). The guide also tells
 clients to increment on every send, retries included; a meter that refuses the identical retry
-answers 0x0C and the client adopts its number again. A 0x0B (authentication failure) is retried
+answers 0x0C and the client adopts its number again. A 0x0C after the tables are sized (the meter
+adds 25 when its interface definition changes) has the next poll read BT21, BT22 and BT27 again. A 0x0B (authentication failure) is retried
 once with the next number, since line noise causes it too; a second one is a key error. A 0x0B has no
 digest to bind it to its request, so the retry first waits out any answer to a stale copy. A meter that
 stays silent after the retries - a Gen 3 meter while its optical port is in use - is asked again
@@ -168,6 +169,7 @@ class MepClient(LinkMachine):
         self._chunk = b""
         self._tries = 0
         self._resyncs = 0
+        self._redimension = False
         self._auth_failures = 0
         self._wanted = 0
         self._error: str | None = None
@@ -238,7 +240,12 @@ class MepClient(LinkMachine):
         self.send_next()
 
     def start_poll(self) -> None:
-        self._enqueue(POLL)
+        if self._redimension:
+            # BT21's decoding queues BT22, BT27 and the poll's reads after it.
+            self._redimension = False
+            self._queue.append(_Read(BT21, BT21_SIZE))
+        else:
+            self._enqueue(POLL)
         self.send_next()
 
     def can_retry(self) -> bool:
@@ -266,6 +273,9 @@ class MepClient(LinkMachine):
 
     def adopt_sequence(self) -> None:
         self._resyncs += 1
+        # The meter moves its number by 25 when its interface definition changes (ch. 4, "Dynamic
+        # Sizing of Tables"): a 0x0C once the tables are sized has the next poll size them again.
+        self._redimension = self.dims is not None
         self._auth_failures = 0  # a 0x0C's digest authenticates: the key is right
         self.sequence = self._wanted  # the next request goes out with this plus one
 
