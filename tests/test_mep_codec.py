@@ -168,3 +168,15 @@ def test_reading_scales_ct_energy_and_present_units() -> None:
     assert reading.meter_id == "ML-1" and reading.captured_at == "2026-12-04T05:06:07Z"
     with pytest.raises(TableError, match="1, 10 or 100"):
         mep_reading(None, (), registers, (), (), None, None, energy_unit=5)
+
+
+def test_the_appendix_example_frames_and_holds_a_bt52_clock() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "data" / "mep_guide_appendix_example.txt").read_text()
+    request, response = [bytes.fromhex(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    sent, authentic = decode_request(request, KEY)
+    assert sent.request == ReadRequest(52, 6, 0) and sent.sequence == 0xF52F5481 and not authentic  # key unstated
+    assert split_messages(request + b"\x00\x00" + response) == [request, response]
+    assert response[2:5] == bytes([0, 0, 6])
+    assert decode_bt52(response[5:-8]) == "2004-02-16T15:59:55Z"

@@ -133,8 +133,9 @@ def decode_bt28(data: bytes, dims: Dimensions) -> tuple[int, ...]:
 
 
 def decode_bt52(data: bytes) -> str:
-    """BT52's UTC clock (LTIME_DATE, 2-digit year) as ISO 8601 with Z."""
-    _need(data, BT52_SIZE, "BT52")
+    """BT52's UTC clock (LTIME_DATE, 2-digit year) as ISO 8601 with Z; the flags byte after it
+    (day of week, DST) is not needed."""
+    _need(data, 6, "BT52 clock")
     year, month, day, hour, minute, second = data[:6]
     try:
         stamp = datetime(2000 + year, month, day, hour, minute, second)
