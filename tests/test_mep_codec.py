@@ -8,6 +8,7 @@ from meterlink.protocols.c1219 import (
     Dimensions, TableError, decode_bt00, decode_bt21, decode_bt23, decode_bt28, decode_bt52, decode_serial, mep_reading,
     CurrentRegisters,
 )
+from meterlink.protocols.errors import ProtocolError
 from meterlink.protocols.mep import (
     Alert, BadLength, Message, MepError, MepReceiver, ReadRequest, Refused, Started, TableData, WantSequence, WriteRequest,
     decode_request, decode_response, digest_update, encode_request, encode_response, mep_key, split_messages,
@@ -180,3 +181,67 @@ def test_the_appendix_example_frames_and_holds_a_bt52_clock() -> None:
     assert split_messages(request + b"\x00\x00" + response) == [request, response]
     assert response[2:5] == bytes([0, 0, 6])
     assert decode_bt52(response[5:-8]) == "2004-02-16T15:59:55Z"
+
+
+def test_requests_the_protocol_cannot_carry_are_refused() -> None:
+    with pytest.raises(MepError, match="count 0..465"):
+        ReadRequest(23, 466, 0)
+    with pytest.raises(MepError, match="3 bytes"):
+        ReadRequest(23, 4, 1 << 24)
+    too_many = bytearray(encode_request(ReadRequest(23, 465, 0), 1, KEY).message)
+    too_many[8:10] = (466).to_bytes(2, "big")
+    with pytest.raises(MepError, match="at most 465"):
+        decode_request(bytes(too_many), KEY)
+
+
+@pytest.mark.parametrize(("payload", "words"), [
+    (bytes([0x0B, 1]), "0x0B with 1 bytes"),
+    (bytes([0x0C, 1, 2]), "0x0C with 2 bytes"),
+    (bytes([0x03, 1]), "error code 0x03 with 1 bytes"),
+    (bytes([0x00, 0]), "no 2-byte count"),
+    (bytes([0x00, 0, 5, 1]), "count 5 but 1 bytes"),
+])
+def test_responses_that_do_not_fit_their_code(payload: bytes, words: str) -> None:
+    sent = encode_request(BT23_44, 9, KEY)
+    digest = bytes(8) if payload[0] == 0x0B else digest_update(KEY, payload, sent.state).digest
+    with pytest.raises(MepError, match=words):
+        decode_response(payload + digest, sent, KEY)
+
+
+def test_capture_replay_in_process() -> None:
+    from meterlink.protocols.mep_capture import CaptureReplay, capture_lines
+    from meterlink.machines.mep import MepClient, MepPlan
+    from meterlink.simulators.mep import DEMO_MEP_KEY, MepMeter
+
+    from mep_line import Line
+
+    line = Line(MepClient(MepPlan(DEMO_MEP_KEY)), MepMeter(clock=lambda: 0.0, wallclock=lambda: 1_796_356_800.0, sequence=0x77635B90))
+    line.run(until=7.0)
+    text = "# a session\n" + "".join(f"{a.hex('-')}\n{b.hex(':')}  # answer\n" for a, b in line.transcript)
+    messages = capture_lines(text)
+    replay = CaptureReplay(DEMO_MEP_KEY)
+    for number, start in enumerate(range(0, len(messages), 2), start=1):
+        replay.pair(number, messages[start], messages[start + 1])
+    replay.finish()
+    # A poll cut off by the end of the capture (BT23 without BT52 yet) still makes a reading at its end.
+    assert [r.values for r in replay.readings[:len(line.readings)]] == [r.values for r in line.readings]
+    assert len(replay.readings) <= len(line.readings) + 1 and replay.problems == []
+    assert replay.notes == ["pair 1: 0x0C: the meter wants sequence number 0x77635b91"]
+
+    broken = CaptureReplay(DEMO_MEP_KEY)
+    first, answer = line.transcript[1]
+    broken.pair(1, first[:5], answer)
+    broken.pair(2, first, None)
+    broken.pair(3, first, answer[:-1])
+    broken.pair(4, first, answer[:2] + bytes([answer[2] ^ 1]) + answer[3:])
+    refused = bytes.fromhex("0009 02") + digest_update(DEMO_MEP_KEY, b"\x02", decode_request(first, DEMO_MEP_KEY)[0].state).digest
+    broken.pair(5, first, refused)
+    assert [p.split(":")[0] for p in broken.problems] == ["pair 1", "pair 2", "pair 3", "pair 4", "pair 5"]
+    assert "unsupported (0x02)" in broken.problems[4]
+    with pytest.raises(ProtocolError, match="line 2: not hex"):
+        capture_lines("00 14\nzz\n")
+    lone = CaptureReplay(DEMO_MEP_KEY)
+    bt23 = next((a, b) for a, b in line.transcript if a[3:5] == bytes([0, 23]))
+    lone.pair(1, *bt23)
+    lone.finish()
+    assert lone.problems == ["end of capture: BT23 read without BT21 and BT22 in the capture: its registers cannot be named"]

@@ -266,3 +266,30 @@ def test_a_table_larger_than_a_response_is_read_in_parts() -> None:
     [reading] = line.readings
     assert [(v.obis, v.value) for v in reading.values if v.obis and ".8.0" in v.obis] == [
         ("1-0:1.8.0.255", 1000), ("1-0:2.8.0.255", 1001), ("1-0:3.8.0.255", 1002), ("1-0:4.8.0.255", 1003)]
+
+
+def test_a_meter_without_present_values_reads_energy_and_clock() -> None:
+    plain = meter()
+    tables = plain.tables
+
+    def no_present_values() -> dict[int, bytes]:
+        held = tables()
+        bt21 = bytearray(held[BT21])
+        bt21[8] = bt21[9] = 0
+        return held | {BT21: bytes(bt21)}
+
+    plain.tables = no_present_values  # type: ignore[method-assign]
+    line = Line(client(), plain)
+    line.run(until=3.0)
+    assert not [m for m in line.sent if m[3:5] in (bytes([0, 27]), bytes([0, 28]))]
+    [reading] = line.readings
+    assert [v.obis for v in reading.values] == ["0-0:1.0.0.255", "1-0:1.8.0.255", "1-0:2.8.0.255", "1-0:3.8.0.255", "1-0:4.8.0.255"]
+
+
+def test_a_clock_that_is_no_date_closes_with_the_reason() -> None:
+    odd = meter()
+    tables = odd.tables
+    odd.tables = lambda: tables() | {52: bytes([26, 13, 40, 0, 0, 0, 0])}  # type: ignore[method-assign]
+    line = Line(client(), odd)
+    line.run(until=3.0)
+    assert line.machine.failure == "unusable answer: BT52: 1a 0d 28 00 00 00 is no date and time"

@@ -334,9 +334,7 @@ class MepClient(LinkMachine):
             self.value_sources = decode_bt27(data, self.dims)
 
     def publish(self) -> None:
-        self.take_data()
-        if self._error is not None:
-            return
+        self.take_data()  # BT52's last bytes; the poll's tables are decoded here, not in take_data
         assert self.dims is not None
         try:
             registers = decode_bt23(self._tables[BT23], self.dims) if self.dims.summations else CurrentRegisters(None, ())
