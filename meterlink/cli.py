@@ -312,6 +312,56 @@ def read_bsm(args: argparse.Namespace) -> int:
     return trio.run(read_one_link, "bsm", link.opener(), partial(run_bsm, link), ReadUntil(args.count, 0), print_reading, warn)
 
 
+def mep_key_arg(args: argparse.Namespace) -> bytes:
+    """--key (32 hex digits, or 40 for a 20-byte key) or --key-ascii (16 to 20 characters): the first
+    16 bytes, which the MEP digest uses. Errors never repeat the key."""
+    if args.key_ascii is not None:
+        secret = args.key_ascii.encode("ascii", "replace")
+        if not 16 <= len(secret) <= 20 or not args.key_ascii.isascii():
+            raise UsageError("--key-ascii: a MEP key is 16 to 20 ASCII characters")
+        return secret[:16]
+    digits = "".join(args.key.split()).replace(":", "")
+    if len(digits) not in (32, 40) or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise UsageError("--key: a MEP key is 32 hex digits (16 bytes), or 40 of which the first 32 are used")
+    return bytes.fromhex(digits)[:16]
+
+
+def read_mep(args: argparse.Namespace) -> int:
+    from .actors.mep import MEP_SERIAL, MepLink, run_mep
+    from .machines.mep import MIN_POLL_INTERVAL
+    from .service.read import ReadUntil, read_one_link
+
+    keys = [CipherKeys(mep_key_arg(args))]
+    if args.interval < MIN_POLL_INTERVAL:
+        raise UsageError(f"--interval: at least {MIN_POLL_INTERVAL:g} s (about one table read a second, as the MEP guide advises)")
+    link = MepLink(args.port, args.interval, args.energy_unit, patient=False, serial=serial_settings(args, MEP_SERIAL))
+    run = partial(run_mep, link, lambda: keys)
+    return trio.run(read_one_link, "mep", link.opener(), run, ReadUntil(args.count, 1), print_reading, warn)
+
+
+def decode_mep(args: argparse.Namespace) -> int:
+    """Request/response pairs in order, hex, one message a line; a reading per poll (BT23 .. BT52)."""
+    from .protocols.errors import ProtocolError
+    from .protocols.mep_capture import CaptureReplay, capture_lines
+
+    key = mep_key_arg(args)
+    try:
+        messages = capture_lines(read_input(args.file).decode("ascii", "replace"))
+    except ProtocolError as error:
+        raise UsageError(f"{args.file}: {error}") from None
+    replay = CaptureReplay(key, args.energy_unit)
+    for number, start in enumerate(range(0, len(messages), 2), start=1):
+        replay.pair(number, messages[start], messages[start + 1] if start + 1 < len(messages) else None)
+    replay.finish()
+    for reading in replay.readings:
+        print_reading(reading)
+    for line in replay.notes + replay.problems:
+        warn(line)
+    if not replay.readings:
+        warn("no poll in the capture made a reading (it needs BT21, BT22 and a BT23 read)")
+    return EXIT_FAILED if replay.problems or not replay.readings else EXIT_OK
+
+
 def bsm_snapshot(args: argparse.Namespace) -> int:
     """Take one signed snapshot and print it as JSON; exit 1 unless it is valid and verifies."""
     from .actors.bsm import BSM_SERIAL, BsmLink, run_bsm
@@ -751,6 +801,26 @@ def simulate_bsm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def simulate_mep(args: argparse.Namespace) -> int:
+    from .simulators.mep import DEMO_MEP_KEY, MepMeter, PortFaults, run_mep_meter
+    from .simulators.serve import serve_meter
+
+    key = mep_key_arg(args) if args.key is not None or args.key_ascii is not None else DEMO_MEP_KEY
+    meters: list[MepMeter] = []
+    faults = PortFaults()
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        # One meter for every connection: its registers and sequence number outlive a client.
+        if not meters:
+            meters.append(MepMeter(key=key, serial=args.serial, alerts_pending=args.alerts, load_w=args.load))
+            if args.optical_after is not None:
+                faults.optical_session(trio.current_time() + args.optical_after, args.optical_for)
+        await run_mep_meter(stream, meters[0], faults)
+
+    trio.run(serve_meter, args.listen, serve, _announce)
+    return EXIT_OK
+
+
 def _announce(where: str) -> None:
     print(where, flush=True)
 
@@ -1084,6 +1154,12 @@ def _add_key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--auth-key", metavar="HEX", help="the authentication key, for telegrams with a tag (SC 0x30/0x31)")
 
 
+def _add_mep_key_options(parser: argparse.ArgumentParser) -> None:
+    key = parser.add_mutually_exclusive_group(required=True)
+    key.add_argument("--key", metavar="HEX", help="the MEP Basic Key, 32 hex digits (or 40: the first 32 are used)")
+    key.add_argument("--key-ascii", metavar="TEXT", help="the MEP Basic Key as its 16 to 20 ASCII characters")
+
+
 def _add_dlms_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", metavar="PW", help="LLS password: then client SAP 18, server logical 16")
     parser.add_argument("--client-sap", type=int, metavar="N", help="client SAP (default 16, or 18 with --password)")
@@ -1176,6 +1252,12 @@ def build_parser() -> argparse.ArgumentParser:
     decode_p1_cmd.add_argument("--legacy", action="store_true", help="accept DSMR 2.2/3 telegrams without CRC")
     _add_key_options(decode_p1_cmd, required=False)
     decode_p1_cmd.set_defaults(handler=decode_p1)
+    decode_mep_cmd = decode.add_parser("mep", help="decode MEP request/response pairs (hex, one message a line)")
+    decode_mep_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    _add_mep_key_options(decode_mep_cmd)
+    decode_mep_cmd.add_argument("--energy-unit", type=int, choices=[1, 10, 100], default=1,
+                                help="a CT meter's energy register unit (ET55)")
+    decode_mep_cmd.set_defaults(handler=decode_mep)
     decode_mbus_cmd = decode.add_parser("mbus", help="decode M-Bus frames (hex text or binary)")
     decode_mbus_cmd.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     _add_key_options(decode_mbus_cmd, required=True)
@@ -1267,6 +1349,16 @@ def build_parser() -> argparse.ArgumentParser:
     read_bsm_cmd.add_argument("--count", type=_not_negative, metavar="N", help="stop after N readings")
     read_bsm_cmd.set_defaults(handler=read_bsm, data_request=None)
 
+    read_mep_cmd = read.add_parser("mep", help="read an OSGP meter (NES MTR1000/3000) on its MEP port (9600 8N1)")
+    _add_serial_options(read_mep_cmd)
+    _add_mep_key_options(read_mep_cmd)
+    read_mep_cmd.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="S",
+                              help="seconds between readings (default 5, at least 3)")
+    read_mep_cmd.add_argument("--energy-unit", type=int, choices=[1, 10, 100], default=1,
+                              help="a CT meter's energy register unit (ET55): BT23 counts Wh/varh in 1, 10 or 100")
+    read_mep_cmd.add_argument("--count", type=_not_negative, metavar="N", help="stop after N readings")
+    read_mep_cmd.set_defaults(handler=read_mep, data_request=None)
+
     bsm = commands.add_parser("bsm", help="signed snapshots of a BSM-WS36A").add_subparsers(dest="action", required=True)
     bsm_snapshot_cmd = bsm.add_parser("snapshot", help="take a signed snapshot; print it as JSON with signature_valid")
     _add_serial_options(bsm_snapshot_cmd)
@@ -1347,6 +1439,18 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--drop-link-after", type=_positive, metavar="N", help="drop the link once after N blocks")
     simulate_kamstrup_cmd.set_defaults(handler=simulate_kamstrup)
 
+    simulate_mep_cmd = simulate.add_parser("mep", help="an NES meter (OSGP) on its MEP port")
+    _add_listen_options(simulate_mep_cmd)
+    simulate_mep_cmd.add_argument("--key", metavar="HEX", help="the MEP key (default: the demo's, 4d45502d44454d4f2d4b45592d303031)")
+    simulate_mep_cmd.add_argument("--key-ascii", metavar="TEXT", help="the MEP key as 16 to 20 ASCII characters")
+    simulate_mep_cmd.add_argument("--serial", default="MTR3000-0042", help="the utility serial number (ET03)")
+    simulate_mep_cmd.add_argument("--load", type=int, default=1500, metavar="W", help="imported power; negative: exported")
+    simulate_mep_cmd.add_argument("--alerts", action="store_true", help="alert flags pending: 00 00 every second")
+    simulate_mep_cmd.add_argument("--optical-after", type=_positive_seconds, metavar="S",
+                                  help="an optical session takes the UART S seconds after the first connection")
+    simulate_mep_cmd.add_argument("--optical-for", type=_positive_seconds, default=30.0, metavar="S",
+                                  help="how long the optical session lasts (default 30)")
+    simulate_mep_cmd.set_defaults(handler=simulate_mep)
     simulate_bsm_cmd = simulate.add_parser("bsm", help="a BSM-WS36A signing meter on Modbus RTU")
     _add_listen_options(simulate_bsm_cmd)
     simulate_bsm_cmd.add_argument("--unit", type=_modbus_unit, default=42, help="Modbus unit (default 42)")

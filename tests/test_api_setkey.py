@@ -75,7 +75,7 @@ async def test_no_keyed_link_is_422_and_stores_nothing(tmp_path: Path) -> None:
         response = await command(client, {"cmd": "meter_setkey", "key": KEY})
     assert response.status_code == 422
     assert response.json()["error"] == "no_keyed_link"
-    assert "(link kinds: auto, hdlc-push, mbus, p1, wmbus)" in response.json()["message"]
+    assert "(link kinds: auto, hdlc-push, mbus, mep, p1, wmbus)" in response.json()["message"]
     assert rig.adapter.keys.links() == []
 
 

@@ -47,6 +47,11 @@ def test_the_annotated_example_loads():
         ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "objects": ["1:1.1.0.0.1.255:2"]}]}, "objects: only for kind = \"dlms\""),
         ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "unit": 42}]}, "unit: only for kind = \"bsm\""),
         ({"link": [{"name": "p1", "kind": "p1", "port": "/dev/x", "poll_interval": 5}]}, "poll_interval: only for kind"),
+        ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "poll_interval": 2}]}, "poll_interval: at least 3 s for kind = \"mep\""),
+        ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "push_interval": 1}]}, "push_interval: not for kind = \"mep\""),
+        ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "energy_unit": 5}]}, "link[0].energy_unit"),
+        ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "key": "00" * 16}]}, "meter keys are not kept in this file"),
+        ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "energy_unit": 10}]}, "energy_unit: only for kind = \"mep\""),
     ],
 )
 def test_mistakes_name_the_key(document, message):
@@ -161,3 +166,29 @@ def test_the_readmes_toml_blocks_load(section):
     block = readme.split(section, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     config = parse_config(tomllib.loads(block), "README")
     assert "bsm" in [link.kind for link in config.link]
+
+
+def test_the_example_mep_link_loads_when_uncommented(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    nes = _block(text, "# [[link]]\n# name = \"nes\"")
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in nes.splitlines())
+    config = tmp_path / "mep.toml"
+    config.write_text(uncommented, encoding="utf-8")
+    (link,) = load_config(config).link
+    assert link.kind == "mep" and link.poll_interval == 5 and link.energy_unit == 1
+
+
+def test_a_mep_link_defaults_to_9600_8n1_and_keeps_asking_a_silent_meter():
+    from meterlink.actors.mep import MEP_POLL_INTERVAL
+    from meterlink.service.run import mep_link
+
+    (plain, tuned) = parse_config({"link": [
+        {"name": "a", "kind": "mep", "port": "tcp://127.0.0.1:5006"},
+        {"name": "b", "kind": "mep", "port": "/dev/ttyUSB4", "poll_interval": 10, "energy_unit": 100, "baud": 4800},
+    ]}).link
+    link = mep_link(plain)
+    assert (link.poll_interval, link.energy_unit, link.patient) == (MEP_POLL_INTERVAL, 1, True)
+    assert (link.serial.baudrate, link.serial.bytesize, link.serial.parity, link.serial.stopbits) == (9600, 8, "N", 1)
+    link = mep_link(tuned)
+    assert (link.poll_interval, link.energy_unit, link.serial.baudrate) == (10, 100, 4800)
+    assert link.plan(bytes(20)).key == bytes(16)

@@ -79,11 +79,11 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     port = free_port()
     demo = Running("demo", "--http", f"127.0.0.1:{port}", "--token", TOKEN)
     try:
-        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, amis, wmbus, dlms, bsm)"
+        assert demo.line() == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, amis, wmbus, dlms, bsm, mep)"
         assert demo.line() == f"API token: {TOKEN}"
-        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=7)
-        printed = [demo.line() for _ in range(7)]
-        while len({line[21:26] for line in printed}) < 7 and len(printed) < 70:
+        answer = wait_for_readings(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}, links=8)
+        printed = [demo.line() for _ in range(8)]
+        while len({line[21:26] for line in printed}) < 8 and len(printed) < 80:
             printed.append(demo.line())  # until each link printed a line
     finally:
         took, code, stderr = demo.stop()
@@ -92,7 +92,7 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     meters = {meter["meterid"]: meter for meter in answer["meter"]}
     # The AMIS telegram names no meter (its header carries the adapter's address): the link's name stands in.
     assert set(meters) == {"1SAG3101021605", "1KFM0200999999", "1LGZ0301999999", "12345679", "001BZR1521070006",
-                           "amis", "30071234"}
+                           "amis", "30071234", "MTR3000-0042"}
     power = next(d for d in meters["amis"]["data"] if d["OBIS"] == "1-1:1.7.0.255")  # OMS mode 5 on M-Bus
     assert power["unit"] == "27" and power["scale"] == "0"
     voltage_l1 = next(d for d in meters["30071234"]["data"] if d["OBIS"] == "1-1:32.7.0.255")  # wireless, iM871A
@@ -104,6 +104,8 @@ def test_demo_serves_live_values_and_stops_on_sigterm_within_2_s():
     assert energy["scale"] == "1" and energy["unit"] == "30"
     charging = {d["OBIS"]: d for d in meters["001BZR1521070006"]["data"]}  # the BSM's AC meter model over Modbus RTU
     assert charging["1-0:16.7.0.255"]["unit"] == "27" and charging["1-0:1.8.0.255"]["unit"] == "30"
+    mep = {d["OBIS"]: d for d in meters["MTR3000-0042"]["data"]}  # the NES meter's MEP port, C12.19 tables
+    assert mep["1-0:1.7.0.255"]["unit"] == "27" and mep["1-0:3.8.0.255"]["unit"] == "32"
     assert took < 2.0, f"SIGTERM took {took:.2f} s"
     assert code == 0, stderr
 
@@ -210,9 +212,9 @@ def assert_readme_shows(printed: list[str], port: int) -> None:
     """The README's demo output is what the demo prints (issue 11 item 10)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("one line per reading")[1].split("```")[1].strip().splitlines()
-    assert block[0] == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, amis, wmbus, dlms, bsm)".replace(str(port), "8080")
+    assert block[0] == f"meterlink: serving http://127.0.0.1:{port}/ (links: p1, mbus, hdlc, amis, wmbus, dlms, bsm, mep)".replace(str(port), "8080")
     assert block[1].startswith("API token (shown once, stored only as a hash): ")
-    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  (p1   |mbus |hdlc |dlms |bsm  |amis |wmbus) (\S+) +[+-]\d+ W  [\d. -]+ V")
+    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  (p1   |mbus |hdlc |dlms |bsm  |amis |wmbus|mep  ) (\S+) +[+-]\d+ W  [\d. -]+ V")
     shown = {shape.fullmatch(line).group(1, 2) for line in block[2:]}
     seen = {shape.fullmatch(line).group(1, 2) for line in printed}
     assert shown == seen

@@ -124,7 +124,7 @@ async def test_meterlink_demo_serves_the_page() -> None:
                 script = await http.get("/static/app.js")
                 while (reads := await http.get("/api/v1/readings/latest")).status_code == 200 and not reads.json():
                     await trio.sleep(0.2)
-                set_key = {"cmd": "meter_setkey", "key": "00" * 16, "link": "mbus"}  # the demo has two keyed links
+                set_key = {"cmd": "meter_setkey", "key": "00" * 16, "link": "mbus"}  # the demo has three keyed links
                 without_token = await http.post("/api", json=set_key)
                 with_token = await http.post("/api", json=set_key, headers=BEARER)
     finally:

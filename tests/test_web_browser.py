@@ -41,6 +41,7 @@ from statemachine.graph import iterate_states
 from meterlink.actors.link import LinkStatus
 from meterlink.machines.base import Dropped
 from meterlink.machines.bsm import BsmClient
+from meterlink.machines.mep import MepClient
 from meterlink.machines.dlms import DlmsClient
 from meterlink.machines.dlms import Association
 from meterlink.machines.hdlc_push import HdlcPushReader
@@ -592,9 +593,9 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
                 page = await Page.open(browser, LAPTOP)
                 await wait_until_serving(port)
                 await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
-                await page.wait_for("window.meterlink && window.meterlink.series.length === 7 "
-                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "seven meters' graphs", 30)
-                await page.wait_for("document.querySelectorAll('#links > li').length === 7", "the links")
+                await page.wait_for("window.meterlink && window.meterlink.series.length === 8 "
+                                    "&& window.meterlink.series.every(s => s.points.length >= 5)", "eight meters' graphs", 30)
+                await page.wait_for("document.querySelectorAll('#links > li').length === 8", "the links")
                 assert await page.evaluate("document.getElementById('token-form').hidden")
                 assert await page.evaluate("localStorage.getItem('meterlink.token')") is None
                 labels = {text.split("\n")[0] for text in await page.evaluate(LINKS_TEXT)}
@@ -618,7 +619,7 @@ async def test_demo_page_opens_without_a_token(tmp_path: Path, chromium: str) ->
 
 DEMO_LINKS = {"p1": ("p1", P1Reader), "mbus": ("mbus", MBusAdapter), "hdlc": ("hdlc-push", HdlcPushReader),
               "amis": ("mbus", MBusAdapter), "wmbus": ("wmbus", WMBusReceiver),
-              "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient)}
+              "dlms": ("dlms", DlmsClient), "bsm": ("bsm", BsmClient), "mep": ("mep", MepClient)}
 """The demo's links by name: their kind and machine."""
 
 

@@ -82,9 +82,10 @@ from .wifi import host_ip_info
 
 log = logging.getLogger("meterlink.api")
 
-KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1", "auto", "wmbus"})
+KEYED_KINDS = frozenset({"mbus", "hdlc-push", "p1", "mep", "auto", "wmbus"})
 """Link kinds whose telegrams are decrypted with the grid operator's keys (meter_setkey); an auto
-link may find an encrypted meter, so it takes them too, before or after detection."""
+link may find an encrypted meter, so it takes them too, before or after detection. A MEP link's key
+is the MEP Basic Key that authenticates every message."""
 FETCH_TIMEOUT = 10.0
 FETCH_LIMIT = 1024 * 1024
 SSE_KEEPALIVE = 15.0
@@ -571,7 +572,7 @@ class ReadingOut(BaseModel):
     link: str
     """The configured link's name."""
     kind: str
-    """The link kind: p1, mbus, hdlc-push, dlms, bsm."""
+    """The link kind: p1, mbus, hdlc-push, dlms, bsm, mep."""
     received_at: float | None
     captured_at: str | None
     values: list[ValueOut]

@@ -207,7 +207,7 @@ class UpdateSection(_Section):
 
 class LinkSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "auto", "wmbus"]
+    kind: Literal["p1", "mbus", "hdlc-push", "dlms", "bsm", "mep", "auto", "wmbus"]
     """"auto": the link found at start by `meterlink detect`'s search (README, "Finding your meter's settings")."""
     port: str | None = None
     """A serial device path or tcp://HOST:PORT (every kind but a wmbus link with receiver = "rtl_wmbus")."""
@@ -223,9 +223,11 @@ class LinkSection(_Section):
     objects: list[str] = []
     """DLMS: the attributes polled, CLASS:OBIS:ATTR (registers are read with their scaler and unit)."""
     poll_interval: float | None = Field(default=None, gt=0)
-    """DLMS and BSM: seconds between polls (default DLMS 10, BSM 5)."""
+    """DLMS, BSM and MEP: seconds between polls (default DLMS 10, BSM 5, MEP 5; MEP at least 3)."""
     unit: int | None = Field(default=None, ge=1, le=247)
     """BSM: the meter's Modbus unit (default 42, the factory setting)."""
+    energy_unit: Literal[1, 10, 100] | None = None
+    """MEP: a CT meter's energy register unit (ET55): BT23 counts Wh and varh in 1 (default), 10 or 100."""
     password: SecretStr | None = None
     """DLMS: the LLS password; with it the defaults become client SAP 18, server logical 16."""
     client_sap: int | None = Field(default=None, ge=0, le=127)
@@ -274,8 +276,8 @@ class LinkSection(_Section):
     @model_validator(mode="after")
     def _dlms_keys(self) -> LinkSection:
         dlms_only = ("objects", "password", "client_sap", "server_logical", "server_physical")
-        if self.kind not in ("dlms", "bsm") and self.poll_interval is not None:
-            raise ValueError("poll_interval: only for kind = \"dlms\" or \"bsm\"")
+        if self.kind not in ("dlms", "bsm", "mep") and self.poll_interval is not None:
+            raise ValueError("poll_interval: only for kind = \"dlms\", \"bsm\" or \"mep\"")
         if self.kind != "dlms":
             misplaced = [key for key in dlms_only if getattr(self, key)]
             if misplaced:
@@ -317,6 +319,19 @@ class LinkSection(_Section):
         misplaced = [key for key in ("push_interval", "data_request", "legacy") if getattr(self, key)]
         if misplaced:
             raise ValueError(f"{', '.join(misplaced)}: not for kind = \"bsm\" (a polled link: poll_interval)")
+        return self
+
+    @model_validator(mode="after")
+    def _mep_keys(self) -> LinkSection:
+        if self.kind != "mep":
+            if self.energy_unit is not None:
+                raise ValueError("energy_unit: only for kind = \"mep\"")
+            return self
+        misplaced = [key for key in ("push_interval", "data_request", "legacy") if getattr(self, key)]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)}: not for kind = \"mep\" (a polled link: poll_interval)")
+        if self.poll_interval is not None and self.poll_interval < 3:
+            raise ValueError("poll_interval: at least 3 s for kind = \"mep\" (about one table read a second, as the MEP guide advises)")
         return self
 
     @model_validator(mode="after")

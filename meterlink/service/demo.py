@@ -1,6 +1,6 @@
 """`meterlink demo`: the adapter with simulated meters on every link implemented so far (P1, M-Bus, HDLC
 push, DLMS, the BSM-WS36A signing meter of a charging station on Modbus RTU, the AMIS meter's OMS on
-M-Bus, and wireless M-Bus through an iM871A stick).
+M-Bus, wireless M-Bus through an iM871A stick, and an NES meter on its MEP port).
 
 The simulators serve on loopback TCP, as real meters behind a serial-to-Ethernet converter would,
 and the adapter reads them through the same supervised actors and serves the same API as
@@ -24,6 +24,7 @@ from ..simulators.clock import local_zone
 from ..simulators.hdlc_push import HdlcPushMeterModel, push_notifications
 from ..simulators.kaifa import DEMO_KEY, KaifaMeterModel, run_kaifa_meter
 from ..simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
+from ..simulators.mep import DEMO_MEP_KEY, MepMeter, run_mep_meter
 from ..simulators.p1 import P1MeterModel, push_telegrams
 from ..simulators.wmbus import NES_DEMO_KEY, NES_ID, NesMeterModel, run_stick
 from ..transports import serve_tcp
@@ -48,6 +49,7 @@ async def run_demo(
             amis_url = await nursery.start(serve_tcp, _amis_meter, "tcp://127.0.0.1:0")
             wmbus_url = await nursery.start(serve_tcp, _wmbus_stick, "tcp://127.0.0.1:0")
             bsm_url = await nursery.start(serve_tcp, _bsm_meter(), "tcp://127.0.0.1:0")
+            mep_url = await nursery.start(serve_tcp, _mep_meter(), "tcp://127.0.0.1:0")
             config = parse_config(
                 {
                     "adapter": {"state_dir": str(Path(state_dir))},
@@ -65,13 +67,15 @@ async def run_demo(
                         {"name": "dlms", "kind": "dlms", "port": dlms_url, "password": "12345", "poll_interval": 2.0,
                          "objects": DEMO_OBJECTS},
                         {"name": "bsm", "kind": "bsm", "port": bsm_url, "poll_interval": 2.0},
+                        {"name": "mep", "kind": "mep", "port": mep_url, "poll_interval": 3.0},
                     ],
                 },
                 "demo",
             )
             outputs = Outputs([on_reading] if on_reading else [], {"mbus": MeterKey(DEMO_KEY), "hdlc": MeterKey(DEMO_KEY),
                                                                    "amis": MeterKey(AMIS_DEMO_KEY),
-                                                                   meter_slot("wmbus", NES_ID): MeterKey(NES_DEMO_KEY)},
+                                                                   meter_slot("wmbus", NES_ID): MeterKey(NES_DEMO_KEY),
+                                                                   "mep": MeterKey(DEMO_MEP_KEY)},
                               updates=False)
             await run_service(config, announce, outputs, token=token)
             nursery.cancel_scope.cancel()
@@ -146,6 +150,20 @@ def _bsm_meter() -> Callable[[trio.abc.Stream], Awaitable[None]]:
     return serve
 
 
+def _mep_meter() -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """An NES MTR3000 on its MEP port with alert flags pending (its `00 00` pairs are skipped); one meter
+    for every connection, so its registers and sequence number outlive a reconnect."""
+    meters: list[MepMeter] = []
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        if not meters:
+            meters.append(MepMeter(alerts_pending=True))
+        async with stream:
+            await run_mep_meter(stream, meters[0])
+
+    return serve
+
+
 def summary(reading: Reading) -> str:
     """One line for a person: time, meter, net power and the phase voltages."""
 
@@ -170,4 +188,6 @@ def summary(reading: Reading) -> str:
     # A meter that sends no time of its own (the BSM's AC meter model) is shown at the adapter's
     # clock, in the central European time the demo's other meters keep.
     at = reading.captured_at or datetime.fromtimestamp(reading.received_at or 0, BERLIN).replace(tzinfo=None).isoformat(timespec="seconds")
+    if at.endswith("Z"):  # a clock kept in UTC (the MEP meter's BT52), shown in the same local time
+        at = datetime.fromisoformat(at[:-1] + "+00:00").astimezone(BERLIN).replace(tzinfo=None).isoformat(timespec="seconds")
     return f"{at}  {reading.link:<5} {reading.meter_id or '-':<14}  {power:+8.0f} W  {phases} V"

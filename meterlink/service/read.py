@@ -39,11 +39,13 @@ RunLink = Callable[[LinkHooks, LinkStatus, Opener], Awaitable[None]]
 """One life of a link actor, given its hooks, status and how to open the link."""
 
 
-TELEGRAM_FAILURES = frozenset({outcome.value for outcome in Outcome if outcome is not Outcome.DECODED} | {"crc_error", "crc_missing"})
+TELEGRAM_FAILURES = frozenset({outcome.value for outcome in Outcome if outcome is not Outcome.DECODED}
+                              | {"crc_error", "crc_missing", "session_failed"})
 """Drop causes of a whole telegram that arrived and could not be used (not decrypted, not parsed,
 not mapped, or replayed): what `--max-failures` counts, since a wrong key or wrong options fail
 every telegram alike. Not counted: bad frames and noise between telegrams (one damaged frame can make several),
-telegrams cut short (a line or peer that went away, which the supervisor restarts), a stale link."""
+telegrams cut short (a line or peer that went away, which the supervisor restarts), a stale link.
+A polled link's session that failed (MEP: a key error, a refused read) counts as one."""
 
 
 @dataclass(frozen=True)

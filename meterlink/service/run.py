@@ -28,6 +28,7 @@ from ..actors.dlms import DLMS_SERIAL, DlmsLink
 from ..actors.hdlc_push import HDLC_PUSH_INTERVAL, HDLC_PUSH_SERIAL, HdlcPushLink, run_hdlc_push
 from ..actors.link import LinkHooks, LinkStatus
 from ..actors.mbus import MBusLink, default_serial, run_mbus
+from ..actors.mep import MEP_POLL_INTERVAL, MEP_SERIAL, MepLink, run_mep
 from ..actors.wmbus import RECEIVER_SERIAL, WMBusLink, run_wmbus
 from ..protocols.wmbus_receivers import Receiver
 from ..actors.p1 import DSMR22_SERIAL, P1_SERIAL, P1Link, run_p1
@@ -86,6 +87,9 @@ def link_child(section: LinkSection, hooks: LinkHooks, status: LinkStatus, keys:
         return ChildSpec(section.name, partial(run_bsm, bsm_link(section), hooks, status))
     if section.kind == "wmbus":
         return _wmbus_child(section, hooks, status, keys)
+    if section.kind == "mep":
+        # The MEP Basic Key is in the key store (meter_setkey with the link's name).
+        return _keyed_child(section, partial(run_mep, mep_link(section)), hooks, status, keys)
     serial = section.serial(DSMR22_SERIAL if section.legacy else P1_SERIAL)
     p1 = P1Link(section.port, serial, section.push_interval or 1.0, legacy=section.legacy)
     # Keys for encrypted P1 (Luxembourg Smarty, Energienetze Steiermark); plain telegrams need none.
@@ -185,6 +189,13 @@ def bsm_link(section: LinkSection) -> BsmLink:
     """A BSM-WS36A read as a service link: its AC meter model every poll interval, for ever."""
     plan = BsmPlan(unit=section.unit or BSM_UNIT, poll_interval=section.poll_interval or BSM_POLL_INTERVAL)
     return BsmLink(section.port, plan, section.serial(BSM_SERIAL))
+
+
+def mep_link(section: LinkSection) -> MepLink:
+    """An OSGP meter's MEP port read as a service link: every poll interval, for ever; a silent meter
+    (an optical session) is asked again rather than given up."""
+    return MepLink(section.port, section.poll_interval or MEP_POLL_INTERVAL, section.energy_unit or 1,
+                   serial=section.serial(MEP_SERIAL))
 
 
 def cipher_keys(keys: KeyStore, link: str) -> list[CipherKeys]:

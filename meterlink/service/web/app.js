@@ -710,7 +710,7 @@
   }
 
   function linkItem(link, child) {
-    const readings = link.kind === "dlms" || link.kind === "bsm" ? "readings" : "telegrams";
+    const readings = link.kind === "dlms" || link.kind === "bsm" || link.kind === "mep" ? "readings" : "telegrams";
     return el("li", {},
       el("div", {}, el("span", { className: "link-name" }, link.name), ` (${link.kind}) `,
         el("span", { className: `state ${stateClass(link)}` }, link.state_label)),
