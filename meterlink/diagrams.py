@@ -357,59 +357,145 @@ def _scxml_transition(edge: Edge) -> str:
 
 
 def svg(chart: Chart) -> str:
-    """The library's DOT rendering, with our labels, drawn by graphviz's `dot`."""
-    return _stable_svg(_run_dot(dot(chart)))
+    """The chart drawn by graphviz's `dot`, left to right or top to bottom, whichever is narrower."""
+    drawings = [_stable_svg(_run_dot(dot(chart, rankdir))) for rankdir in ("LR", "TB")]
+    return min(drawings, key=lambda drawing: (_svg_width(drawing) > MAX_WIDTH, _svg_width(drawing)))
 
 
-def dot(chart: Chart) -> str:
-    """DOT source from python-statemachine's renderer, with stable node names."""
-    from statemachine.contrib.diagram import extract
-
-    try:
-        from statemachine.contrib.diagram.renderers.dot import DotRenderer
-    except ImportError:
-        raise ToolMissing("drawing the SVG diagrams needs pydot: pip install pydot") from None
-    graph = extract(chart.machine)
-    _relabel(graph, chart)
-    return _renumber(DotRenderer().render(graph).to_string())
+MAX_WIDTH = 2400
+"""Pixels: wider than a screen, a diagram is read by scrolling, and auditors print them."""
 
 
-def _relabel(graph: Any, chart: Chart) -> None:
-    """Put our event ids, deadlines and internal transitions into the library's diagram model."""
-    from statemachine.contrib.diagram.model import ActionType, DiagramAction
-
-    nodes = {node.id: node for node in chart.nodes()}
-    # extract() lists each state's transitions in declaration order, as chart_of() does.
-    pending = {node.id: list(node.edges) for node in nodes.values()}
-    for drawn in graph.transitions:
-        if drawn.is_initial:
-            continue
-        edge = pending[drawn.source].pop(0)
-        if drawn.targets != [edge.target]:  # a library that lists them otherwise must not mislabel
-            raise RuntimeError(f"{chart.name}: the DOT renderer lists {drawn.source}'s transitions in another order")
-        drawn.event = edge.trigger
-    for state in _diagram_states(graph.states):
-        # The library lists an internal transition in its state's box only when it has an action,
-        # and without its guard; list every one, in full. Entry and exit actions as chart_of()
-        # reads them: LinkMachine's own bookkeeping (on_enter_state) is no action of this state.
-        state.actions = [DiagramAction(ActionType.ENTRY, body) for body in nodes[state.id].entry]
-        state.actions += [DiagramAction(ActionType.EXIT, body) for body in nodes[state.id].exit]
-        state.actions += [DiagramAction(ActionType.INTERNAL, edge.label) for edge in nodes[state.id].edges if edge.internal]
+def _svg_width(drawing: str) -> float:
+    match = re.search(r'<svg width="([\d.]+)pt"', drawing)
+    return float(match[1]) * 4 / 3 if match else 0.0
 
 
-def _diagram_states(states: Sequence[Any]) -> Iterator[Any]:
-    for state in states:
-        yield state
-        yield from _diagram_states(state.children)
+LEFT_BREAK = '<br align="left"/>'
+"""Ends a line of an edge label, left-aligned: one line per transition."""
+
+LEGEND = (
+    ("event [guard] / action", "taken on the event if the guard holds; runs the actions"),
+    ("(after x = N s)", "sent by the state's timeout, N s after entering it"),
+    ("(internal)", "handled in the state: not left, its timeout runs on"),
+    ("‖, dashed boxes", "a parallel state: its regions are active at once"),
+    ("● →, double border", "initial state, final state"),
+)
 
 
-_OBJECT_ID = re.compile(r"(__initial_|cluster___atomic_)(\d+)")
+def dot(chart: Chart, rankdir: str = "LR") -> str:
+    """DOT source of the chart: compound states as clusters, the regions of a parallel state as
+    dashed clusters, internal transitions and entry/exit actions inside their state, and one edge
+    per (source, target) whose label lists every transition between them, one line each
+    (`event [guard] / action`), so that a label sits on its edge. A legend explains the notation."""
+    lines = [
+        f"digraph {_dot_id(chart.name)} {{",
+        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=t, nodesep=0.3, ranksep=0.4, pad=0.3, "
+        "compound=true, newrank=true, splines=true];",
+        "  node [fontname=Helvetica, fontsize=10, shape=rectangle, style=rounded, penwidth=1.5];",
+        "  edge [fontname=Helvetica, fontsize=8, arrowsize=0.6];",
+        f"  label=<{_html(chart.name)}: {_html(chart.summary)}>;",
+    ]
+    anchors = {node.id: _anchor(node) for node in chart.nodes()}
+    for index, node in enumerate(chart.states):
+        lines += _dot_node(node, "  ", top=True, parallel=False, index=index)
+    grouped: dict[tuple[str, str], list[Edge]] = {}
+    for edge in chart.edges():
+        if not (edge.internal and edge.source == edge.target):
+            grouped.setdefault((edge.source, edge.target), []).append(edge)
+    compound = {node.id for node in chart.nodes() if node.children}
+    for (source, target), edges in grouped.items():
+        text = "".join(LEFT_BREAK.join(_html(line) for line in _wrapped(_edge_text(edge))) + LEFT_BREAK for edge in edges)
+        attrs = [f"label=<{text}>"]
+        if source in compound:
+            attrs.append(f"ltail=cluster_{source}")
+        if target in compound:
+            attrs.append(f"lhead=cluster_{target}")
+        lines.append(f"  {anchors[source]} -> {anchors[target]} [{', '.join(attrs)}];")
+    rows = "".join(f'<tr><td align="left">{_html(sign)}</td><td align="left">{_html(text)}</td></tr>'
+                   for sign, text in LEGEND)
+    lines.append(f'  legend [shape=plaintext, fontsize=8, label=<<table border="1" cellborder="0" cellspacing="0" '
+                 f'cellpadding="2"><tr><td colspan="2"><b>Legend</b></td></tr>{rows}</table>>];')
+    lines.append("  { rank=sink; legend; }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
-def _renumber(source: str) -> str:
-    """Replace the Python object ids in the renderer's node names by their order of appearance."""
-    numbers: dict[str, str] = {}
-    return _OBJECT_ID.sub(lambda match: match[1] + numbers.setdefault(match[2], str(len(numbers))), source)
+def _edge_text(edge: Edge) -> str:
+    """`trigger [guard] / actions`: the transition's UML label, internal ones excepted."""
+    parts = [edge.trigger]
+    if edge.guard:
+        parts.append(f"[{edge.guard}]")
+    if edge.actions:
+        parts.append("/ " + ", ".join(edge.actions))
+    return " ".join(parts)
+
+
+WRAP = 44
+"""Characters in a line of an edge label: longer transitions go on in indented lines."""
+
+
+def _wrapped(text: str) -> list[str]:
+    """A transition's label in lines of about WRAP characters, broken before a guard or the actions
+    and between words; the lines after the first are indented."""
+    lines: list[str] = []
+    line = ""
+    for word in re.split(r"(?<=\S) (?=\[|/ )| ", text):
+        if line and len(line) + 1 + len(word) > WRAP:
+            lines.append(line)
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return lines
+
+
+def _anchor(node: Node) -> str:
+    """The DOT node an edge to or from `node` attaches to: the state, or for a compound state its
+    first atomic descendant (the edge is clipped at the cluster's border)."""
+    while node.children:
+        node = node.children[0]
+    return _dot_id(node.id)
+
+
+def _dot_node(node: Node, indent: str, top: bool, parallel: bool, index: int) -> list[str]:
+    if not node.children:
+        rows = [f'<tr><td><font point-size="10">{_html(node.name)}</font></td></tr>']
+        details = [f"entry / {action}" for action in node.entry] + [f"exit / {action}" for action in node.exit]
+        details += [edge.label for edge in node.edges if edge.internal and edge.source == edge.target]
+        if node.timer is not None and not any(edge.timer for edge in node.edges):
+            details.append(f"timeout: {node.timer.event} ({node.timer.label})")
+        if details:
+            rows.append("<hr/>")
+            rows += [f'<tr><td align="left"><font point-size="8">{"<br/>".join(_html(line) for line in _wrapped(text))}'
+                     '</font></td></tr>' for text in details]
+        label = f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{"".join(rows)}</table>>'
+        lines = [f"{indent}{_dot_id(node.id)} [label={label}{', peripheries=2' if node.final else ''}];"]
+        if node.initial and not parallel:
+            start = _dot_id(f"start_{node.id}")
+            lines = [f"{indent}{start} [shape=point, width=0.12, label=\"\"];",
+                     *lines, f"{indent}{start} -> {_dot_id(node.id)};"]
+        return lines
+    title = ("‖ " if node.parallel else "") + node.name
+    details = [f"entry / {action}" for action in node.entry] + [f"exit / {action}" for action in node.exit]
+    details += [edge.label for edge in node.edges if edge.internal and edge.source == edge.target]
+    if node.timer is not None:
+        details.append(f"timeout: {node.timer.event} ({node.timer.label})")
+    label = _html(title) + "".join(f'<br/><font point-size="8">{_html(text)}</font>' for text in details)
+    style = "dashed" if parallel else "rounded"
+    lines = [f"{indent}subgraph cluster_{node.id} {{", f"{indent}  label=<{label}>; style={style}; fontsize=10; margin=8;"]
+    for child_index, child in enumerate(node.children):
+        lines += _dot_node(child, indent + "  ", top=False, parallel=node.parallel, index=child_index)
+    lines.append(f"{indent}}}")
+    return lines
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _run_dot(source: str) -> str:

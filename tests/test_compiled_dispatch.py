@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from statemachine import StateChart
+from statemachine import State, StateChart
 from statemachine.callbacks import CallbackGroup
 from statemachine.graph import iterate_states
 
@@ -31,7 +31,35 @@ from meterlink.machines import all_machines
 from meterlink.machines.base import LinkMachine
 from meterlink.machines.compiled import Candidate
 
-MACHINES = all_machines()
+class Regions(LinkMachine):
+    """What the link machines do not use yet but the compiler implements: final states inside
+    compound states and parallel regions (done.state events, a parallel state all of whose regions
+    end), transitions on done events, entry into a nested state across levels, guards with `or`
+    and `unless`, two events on one transition, enter/exit actions."""
+
+    class work(State.Compound, name="Work"):
+        class both(State.Parallel, name="Both"):
+            class left(State.Compound):
+                l1 = State(initial=True)
+                l2 = State(final=True)
+                go_left = l1.to(l2, cond="ready or not blocked") | l1.to.itself(internal=True, on="wait")
+            class right(State.Compound):
+                r1 = State(initial=True, enter="arm", exit="disarm")
+                r2 = State(final=True)
+                go_right = r1.to(r2, unless="blocked") | r1.to(r1, on="again")
+        after = State("After both")
+        done_state_both = both.to(after, on="joined")
+        redo = after.to(both.right.r1)
+        fin = State(final=True)
+        finish = after.to(fin, event="finish stop")
+    idle = State(initial=True)
+    closed = State(final=True)
+    begin = idle.to(work)
+    done_state_work = work.to(idle, on="rested")
+    link_lost = work.to(closed) | idle.to(closed)
+
+
+MACHINES = [*all_machines(), Regions]
 
 
 class Boom(Exception):

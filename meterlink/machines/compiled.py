@@ -200,11 +200,11 @@ def _check(cls: type) -> None:
     for state in iterate_states(cls.states):
         if state.is_history:
             raise UnsupportedMachine(f"{name}: history state {state.id}")
-        if state.final and state.parent is not None:
-            raise UnsupportedMachine(f"{name}: final state {state.id} inside {state.parent.id} (done.state events)")
         for transition in state.transitions:
             if transition.is_eventless and not transition.initial:
                 raise UnsupportedMachine(f"{name}: eventless transition from {state.id}")
+            if any("*" in str(event) for event in transition.events):
+                raise UnsupportedMachine(f"{name}: wildcard event on a transition from {state.id}")
             if len(transition.targets) > 1:
                 raise UnsupportedMachine(f"{name}: transition from {state.id} with several targets")
         for owner in (state, *state.transitions):
@@ -272,14 +272,17 @@ class Step:
     """The configuration value after the step (the model's `state`), or `_KEEP`."""
     stops: bool = False
     """Entering a top-level final state stops the machine."""
+    done: tuple[str, ...] = ()
+    """The done.state events entering a final state inside a compound state raises."""
 
 
 _KEEP = object()
 
 
-Op = tuple[bool, tuple[Call, ...], "tuple[Any, Any, Any, Any] | None", Any, bool]
-"""A step as the dispatch runs it: (entry, calls, context, raw, stops). An entry writes the
-configuration before its callbacks (the state is active on entry), other steps after them."""
+Op = tuple[bool, tuple[Call, ...], "tuple[Any, Any, Any, Any] | None", Any, bool, tuple[str, ...]]
+"""A step as the dispatch runs it: (entry, calls, context, raw, stops, done). An entry writes the
+configuration before its callbacks (the state is active on entry), other steps after them. `done`:
+the done.state events entering a final state raises, with its entry callbacks' results as data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,11 +297,14 @@ class Plan:
     """The configuration after it, in the library's order."""
     regions: tuple[dict[str, tuple[Candidate, ...]], ...]
     """The candidates of `key`'s atomic states."""
+    root_final: Any = None
+    """A top-level parallel state all of whose regions reached a final state: the machine stops
+    at the end of the macrostep if it is still so (the library's `_check_root_final_state`)."""
 
 
 def _ops(steps: list[Step], entry: bool) -> list[Op]:
-    return [(entry, step.calls, step.context, step.raw, step.stops) for step in steps
-            if step.calls or step.raw is not _KEEP or step.stops]
+    return [(entry, step.calls, step.context, step.raw, step.stops, step.done) for step in steps
+            if step.calls or step.raw is not _KEEP or step.stops or step.done]
 
 
 class Table:
@@ -317,16 +323,17 @@ class Table:
         self.states = {state.value: state for state in iterate_states(cls.states)}
         self._calls: dict[tuple[int, CallbackGroup, str | None], tuple[tuple[Call, ...], bool]] = {}
         self.candidates: dict[Any, dict[str, tuple[Candidate, ...]]] = {}
+        guards = {id(t): self._guard(t) for state in self.states.values() for t in state.transitions if not t.initial}
         for state in self.states.values():
-            events: dict[str, list[Candidate]] = {}
-            for owner in (state, *state.ancestors()):
-                for transition in owner.transitions:
-                    if transition.initial:
-                        continue
-                    guard, context = self._guard(transition)
-                    for event in transition.events:
-                        events.setdefault(str(event), []).append(Candidate(transition, guard, context))
-            self.candidates[state.value] = {event: tuple(found) for event, found in events.items()}
+            # The library's predicate (`match`) over every declared event, aliases such as
+            # done.state.X for done_state_X included; an undeclared event matches nothing.
+            events: dict[str, tuple[Candidate, ...]] = {}
+            for event in self.events:
+                found = tuple(Candidate(t, *guards[id(t)]) for owner in (state, *state.ancestors())
+                              for t in owner.transitions if not t.initial and t.match(event))
+                if found:
+                    events[event] = found
+            self.candidates[state.value] = events
         self._regions: dict[tuple[Any, ...], tuple[dict[str, tuple[Candidate, ...]], ...]] = {}
         self.plans: dict[tuple[Any, ...], Plan] = {}
 
@@ -426,6 +433,7 @@ class Table:
                               info.transition.target, raw()))
         on = tuple(step(t, CallbackGroup.ON, t, t.source, t.source, t.target) for t in transitions)
         entries = []
+        root_final = None
         for info in entry_infos:
             state, transition = info.state, info.transition
             if state.value not in values:
@@ -436,14 +444,31 @@ class Table:
                 initial = [t for t in state.transitions if t.initial]
                 if len(initial) == 1:
                     extra, context = self.group(initial[0], CallbackGroup.ON, None)
-            entries.append(step(state, CallbackGroup.ENTER, transition, state, transition.source, state, raw(),
-                                extra, context, stops=state.final and state.parent is None))
+            done: tuple[str, ...] = ()
+            if state.final and state.parent is not None:
+                parent, grandparent = state.parent, state.parent.parent
+                done = (f"done.state.{parent.id}",)
+                if grandparent is not None and grandparent.parallel and all(
+                        _in_final(region, values) for region in grandparent.states):
+                    done += (f"done.state.{grandparent.id}",)
+                    if grandparent.parent is None:
+                        root_final = grandparent
+            entry = step(state, CallbackGroup.ENTER, transition, state, transition.source, state, raw(),
+                         extra, context, stops=state.final and state.parent is None)
+            entries.append(Step(entry.calls, entry.context, entry.raw, entry.stops, done))
         after = tuple(step(t, CallbackGroup.AFTER, t, t.target, t.source, t.target) for t in transitions)
         new_key = tuple(values)
         if new_key != tuple(state.value for state in new_configuration):
             raise UnsupportedMachine(f"{self.cls.__name__}: configuration order after {enabled} differs from the library's")
         main = _ops([*before, *exits, *on], False) + _ops(entries, True)
-        return Plan(tuple(main), tuple(_ops(list(after), False)), new_key, self.regions(new_key))
+        return Plan(tuple(main), tuple(_ops(list(after), False)), new_key, self.regions(new_key), root_final)
+
+
+def _in_final(state: Any, values: Any) -> bool:
+    """The library's `is_in_final_state` over configuration values."""
+    if state.parallel:
+        return all(_in_final(child, values) for child in state.states)
+    return any(child.final and child.value in values for child in state.states)
 
 
 class _ConfigurationOnly:
@@ -475,7 +500,7 @@ def table_for(machine: Any, engine_type: type[SyncEngine]) -> Table:
 class Dispatch:
     """Runs one machine's events through its class's table."""
 
-    __slots__ = ("sm", "engine", "table", "receivers", "model", "field", "config", "key", "regions", "raw", "running",
+    __slots__ = ("sm", "engine", "table", "receivers", "model", "field", "config", "key", "regions", "raw", "root_final", "running",
                  "processing",
                  "internal", "external")
 
@@ -495,6 +520,7 @@ class Dispatch:
         """The configuration value `key` was read from: someone who sets the configuration
         directly (a test putting the machine in a state) makes the next event read it again."""
         self.running = engine.running
+        self.root_final: Any = None
         self.processing = False
         self.internal: deque[tuple[str, dict[str, Any]]] = deque()
         self.external: deque[tuple[str, dict[str, Any]]] = deque()
@@ -549,6 +575,10 @@ class Dispatch:
                 except BaseException:
                     self.clear()
                     raise
+                if self.root_final is not None:
+                    state, self.root_final = self.root_final, None
+                    if state.value in self.key and _in_final(state, self.key):
+                        self.running = self.engine.running = False
                 if not self.running or not self.external:
                     break
                 event, kwargs = self.external.popleft()
@@ -613,17 +643,20 @@ class Dispatch:
             raise
         self.key = plan.key
         self.regions = plan.regions
+        if plan.root_final is not None:
+            self.root_final = plan.root_final
         self.raw = getattr(self.model, self.field)
-        try:
-            self._run(plan.after, base)
-        except BaseException:
-            if external:
-                self.clear()
-            raise
+        if plan.after:
+            try:
+                self._run(plan.after, base)
+            except BaseException:
+                if external:
+                    self.clear()
+                raise
 
     def _run(self, ops: tuple[Op, ...], base: dict[str, Any]) -> None:
         receivers = self.receivers
-        for entry, calls, context, raw, stops in ops:
+        for entry, calls, context, raw, stops, done in ops:
             if entry:
                 setattr(self.model, self.field, raw)
                 self.config._invalidate()
@@ -632,8 +665,20 @@ class Dispatch:
                 if context is not None:
                     transition, state, source, target = context
                     kw = {**base, "transition": transition, "state": state, "source": source, "target": target}
-                for call in calls:
-                    call(receivers, kw)
+                if done:
+                    results = [call(receivers, kw) for call in calls]
+                else:
+                    for call in calls:
+                        call(receivers, kw)
+            if done:
+                data: dict[str, Any] = {}
+                for result in (results if calls else ()):
+                    if isinstance(result, dict):
+                        data.update(result)
+                    elif result:
+                        raise UnsupportedMachine("an entry callback of a final state returned positional done data")
+                for event in done:
+                    self.enqueue(event, data, internal=True)
             if not entry and raw is not _KEEP:
                 setattr(self.model, self.field, raw)
                 self.config._invalidate()
