@@ -15,11 +15,13 @@ same number of guard and action calls. Rounds alternate the order of the engines
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import random
 import statistics
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from statemachine import StateChart  # noqa: E402
+from statemachine.callbacks import CallbackGroup  # noqa: E402
 from statemachine.graph import iterate_states  # noqa: E402
 
 from meterlink.machines import all_machines  # noqa: E402
@@ -47,10 +50,6 @@ def _action(self: Any) -> None:
 
 def quiet(cls: type[LinkMachine], engine: str) -> type[LinkMachine]:
     """`cls` on `engine`, with guards that answer from a counter and actions that only count."""
-    import ast
-
-    from statemachine.callbacks import CallbackGroup
-
     namespace: dict[str, Any] = {"engine": engine, "__module__": __name__}
     for state in iterate_states(cls.states):
         for owner in (state, *state.transitions):
@@ -120,6 +119,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=2000, help="events per trace (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="replays per engine (default 5)")
     args = parser.parse_args()
+    print(f"# Machine dispatch benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
     for label, text in describe(ROOT, ["meterlink/machines"], ("python-statemachine",)):
         print(f"- {label}: {text}")
     print()
