@@ -1,9 +1,9 @@
 """State diagrams generated from the link machines: `meterlink diagrams`.
 
-Every machine in `meterlink.machines` gets, in diagrams/: an SVG drawn by graphviz from
-python-statemachine's DOT renderer, a Mermaid text form that GitHub renders, and an SCXML document
-for auditors' tools; diagrams/README.md lists each machine's states, transitions and timeouts as
-tables. All of it is a pure function of the machine classes, so `check` can compare it byte for
+Every machine in `meterlink.machines` gets, in diagrams/: an SVG that graphviz draws from our DOT
+(clusters for compound states, one labelled edge per pair of states, a legend), a Mermaid text
+form that GitHub renders, and an SCXML document for auditors' tools; diagrams/README.md lists each
+machine's states, transitions and timeouts as tables. All of it is a pure function of the machine classes, so `check` can compare it byte for
 byte with what is committed.
 """
 
@@ -397,8 +397,8 @@ def dot(chart: Chart, rankdir: str = "LR") -> str:
         f"  label=<{_html(chart.name)}: {_html(chart.summary)}>;",
     ]
     anchors = {node.id: _anchor(node) for node in chart.nodes()}
-    for index, node in enumerate(chart.states):
-        lines += _dot_node(node, "  ", top=True, parallel=False, index=index)
+    for node in chart.states:
+        lines += _dot_node(node, "  ", parallel=False)
     grouped: dict[tuple[str, str], list[Edge]] = {}
     for edge in chart.edges():
         if not (edge.internal and edge.source == edge.target):
@@ -458,7 +458,9 @@ def _anchor(node: Node) -> str:
     return _dot_id(node.id)
 
 
-def _dot_node(node: Node, indent: str, top: bool, parallel: bool, index: int) -> list[str]:
+def _dot_node(node: Node, indent: str, parallel: bool) -> list[str]:
+    """A state as a node, or a compound state as a cluster of its children (dashed: the regions of
+    a parallel state), with entry/exit actions, internal transitions and an unlabelled timeout."""
     if not node.children:
         rows = [f'<tr><td><font point-size="10">{_html(node.name)}</font></td></tr>']
         details = [f"entry / {action}" for action in node.entry] + [f"exit / {action}" for action in node.exit]
@@ -484,8 +486,8 @@ def _dot_node(node: Node, indent: str, top: bool, parallel: bool, index: int) ->
     label = _html(title) + "".join(f'<br/><font point-size="8">{_html(text)}</font>' for text in details)
     style = "dashed" if parallel else "rounded"
     lines = [f"{indent}subgraph cluster_{node.id} {{", f"{indent}  label=<{label}>; style={style}; fontsize=10; margin=8;"]
-    for child_index, child in enumerate(node.children):
-        lines += _dot_node(child, indent + "  ", top=False, parallel=node.parallel, index=child_index)
+    for child in node.children:
+        lines += _dot_node(child, indent + "  ", parallel=node.parallel)
     lines.append(f"{indent}}}")
     return lines
 
