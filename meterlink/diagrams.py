@@ -357,18 +357,105 @@ def _scxml_transition(edge: Edge) -> str:
 
 
 def svg(chart: Chart) -> str:
-    """The chart drawn by graphviz's `dot`, left to right or top to bottom, whichever is narrower."""
-    drawings = [_stable_svg(_run_dot(dot(chart, rankdir))) for rankdir in ("LR", "TB")]
-    return min(drawings, key=lambda drawing: (_svg_width(drawing) > MAX_WIDTH, _svg_width(drawing)))
+    """The chart drawn by graphviz's `dot`: the first of a few layouts (left to right or top to
+    bottom, states closer or further apart) in which no text is cut or overlaps another and the
+    width is at most MAX_WIDTH; if none is, the narrowest."""
+    drawings = []
+    for rankdir, nodesep, concentrate in LAYOUTS:
+        drawing = _stable_svg(_run_dot(dot(chart, rankdir, nodesep, concentrate)))
+        if not layout_problems(drawing):
+            return drawing
+        drawings.append(drawing)
+    return min(drawings, key=lambda drawing: read_svg(drawing).width_px)
 
+
+LAYOUTS = (("LR", 0.3, False), ("TB", 0.3, False), ("TB", 0.2, False), ("LR", 0.2, False), ("TB", 0.45, False),
+           ("LR", 0.45, False), ("TB", 0.2, True), ("LR", 0.2, True), ("TB", 0.3, True))
+"""(rankdir, nodesep in inches, concentrate: edges into one state share their last stretch) tried
+in turn."""
 
 MAX_WIDTH = 2400
 """Pixels: wider than a screen, a diagram is read by scrolling, and auditors print them."""
 
+MIN_TEXT = 10
+"""Pixels: the smallest text, at the SVG's own size."""
 
-def _svg_width(drawing: str) -> float:
-    match = re.search(r'<svg width="([\d.]+)pt"', drawing)
-    return float(match[1]) * 4 / 3 if match else 0.0
+HELVETICA = dict(zip(
+    " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+    [278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278] + [556] * 10
+    + [278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722,
+       778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500,
+       556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500,
+       500, 500, 334, 260, 334, 584], strict=True)) | {"\xa0": 278}
+"""Helvetica's advance widths in 1/1000 em (Adobe Font Metrics of the standard PDF fonts; Arial and
+Liberation Sans have the same): text is measured as the SVG asks it to be drawn."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextBox:
+    """Where a text of an SVG is drawn: its advance width by its font size, from 0.75 of the size
+    above the baseline to 0.2 below, in the SVG's user units; `pixels`: the font size in px."""
+
+    text: str
+    left: float
+    top: float
+    right: float
+    bottom: float
+    pixels: float
+
+    def overlaps(self, other: TextBox) -> bool:
+        return self.left < other.right and other.left < self.right and self.top < other.bottom and other.top < self.bottom
+
+
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    width_px: float
+    view: tuple[float, float, float, float]
+    boxes: tuple[TextBox, ...]
+
+
+_SVG = "{http://www.w3.org/2000/svg}"
+
+
+def read_svg(text: str) -> Drawing:
+    """The size and text boxes of an SVG as graphviz writes it (one group, moved by translate())."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    view = tuple(float(value) for value in root.get("viewBox", "0 0 0 0").split())
+    width = root.get("width", "0")
+    width_px = float(re.match(r"[\d.]+", width)[0]) * (4 / 3 if width.endswith("pt") else 1)  # type: ignore[index]
+    scale = width_px / view[2] if view[2] else 1.0
+    group = root.find(f"{_SVG}g")
+    moved = re.search(r"translate\(([-\d.]+) ([-\d.]+)\)", group.get("transform", "") if group is not None else "")
+    dx, dy = (float(moved[1]), float(moved[2])) if moved else (0.0, 0.0)
+    boxes = []
+    for element in root.iter(f"{_SVG}text"):
+        content = "".join(element.itertext())
+        size = float(element.get("font-size", "14"))
+        x, y = float(element.get("x", "0")) + dx, float(element.get("y", "0")) + dy
+        advance = sum(HELVETICA.get(char, 1000) for char in content) * size / 1000
+        anchor = element.get("text-anchor", "start")
+        left = x - advance / 2 if anchor == "middle" else x - advance if anchor == "end" else x
+        boxes.append(TextBox(content, left, y - 0.75 * size, left + advance, y + 0.2 * size, size * scale))
+    return Drawing(width_px, view, tuple(boxes))  # type: ignore[arg-type]
+
+
+def layout_problems(text: str) -> list[str]:
+    """What makes an SVG hard to read: too wide, text too small, cut at the border, or on other text."""
+    drawing = read_svg(text)
+    x, y, width, height = drawing.view
+    problems = []
+    if drawing.width_px > MAX_WIDTH:
+        problems.append(f"{drawing.width_px:.0f} px wide")
+    for box in drawing.boxes:
+        if box.pixels < MIN_TEXT:
+            problems.append(f"{box.text!r} is {box.pixels:.1f} px")
+        if not (x <= box.left and box.right <= x + width and y <= box.top and box.bottom <= y + height):
+            problems.append(f"{box.text!r} is cut at the border")
+    for index, one in enumerate(drawing.boxes):
+        problems += [f"{one.text!r} overlaps {other.text!r}" for other in drawing.boxes[index + 1:] if one.overlaps(other)]
+    return problems
 
 
 LEFT_BREAK = '<br align="left"/>'
@@ -383,18 +470,17 @@ LEGEND = (
 )
 
 
-def dot(chart: Chart, rankdir: str = "LR") -> str:
+def dot(chart: Chart, rankdir: str = "LR", nodesep: float = 0.3, concentrate: bool = False) -> str:
     """DOT source of the chart: compound states as clusters, the regions of a parallel state as
     dashed clusters, internal transitions and entry/exit actions inside their state, and one edge
     per (source, target) whose label lists every transition between them, one line each
     (`event [guard] / action`), so that a label sits on its edge. A legend explains the notation."""
     lines = [
         f"digraph {_dot_id(chart.name)} {{",
-        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=t, nodesep=0.3, ranksep=0.4, pad=0.3, "
+        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=b, labeljust=l, nodesep={nodesep}, ranksep=0.4, pad=0.3, concentrate={str(concentrate).lower()}, "
         "compound=true, newrank=true, splines=true];",
         "  node [fontname=Helvetica, fontsize=10, shape=rectangle, style=rounded, penwidth=1.5];",
         "  edge [fontname=Helvetica, fontsize=8, arrowsize=0.6];",
-        f"  label=<{_html(chart.name)}: {_html(chart.summary)}>;",
     ]
     anchors = {node.id: _anchor(node) for node in chart.nodes()}
     for node in chart.states:
@@ -412,11 +498,13 @@ def dot(chart: Chart, rankdir: str = "LR") -> str:
         if target in compound:
             attrs.append(f"lhead=cluster_{target}")
         lines.append(f"  {anchors[source]} -> {anchors[target]} [{', '.join(attrs)}];")
-    rows = "".join(f'<tr><td align="left">{_html(sign)}</td><td align="left">{_html(text)}</td></tr>'
-                   for sign, text in LEGEND)
-    lines.append(f'  legend [shape=plaintext, fontsize=8, label=<<table border="1" cellborder="0" cellspacing="0" '
-                 f'cellpadding="2"><tr><td colspan="2"><b>Legend</b></td></tr>{rows}</table>>];')
-    lines.append("  { rank=sink; legend; }")
+    # The title and the legend are the graph's label, under the drawing: as a node the legend
+    # would take a rank of its own beside the states and widen the picture.
+    rows = "".join(f'<tr><td align="left"><font point-size="8">{_html(sign)}</font></td>'
+                   f'<td align="left"><font point-size="8">{_html(text)}</font></td></tr>' for sign, text in LEGEND)
+    lines.append(f'  label=<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+                 f'<tr><td colspan="2">{_html(chart.name)}: {_html(chart.summary)}</td></tr>'
+                 f'<tr><td colspan="2" align="left"><font point-size="8"><b>Legend</b></font></td></tr>{rows}</table>>;')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -485,7 +573,7 @@ def _dot_node(node: Node, indent: str, parallel: bool) -> list[str]:
         details.append(f"timeout: {node.timer.event} ({node.timer.label})")
     label = _html(title) + "".join(f'<br/><font point-size="8">{_html(text)}</font>' for text in details)
     style = "dashed" if parallel else "rounded"
-    lines = [f"{indent}subgraph cluster_{node.id} {{", f"{indent}  label=<{label}>; style={style}; fontsize=10; margin=8;"]
+    lines = [f"{indent}subgraph cluster_{node.id} {{", f"{indent}  label=<{label}>; labelloc=t; style={style}; fontsize=10; margin=8;"]
     for child in node.children:
         lines += _dot_node(child, indent + "  ", parallel=node.parallel)
     lines.append(f"{indent}}}")

@@ -333,3 +333,14 @@ def test_a_configuration_set_from_outside_is_read_again() -> None:
     machine.configuration = OrderedSet([machine.hunting])
     machine.send("silence")
     assert machine.state_name == "stale"
+
+
+def test_a_listener_added_later_is_called() -> None:
+    from meterlink.machines.p1 import P1Reader
+
+    log: list[Any] = []
+    machine = P1Reader()
+    machine.send("start_of_telegram")
+    machine.add_listener(Listener(log))
+    machine.send("oversized")
+    assert ("listener on", "oversized", "reading", "hunting", "reading") in log

@@ -158,6 +158,12 @@ class LinkMachine(StateChart):
         dispatch.send(event, kwargs, False)
         return None
 
+    def add_listener(self, *listeners: Any) -> Any:
+        result = super().add_listener(*listeners)
+        if isinstance(self._engine, CompiledEngine):
+            self._engine.listeners_changed()
+        return result
+
     def raise_(self, event: str, *args: Any, **kwargs: Any) -> Any:
         """Raise an event into the running macrostep (or send it, outside one)."""
         dispatch = getattr(self._engine, "dispatch", None)

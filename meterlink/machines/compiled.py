@@ -66,8 +66,6 @@ _INJECTED = frozenset({"event_data", "machine", "event", "model", "transition", 
 """Keyword arguments the library puts beside an event's own (and drops from them)."""
 _CONTEXT = frozenset({"transition", "state", "source", "target"})
 _REFUSED = frozenset({"event_data", "trigger_data", "previous_configuration", "new_configuration"})
-_FREE_CONVENTIONS = frozenset({"on_invoke_state"})
-"""Conventions of features we refuse: a machine that defines one is refused below."""
 
 Receivers = tuple[Any, ...]
 Call = Callable[[Receivers, dict[str, Any]], Any]
@@ -317,7 +315,7 @@ class Table:
         self.allow_unmatched = bool(cls.allow_event_without_transition)
         self.events: dict[str, Event] = {event.id: event for event in cls._events}
         self._present: list[dict[str, tuple[str, ...] | None]] = [dict(names) for _, names in signature]
-        if any(name in _FREE_CONVENTIONS or name.startswith("on_invoke_") or name == "prepare_event"
+        if any(name.startswith("on_invoke_") or name == "prepare_event"
                for present in self._present for name in present):
             raise UnsupportedMachine(f"{cls.__name__}: invoke or prepare_event callbacks")
         self.states = {state.value: state for state in iterate_states(cls.states)}
@@ -699,6 +697,14 @@ class CompiledEngine(SyncEngine):
         table = table_for(self.sm, type(self))
         super().start(**kwargs)  # the initial entry, by the library
         self.dispatch = Dispatch(self.sm, table, self)
+
+    def listeners_changed(self) -> None:
+        """A listener was added after the start: resolve the callbacks again, keeping the state
+        of the dispatch (queues, running)."""
+        if self.dispatch is not None:
+            self.dispatch.table = table_for(self.sm, type(self))
+            self.dispatch.receivers = (self.sm, *self.sm._listeners.values())
+            self.dispatch.regions = self.dispatch.table.regions(self.dispatch.key)
 
     def put(self, trigger_data: Any, internal: bool = False) -> None:
         if self.dispatch is None:  # the initial transition
