@@ -16,6 +16,7 @@ A seeded divergence (two guards of the compiled table swapped) must be caught.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 from collections import Counter
 from typing import Any
@@ -172,6 +173,11 @@ def stubbed(cls: type[LinkMachine], engine: str) -> type[LinkMachine]:
     return type(f"{cls.__name__}On{engine.title()}", (cls,), namespace)
 
 
+stubbed_once = functools.cache(stubbed)
+"""One stubbed class per machine and engine for the hypothesis runs (each class compiles once);
+the seeded divergence makes its own."""
+
+
 def _outcome(machine: Any, how: int, event: str, payload: int) -> str | None:
     machine._budget = 3
     try:
@@ -192,7 +198,7 @@ def differential(cls: type[LinkMachine], oracle: list[int], script: list[tuple[i
     library_log: list[Any] = []
     compiled_log: list[Any] = []
     shared = Oracle(oracle)
-    library_cls, compiled_cls = stubbed(cls, "library"), compiled_cls or stubbed(cls, "compiled")
+    library_cls, compiled_cls = stubbed_once(cls, "library"), compiled_cls or stubbed_once(cls, "compiled")
     library = compiled = None
     events = sorted(event.id for event in cls._events)
     for number, (how, pick, payload) in enumerate(script):
