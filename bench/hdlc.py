@@ -457,28 +457,34 @@ def verify() -> list[str]:
                  "frame (the meter is a lookup table), each answer decoded to 12345679")
     notes.append("dlms-cosem's DlmsClient.get sends invoke-id-and-priority C1 (service class confirmed) where the seed and "
                  "meterlink send 81: its meter table answers C1 requests (same length, other HCS/FCS)")
-    sent, raised = count_events(MlMachineRoundTrip())
-    external = list(sent)
-    for event in raised:  # raise_ goes through send: take the internal ones out
-        external.remove(event)
+    external, raised = count_events(MlMachineRoundTrip())
+    sent = external + raised
     notes.append(f"meterlink DlmsClient per GET round trip: {len(sent)} machine events, {len(external)} from outside "
                  f"({', '.join(external)}) and {len(raised)} raised inside ({', '.join(raised)})")
     return notes
 
 
 def count_events(variant: MlMachineRoundTrip) -> tuple[list[str], list[str]]:
+    """(events sent from outside, events raised inside) for one GET round trip."""
     machine = variant.machine
     sent: list[str] = []
     raised: list[str] = []
     send, raise_ = machine.send, machine.raise_
 
+    inside_raise = []
+
     def counting_send(event: str, *args: object, **kwargs: object) -> object:
-        sent.append(event)
+        if not inside_raise:  # the library's raise_ goes through send; the compiled one does not
+            sent.append(event)
         return send(event, *args, **kwargs)
 
     def counting_raise(event: str, *args: object, **kwargs: object) -> object:
         raised.append(event)
-        return raise_(event, *args, **kwargs)
+        inside_raise.append(event)
+        try:
+            return raise_(event, *args, **kwargs)
+        finally:
+            inside_raise.pop()
 
     machine.send, machine.raise_ = counting_send, counting_raise  # type: ignore[method-assign]
     try:

@@ -257,7 +257,9 @@ def verify(tagged: list[list[bytes]], tagless: list[list[bytes]], plains: list[t
     # Both check the tag: flip one byte of it.
     (apdu,) = apdus[0]
     flipped = apdu[:-3] + bytes((apdu[-3] ^ 0x01,)) + apdu[-2:]
-    check(decode_push(flipped, TAGGED_KEYS, None, "mbus", None).outcome is Outcome.WRONG_KEY, "meterlink accepted a flipped tag")
+    # A flipped tag byte with both keys set is the authentication key's fault (or the key's).
+    check(decode_push(flipped, TAGGED_KEYS, None, "mbus", None).outcome in (Outcome.WRONG_KEY, Outcome.WRONG_AUTH_KEY),
+          "meterlink accepted a flipped tag")
     try:
         cosem_decode(flipped, DEMO_KEY, AUTH_KEY)
     except DecryptionError:

@@ -1,9 +1,9 @@
 """State diagrams generated from the link machines: `meterlink diagrams`.
 
-Every machine in `meterlink.machines` gets, in diagrams/: an SVG drawn by graphviz from
-python-statemachine's DOT renderer, a Mermaid text form that GitHub renders, and an SCXML document
-for auditors' tools; diagrams/README.md lists each machine's states, transitions and timeouts as
-tables. All of it is a pure function of the machine classes, so `check` can compare it byte for
+Every machine in `meterlink.machines` gets, in diagrams/: an SVG that graphviz draws from our DOT
+(clusters for compound states, one labelled edge per pair of states, a legend), a Mermaid text
+form that GitHub renders, and an SCXML document for auditors' tools; diagrams/README.md lists each
+machine's states, transitions and timeouts as tables. All of it is a pure function of the machine classes, so `check` can compare it byte for
 byte with what is committed.
 """
 
@@ -357,59 +357,235 @@ def _scxml_transition(edge: Edge) -> str:
 
 
 def svg(chart: Chart) -> str:
-    """The library's DOT rendering, with our labels, drawn by graphviz's `dot`."""
-    return _stable_svg(_run_dot(dot(chart)))
+    """The chart drawn by graphviz's `dot`: the first of a few layouts (left to right or top to
+    bottom, states closer or further apart) in which no text is cut or overlaps another and the
+    width is at most MAX_WIDTH; if none is, the narrowest."""
+    drawings = []
+    for rankdir, nodesep, concentrate in LAYOUTS:
+        drawing = _stable_svg(_run_dot(dot(chart, rankdir, nodesep, concentrate)))
+        if not layout_problems(drawing):
+            return drawing
+        drawings.append(drawing)
+    return min(drawings, key=lambda drawing: read_svg(drawing).width_px)
 
 
-def dot(chart: Chart) -> str:
-    """DOT source from python-statemachine's renderer, with stable node names."""
-    from statemachine.contrib.diagram import extract
+LAYOUTS = (("LR", 0.3, False), ("TB", 0.3, False), ("TB", 0.2, False), ("LR", 0.2, False), ("TB", 0.45, False),
+           ("LR", 0.45, False), ("TB", 0.2, True), ("LR", 0.2, True), ("TB", 0.3, True))
+"""(rankdir, nodesep in inches, concentrate: edges into one state share their last stretch) tried
+in turn."""
 
-    try:
-        from statemachine.contrib.diagram.renderers.dot import DotRenderer
-    except ImportError:
-        raise ToolMissing("drawing the SVG diagrams needs pydot: pip install pydot") from None
-    graph = extract(chart.machine)
-    _relabel(graph, chart)
-    return _renumber(DotRenderer().render(graph).to_string())
+MAX_WIDTH = 2400
+"""Pixels: wider than a screen, a diagram is read by scrolling, and auditors print them."""
 
+MIN_TEXT = 10
+"""Pixels: the smallest text, at the SVG's own size."""
 
-def _relabel(graph: Any, chart: Chart) -> None:
-    """Put our event ids, deadlines and internal transitions into the library's diagram model."""
-    from statemachine.contrib.diagram.model import ActionType, DiagramAction
-
-    nodes = {node.id: node for node in chart.nodes()}
-    # extract() lists each state's transitions in declaration order, as chart_of() does.
-    pending = {node.id: list(node.edges) for node in nodes.values()}
-    for drawn in graph.transitions:
-        if drawn.is_initial:
-            continue
-        edge = pending[drawn.source].pop(0)
-        if drawn.targets != [edge.target]:  # a library that lists them otherwise must not mislabel
-            raise RuntimeError(f"{chart.name}: the DOT renderer lists {drawn.source}'s transitions in another order")
-        drawn.event = edge.trigger
-    for state in _diagram_states(graph.states):
-        # The library lists an internal transition in its state's box only when it has an action,
-        # and without its guard; list every one, in full. Entry and exit actions as chart_of()
-        # reads them: LinkMachine's own bookkeeping (on_enter_state) is no action of this state.
-        state.actions = [DiagramAction(ActionType.ENTRY, body) for body in nodes[state.id].entry]
-        state.actions += [DiagramAction(ActionType.EXIT, body) for body in nodes[state.id].exit]
-        state.actions += [DiagramAction(ActionType.INTERNAL, edge.label) for edge in nodes[state.id].edges if edge.internal]
+HELVETICA = dict(zip(
+    " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+    [278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278] + [556] * 10
+    + [278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722,
+       778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500,
+       556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500,
+       500, 500, 334, 260, 334, 584], strict=True)) | {"\xa0": 278}
+"""Helvetica's advance widths in 1/1000 em (Adobe Font Metrics of the standard PDF fonts; Arial and
+Liberation Sans have the same): text is measured as the SVG asks it to be drawn."""
 
 
-def _diagram_states(states: Sequence[Any]) -> Iterator[Any]:
-    for state in states:
-        yield state
-        yield from _diagram_states(state.children)
+@dataclass(frozen=True, slots=True)
+class TextBox:
+    """Where a text of an SVG is drawn: its advance width by its font size, from 0.75 of the size
+    above the baseline to 0.2 below, in the SVG's user units; `pixels`: the font size in px."""
+
+    text: str
+    left: float
+    top: float
+    right: float
+    bottom: float
+    pixels: float
+
+    def overlaps(self, other: TextBox) -> bool:
+        return self.left < other.right and other.left < self.right and self.top < other.bottom and other.top < self.bottom
 
 
-_OBJECT_ID = re.compile(r"(__initial_|cluster___atomic_)(\d+)")
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    width_px: float
+    view: tuple[float, float, float, float]
+    boxes: tuple[TextBox, ...]
 
 
-def _renumber(source: str) -> str:
-    """Replace the Python object ids in the renderer's node names by their order of appearance."""
-    numbers: dict[str, str] = {}
-    return _OBJECT_ID.sub(lambda match: match[1] + numbers.setdefault(match[2], str(len(numbers))), source)
+_SVG = "{http://www.w3.org/2000/svg}"
+
+
+def read_svg(text: str) -> Drawing:
+    """The size and text boxes of an SVG as graphviz writes it (one group, moved by translate())."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    view = tuple(float(value) for value in root.get("viewBox", "0 0 0 0").split())
+    width = root.get("width", "0")
+    width_px = float(re.match(r"[\d.]+", width)[0]) * (4 / 3 if width.endswith("pt") else 1)  # type: ignore[index]
+    scale = width_px / view[2] if view[2] else 1.0
+    group = root.find(f"{_SVG}g")
+    moved = re.search(r"translate\(([-\d.]+) ([-\d.]+)\)", group.get("transform", "") if group is not None else "")
+    dx, dy = (float(moved[1]), float(moved[2])) if moved else (0.0, 0.0)
+    boxes = []
+    for element in root.iter(f"{_SVG}text"):
+        content = "".join(element.itertext())
+        size = float(element.get("font-size", "14"))
+        x, y = float(element.get("x", "0")) + dx, float(element.get("y", "0")) + dy
+        advance = sum(HELVETICA.get(char, 1000) for char in content) * size / 1000
+        anchor = element.get("text-anchor", "start")
+        left = x - advance / 2 if anchor == "middle" else x - advance if anchor == "end" else x
+        boxes.append(TextBox(content, left, y - 0.75 * size, left + advance, y + 0.2 * size, size * scale))
+    return Drawing(width_px, view, tuple(boxes))  # type: ignore[arg-type]
+
+
+def layout_problems(text: str) -> list[str]:
+    """What makes an SVG hard to read: too wide, text too small, cut at the border, or on other text."""
+    drawing = read_svg(text)
+    x, y, width, height = drawing.view
+    problems = []
+    if drawing.width_px > MAX_WIDTH:
+        problems.append(f"{drawing.width_px:.0f} px wide")
+    for box in drawing.boxes:
+        if box.pixels < MIN_TEXT:
+            problems.append(f"{box.text!r} is {box.pixels:.1f} px")
+        if not (x <= box.left and box.right <= x + width and y <= box.top and box.bottom <= y + height):
+            problems.append(f"{box.text!r} is cut at the border")
+    for index, one in enumerate(drawing.boxes):
+        problems += [f"{one.text!r} overlaps {other.text!r}" for other in drawing.boxes[index + 1:] if one.overlaps(other)]
+    return problems
+
+
+LEFT_BREAK = '<br align="left"/>'
+"""Ends a line of an edge label, left-aligned: one line per transition."""
+
+LEGEND = (
+    ("event [guard] / action", "taken on the event if the guard holds; runs the actions"),
+    ("(after x = N s)", "sent by the state's timeout, N s after entering it"),
+    ("(internal)", "handled in the state: not left, its timeout runs on"),
+    ("‖, dashed boxes", "a parallel state: its regions are active at once"),
+    ("● →, double border", "initial state, final state"),
+)
+
+
+def dot(chart: Chart, rankdir: str = "LR", nodesep: float = 0.3, concentrate: bool = False) -> str:
+    """DOT source of the chart: compound states as clusters, the regions of a parallel state as
+    dashed clusters, internal transitions and entry/exit actions inside their state, and one edge
+    per (source, target) whose label lists every transition between them, one line each
+    (`event [guard] / action`), so that a label sits on its edge. A legend explains the notation."""
+    lines = [
+        f"digraph {_dot_id(chart.name)} {{",
+        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=b, labeljust=l, nodesep={nodesep}, ranksep=0.4, pad=0.3, concentrate={str(concentrate).lower()}, "
+        "compound=true, newrank=true, splines=true];",
+        "  node [fontname=Helvetica, fontsize=10, shape=rectangle, style=rounded, penwidth=1.5];",
+        "  edge [fontname=Helvetica, fontsize=8, arrowsize=0.6];",
+    ]
+    anchors = {node.id: _anchor(node) for node in chart.nodes()}
+    for node in chart.states:
+        lines += _dot_node(node, "  ", parallel=False)
+    grouped: dict[tuple[str, str], list[Edge]] = {}
+    for edge in chart.edges():
+        if not (edge.internal and edge.source == edge.target):
+            grouped.setdefault((edge.source, edge.target), []).append(edge)
+    compound = {node.id for node in chart.nodes() if node.children}
+    for (source, target), edges in grouped.items():
+        text = "".join(LEFT_BREAK.join(_html(line) for line in _wrapped(_edge_text(edge))) + LEFT_BREAK for edge in edges)
+        attrs = [f"label=<{text}>"]
+        if source in compound:
+            attrs.append(f"ltail=cluster_{source}")
+        if target in compound:
+            attrs.append(f"lhead=cluster_{target}")
+        lines.append(f"  {anchors[source]} -> {anchors[target]} [{', '.join(attrs)}];")
+    # The title and the legend are the graph's label, under the drawing: as a node the legend
+    # would take a rank of its own beside the states and widen the picture.
+    rows = "".join(f'<tr><td align="left"><font point-size="8">{_html(sign)}</font></td>'
+                   f'<td align="left"><font point-size="8">{_html(text)}</font></td></tr>' for sign, text in LEGEND)
+    lines.append(f'  label=<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+                 f'<tr><td colspan="2">{_html(chart.name)}: {_html(chart.summary)}</td></tr>'
+                 f'<tr><td colspan="2" align="left"><font point-size="8"><b>Legend</b></font></td></tr>{rows}</table>>;')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _edge_text(edge: Edge) -> str:
+    """`trigger [guard] / actions`: the transition's UML label, internal ones excepted."""
+    parts = [edge.trigger]
+    if edge.guard:
+        parts.append(f"[{edge.guard}]")
+    if edge.actions:
+        parts.append("/ " + ", ".join(edge.actions))
+    return " ".join(parts)
+
+
+WRAP = 44
+"""Characters in a line of an edge label: longer transitions go on in indented lines."""
+
+
+def _wrapped(text: str) -> list[str]:
+    """A transition's label in lines of about WRAP characters, broken before a guard or the actions
+    and between words; the lines after the first are indented."""
+    lines: list[str] = []
+    line = ""
+    for word in re.split(r"(?<=\S) (?=\[|/ )| ", text):
+        if line and len(line) + 1 + len(word) > WRAP:
+            lines.append(line)
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return lines
+
+
+def _anchor(node: Node) -> str:
+    """The DOT node an edge to or from `node` attaches to: the state, or for a compound state its
+    first atomic descendant (the edge is clipped at the cluster's border)."""
+    while node.children:
+        node = node.children[0]
+    return _dot_id(node.id)
+
+
+def _dot_node(node: Node, indent: str, parallel: bool) -> list[str]:
+    """A state as a node, or a compound state as a cluster of its children (dashed: the regions of
+    a parallel state), with entry/exit actions, internal transitions and an unlabelled timeout."""
+    if not node.children:
+        rows = [f'<tr><td><font point-size="10">{_html(node.name)}</font></td></tr>']
+        details = [f"entry / {action}" for action in node.entry] + [f"exit / {action}" for action in node.exit]
+        details += [edge.label for edge in node.edges if edge.internal and edge.source == edge.target]
+        if node.timer is not None and not any(edge.timer for edge in node.edges):
+            details.append(f"timeout: {node.timer.event} ({node.timer.label})")
+        if details:
+            rows.append("<hr/>")
+            rows += [f'<tr><td align="left"><font point-size="8">{"<br/>".join(_html(line) for line in _wrapped(text))}'
+                     '</font></td></tr>' for text in details]
+        label = f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{"".join(rows)}</table>>'
+        lines = [f"{indent}{_dot_id(node.id)} [label={label}{', peripheries=2' if node.final else ''}];"]
+        if node.initial and not parallel:
+            start = _dot_id(f"start_{node.id}")
+            lines = [f"{indent}{start} [shape=point, width=0.12, label=\"\"];",
+                     *lines, f"{indent}{start} -> {_dot_id(node.id)};"]
+        return lines
+    title = ("‖ " if node.parallel else "") + node.name
+    details = [f"entry / {action}" for action in node.entry] + [f"exit / {action}" for action in node.exit]
+    details += [edge.label for edge in node.edges if edge.internal and edge.source == edge.target]
+    if node.timer is not None:
+        details.append(f"timeout: {node.timer.event} ({node.timer.label})")
+    label = _html(title) + "".join(f'<br/><font point-size="8">{_html(text)}</font>' for text in details)
+    style = "dashed" if parallel else "rounded"
+    lines = [f"{indent}subgraph cluster_{node.id} {{", f"{indent}  label=<{label}>; labelloc=t; style={style}; fontsize=10; margin=8;"]
+    for child in node.children:
+        lines += _dot_node(child, indent + "  ", parallel=node.parallel)
+    lines.append(f"{indent}}}")
+    return lines
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _run_dot(source: str) -> str:

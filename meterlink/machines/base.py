@@ -20,6 +20,7 @@ from statemachine.orderedset import OrderedSet
 
 from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
+from .compiled import CompiledEngine, default_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,10 @@ class _Engine(SyncEngine):
         return super().select_eventless_transitions(trigger_data)
 
 
+class _CompiledEngine(CompiledEngine, _Engine):
+    """The compiled dispatch (machines/compiled.py); its plans come from `_Engine`'s selection code."""
+
+
 class LinkMachine(StateChart):
     """Base class: strict event handling, actions recorded for the actor, declared timeouts.
 
@@ -130,6 +135,10 @@ class LinkMachine(StateChart):
 
     timeouts: ClassVar[tuple[StateTimeout, ...]] = ()
 
+    engine: ClassVar[str] = default_engine()
+    """`compiled` runs events through the class's compiled tables (machines/compiled.py);
+    `library` through python-statemachine's engine (METERLINK_MACHINE_ENGINE sets the default)."""
+
     def __init__(self, counters: Counter[str] | None = None) -> None:
         self.actions: list[Action] = []
         self.counters: Counter[str] = counters if counters is not None else Counter()
@@ -139,7 +148,29 @@ class LinkMachine(StateChart):
 
     def _get_engine(self) -> SyncEngine:
         # Sync callbacks only (ARCHITECTURE.md): the async engine would need asyncio.
-        return _Engine(self)
+        return _CompiledEngine(self) if self.engine == "compiled" else _Engine(self)
+
+    def send(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        """Send an event; through the compiled dispatch unless it asks for what only the library does."""
+        dispatch = getattr(self._engine, "dispatch", None)
+        if dispatch is None or args or "delay" in kwargs or "send_id" in kwargs or "internal" in kwargs:
+            return super().send(event, *args, **kwargs)
+        dispatch.send(event, kwargs, False)
+        return None
+
+    def add_listener(self, *listeners: Any) -> Any:
+        result = super().add_listener(*listeners)
+        if isinstance(self._engine, CompiledEngine):
+            self._engine.listeners_changed()
+        return result
+
+    def raise_(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        """Raise an event into the running macrostep (or send it, outside one)."""
+        dispatch = getattr(self._engine, "dispatch", None)
+        if dispatch is None or args or "delay" in kwargs or "send_id" in kwargs:
+            return super().raise_(event, *args, **kwargs)
+        dispatch.send(event, kwargs, True)
+        return None
 
     @classmethod
     def check_timeouts(cls) -> None:

@@ -152,13 +152,23 @@ class DlmsClient(HdlcStation, LinkMachine):
     class link(State.Parallel, name="DLMS client"):
         class session(State.Compound, name="Session"):
             disconnected = State("Disconnected", initial=True)
-            snrm_sent = State("SNRM sent")
             connected = State("Connected (UA: parameters applied)")
-            aarq_sent = State("AARQ sent")
             associated = State("Associated")
-            awaiting_response = State("Request in progress")
-            rlrq_sent = State("RLRQ sent (wrapper)")
-            disc_sent = State("DISC sent")
+
+            class waiting(State.Compound, name="Waiting for the meter's answer"):
+                """The states with a response timeout: each sends its frame again while retries
+                are left, and all give up the same way (declared once, below)."""
+
+                snrm_sent = State("SNRM sent", initial=True)
+                aarq_sent = State("AARQ sent")
+                awaiting_response = State("Request in progress")
+                rlrq_sent = State("RLRQ sent (wrapper)")
+                disc_sent = State("DISC sent")
+
+            # Short names for the transitions below; deleted at the end of the class body, so the
+            # states stay declared once, inside `waiting`.
+            snrm_sent, aarq_sent, awaiting_response = waiting.snrm_sent, waiting.aarq_sent, waiting.awaiting_response
+            rlrq_sent, disc_sent = waiting.rlrq_sent, waiting.disc_sent
 
             connect = (
                 disconnected.to(snrm_sent, cond="hdlc", on="send_snrm")
@@ -223,12 +233,9 @@ class DlmsClient(HdlcStation, LinkMachine):
                 | awaiting_response.to(awaiting_response, cond="retries_left", on="send_again")
                 | rlrq_sent.to(rlrq_sent, cond="retries_left", on="send_again")
                 | disc_sent.to(disc_sent, cond="retries_left", on="send_again")
-                | snrm_sent.to(disconnected, on=["give_up", "end_session"])
-                | aarq_sent.to(disconnected, on=["give_up", "end_session"])
-                | awaiting_response.to(disconnected, on=["give_up", "end_session"])
-                | rlrq_sent.to(disconnected, on=["give_up", "end_session"])
-                | disc_sent.to(disconnected, on=["give_up", "end_session"])
+                | waiting.to(disconnected, on=["give_up", "end_session"])
             )
+            del snrm_sent, aarq_sent, awaiting_response, rlrq_sent, disc_sent
 
         receiver = receiver_region()
 

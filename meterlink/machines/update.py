@@ -169,7 +169,7 @@ class UpdateMachine(LinkMachine):
         self.result, self.reason = "confirmed", None
         self.actions.append(Confirm())
 
-    def roll_back(self, reason: str = "the new release did not confirm its health in time", **_: Any) -> None:
+    def roll_back(self, reason: str = "the new release did not confirm its health in time") -> None:
         self.result, self.reason = "rolled_back", reason
         self.counters["rolled_back"] += 1
         self.actions.append(RollBack())
