@@ -100,791 +100,479 @@ bool signature_verified = false;
 
 active proctype BsmClient() {
   do
-  :: atomic { cfg == 0 -> ev = E_start;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_start -> ev = E_start
+       :: ACCEPTS_no_answer -> ev = E_no_answer
+       :: ACCEPTS_refused -> ev = E_refused
+       :: ACCEPTS_bad_answer -> ev = E_bad_answer
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_answer -> ev = E_answer
+       :: ACCEPTS_next -> ev = E_next
+       :: ACCEPTS_snapshot_deadline -> ev = E_snapshot_deadline
+       :: ACCEPTS_poll_due -> ev = E_poll_due
+       :: ACCEPTS_status_due -> ev = E_status_due
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_answer -> if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_start ->
             /* starting -> discovery */
             /* read_marker */
             cfg = 1;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_answer ->
             /* marker -> header */
             /* check_marker */
             cfg = 3;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 1 && ev == E_no_answer ->
             /* marker -> marker */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* header -> signing_meter */
             /* read_signing_meter */
             cfg = 4;
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* header -> header */
             /* read_next_header */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 3 && ev == E_no_answer ->
             /* header -> header */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_answer ->
             /* signing_meter -> ready */
             /* take_key */
             /* on_enter_ready */
             cfg = 5;
-       :: true ->
+       :: cfg == 4 && ev == E_answer ->
             /* signing_meter -> signing_meter */
             /* read_more */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 4 && ev == E_no_answer ->
             /* signing_meter -> signing_meter */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_next;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_next ->
             /* ready -> closed */
             /* done */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 5 && ev == E_next ->
             /* ready -> ac_reading */
             /* read_ac */
             cfg = 6;
-       :: true ->
+       :: cfg == 5 && ev == E_next ->
             /* ready -> update_writing */
             status_valid_noted = false; signature_valid = false; block_read = false; signature_verified = false /* request_update */;
             cfg = 7;
-       :: true ->
+       :: cfg == 5 && ev == E_next ->
             /* ready -> snapshot */
             status_valid_noted = false; signature_valid = false; block_read = false; signature_verified = false /* write_first_meta */;
             cfg = 8;
-       :: true ->
+       :: cfg == 5 && ev == E_next ->
             /* ready -> time_setting */
             /* on_enter_time_setting */
             cfg = 9;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_answer ->
             /* ac_reading -> idle */
             /* publish_ac */
             cfg = 10;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 6 && ev == E_no_answer ->
             /* ac_reading -> ac_reading */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_answer ->
             /* update_writing -> status_waiting */
             cfg = 11;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 7 && ev == E_no_answer ->
             /* update_writing -> update_writing */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_answer ->
             /* meta_writing -> update_writing */
             /* write_update */
             cfg = 7;
-       :: true ->
+       :: cfg == 8 && ev == E_answer ->
             /* meta_writing -> meta_writing */
             /* write_meta */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 8 && ev == E_no_answer ->
             /* meta_writing -> meta_writing */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_answer ->
             /* time_checking -> ready */
             /* refuse_time */
             /* on_enter_ready */
             cfg = 5;
-       :: true ->
+       :: cfg == 9 && ev == E_answer ->
             /* time_checking -> time_writing */
             /* write_time */
             cfg = 12;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 9 && ev == E_no_answer ->
             /* time_checking -> time_checking */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_poll_due;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_poll_due ->
             /* idle -> ac_reading */
             /* read_ac */
             cfg = 6;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_status_due;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_status_due ->
             /* status_waiting -> status_reading */
             /* read_status */
             cfg = 13;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_answer ->
             /* time_writing -> ready */
             /* time_written */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 12 && ev == E_no_answer ->
             /* time_writing -> time_writing */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: (!(st == ST_UPDATING) && !(st == ST_VALID)) ->
+       :: cfg == 13 && ev == E_answer && (!(st == ST_UPDATING) && !(st == ST_VALID)) ->
             /* status_reading -> ready */
             /* snapshot_failed */
             /* on_enter_ready */
             cfg = 5;
-       :: (!(st == ST_UPDATING) && (st == ST_VALID)) ->
+       :: cfg == 13 && ev == E_answer && (!(st == ST_UPDATING) && (st == ST_VALID)) ->
             /* status_reading -> block_reading */
             block_read = true /* read_block */;
             cfg = 14;
-       :: ((st == ST_UPDATING) && !(st == ST_VALID)) || ((st == ST_UPDATING) && (st == ST_VALID)) ->
+       :: cfg == 13 && ev == E_answer && (((st == ST_UPDATING) && !(st == ST_VALID)) || ((st == ST_UPDATING) && (st == ST_VALID))) ->
             /* status_reading -> status_waiting */
             cfg = 11;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 13 && ev == E_no_answer ->
             /* status_reading -> status_reading */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_answer ->
             /* block_reading -> ocmf_reading */
             if :: signature_verified = block_read :: signature_verified = false fi; signature_valid = signature_verified; if :: status_valid_noted = true :: status_valid_noted = false fi /* verify_block */;
             cfg = 15;
-       :: true ->
+       :: cfg == 14 && ev == E_answer ->
             /* block_reading -> block_reading */
             /* read_more */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 14 && ev == E_no_answer ->
             /* block_reading -> block_reading */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_answer;
-       if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* ocmf_reading -> ready */
             /* verify_ocmf */
             /* on_enter_ready */
             cfg = 5;
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* ocmf_reading -> ocmf_reading */
             /* read_more */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 15 && ev == E_no_answer ->
             /* ocmf_reading -> ocmf_reading */
             /* resend */
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_snapshot_deadline;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_snapshot_deadline ->
             /* snapshot -> ready */
             /* snapshot_timed_out */
             /* on_enter_ready */
             cfg = 5;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       st = ST_OTHER; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;

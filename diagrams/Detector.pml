@@ -39,66 +39,47 @@ byte ev = 0;
 
 active proctype Detector() {
   do
-  :: atomic { cfg == 0 -> ev = E_reply;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_reply -> ev = E_reply
+       :: ACCEPTS_heard -> ev = E_heard
+       :: ACCEPTS_silence -> ev = E_silence
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_timing_over -> ev = E_timing_over
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_reply ->
             /* listening -> listening */
             /* answer */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_heard;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_heard ->
             /* listening -> timing */
             /* note */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_silence ->
             /* listening -> silent */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* listening -> silent */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_reply;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_reply ->
             /* timing -> timing */
             /* answer */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_heard;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_heard ->
             /* timing -> timing */
             /* count_other_framing */
-       :: true ->
+       :: cfg == 1 && ev == E_heard ->
             /* timing -> timing */
             /* note */
-       :: true ->
+       :: cfg == 1 && ev == E_heard ->
             /* timing -> found */
             /* note */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_timing_over;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_timing_over ->
             /* timing -> found */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* timing -> found */
             cfg = 3;
        fi;

@@ -150,4056 +150,2114 @@ bool request_outside = false;
 
 active proctype DlmsClient() {
   do
-  :: atomic { cfg == 0 -> ev = E_connect;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_connect -> ev = E_connect
+       :: ACCEPTS_partial_frame -> ev = E_partial_frame
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_bad_frame -> ev = E_bad_frame
+       :: ACCEPTS_stray_frame -> ev = E_stray_frame
+       :: ACCEPTS_finished -> ev = E_finished
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_associate -> ev = E_associate
+       :: ACCEPTS_no_response -> ev = E_no_response
+       :: ACCEPTS_ua -> ev = E_ua
+       :: ACCEPTS_dm -> ev = E_dm
+       :: ACCEPTS_frmr -> ev = E_frmr
+       :: ACCEPTS_frame_ended -> ev = E_frame_ended
+       :: ACCEPTS_inter_octet_timeout -> ev = E_inter_octet_timeout
+       :: ACCEPTS_i_frame -> ev = E_i_frame
+       :: ACCEPTS_apdu -> ev = E_apdu
+       :: ACCEPTS_rr -> ev = E_rr
+       :: ACCEPTS_rnr -> ev = E_rnr
+       :: ACCEPTS_next -> ev = E_next
+       :: ACCEPTS_idle -> ev = E_idle
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_link_lost -> association = NONE
+       :: ev == E_ua -> association = NONE
+       :: ev == E_dm -> association = NONE
+       :: ev == E_apdu -> if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 2;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 3;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_associate;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_associate ->
             /* connected -> aarq_sent */
             association = AARQ_SENT /* send_aarq */;
             cfg = 5;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 6;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 2 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 1;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 8;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_connect;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 9;
-       :: true ->
+       :: cfg == 3 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 10;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 0;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 0;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 5 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 11;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 5 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 5 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 7;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 5 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 11;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 5 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 12;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 5 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 13;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_associate;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_associate ->
             /* connected -> aarq_sent */
             association = AARQ_SENT /* send_aarq */;
             cfg = 14;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 15;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 15;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_connect;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 1;
-       :: true ->
+       :: cfg == 7 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 2;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 16;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 8 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 18;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 9;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_associate;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_associate ->
             /* connected -> aarq_sent */
             association = AARQ_SENT /* send_aarq */;
             cfg = 14;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 6;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 15;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 15;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 10 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 9;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 8;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 11 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 20;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_next;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_next ->
             /* associated -> associated */
-       :: true ->
+       :: cfg == 12 && ev == E_next ->
             /* associated -> rlrq_sent */
             association = NONE /* send_rlrq */;
             cfg = 21;
-       :: true ->
+       :: cfg == 12 && ev == E_next ->
             /* associated -> disc_sent */
             association = NONE /* send_disc */;
             cfg = 11;
-       :: true ->
+       :: cfg == 12 && ev == E_next ->
             /* associated -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 22;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_idle;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_idle ->
             /* associated -> awaiting_response */
             /* start_cycle */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 22;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 23;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 13 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 24;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 25;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 13 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 13 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
             cfg = 24;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 13 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 13 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 17;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 13 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 25;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 13 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 26;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 13 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
             cfg = 24;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 14 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 28;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 14 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 14 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 17;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 14 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 28;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 14 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 26;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 14 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 13;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_associate;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_associate ->
             /* connected -> aarq_sent */
             association = AARQ_SENT /* send_aarq */;
             cfg = 5;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 6;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_connect;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 9;
-       :: true ->
+       :: cfg == 16 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 10;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 29;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 29;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_connect;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 9;
-       :: true ->
+       :: cfg == 17 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 10;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 16;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 29;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 29;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 18 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 9;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 8;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 19;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 19 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 30;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 1;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 8;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 20 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 25;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 21 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 21 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 32;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 22 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 11;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 22 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 22 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 22 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 12;
-       :: true ->
+       :: cfg == 22 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 22 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 33;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_next;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_next ->
             /* associated -> associated */
-       :: true ->
+       :: cfg == 23 && ev == E_next ->
             /* associated -> rlrq_sent */
             association = NONE /* send_rlrq */;
             cfg = 34;
-       :: true ->
+       :: cfg == 23 && ev == E_next ->
             /* associated -> disc_sent */
             association = NONE /* send_disc */;
             cfg = 28;
-       :: true ->
+       :: cfg == 23 && ev == E_next ->
             /* associated -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 35;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_idle;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_idle ->
             /* associated -> awaiting_response */
             /* start_cycle */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 35;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 36;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 36;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 24 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 25;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 24 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 24 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 24 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 24 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 17;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 24 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 25;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 24 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 26;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 24 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 13;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 27;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 25 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 20;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_next;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_next ->
             /* associated -> associated */
-       :: true ->
+       :: cfg == 26 && ev == E_next ->
             /* associated -> rlrq_sent */
             association = NONE /* send_rlrq */;
             cfg = 34;
-       :: true ->
+       :: cfg == 26 && ev == E_next ->
             /* associated -> disc_sent */
             association = NONE /* send_disc */;
             cfg = 28;
-       :: true ->
+       :: cfg == 26 && ev == E_next ->
             /* associated -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 35;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_idle;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_idle ->
             /* associated -> awaiting_response */
             /* start_cycle */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 35;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 23;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 36;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 36;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 27 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 37;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 38;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 27 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 27 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
             cfg = 37;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 27 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 27 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 7;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 27 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 38;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 27 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 12;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 27 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
             cfg = 37;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 13;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 28 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 20;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 31;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_connect;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_connect ->
             /* disconnected -> connected */
             /* open_wrapper */
             cfg = 1;
-       :: true ->
+       :: cfg == 29 && ev == E_connect ->
             /* disconnected -> snrm_sent */
             association = NONE /* send_snrm */;
             cfg = 2;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 16;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 30 && ev == E_no_response ->
             /* snrm_sent -> snrm_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_ua ->
             /* snrm_sent -> connected */
             /* apply_parameters */
             cfg = 1;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_dm ->
             /* snrm_sent -> disconnected */
             /* report_connection_refused */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_frmr ->
             /* snrm_sent -> disconnected */
             /* report_frame_reject */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 8;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 31 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 38;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 20;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 32 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 39;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 32 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 33 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 41;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 25;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 33 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 33 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
             cfg = 41;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 33 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 26;
-       :: true ->
+       :: cfg == 33 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
             cfg = 41;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 33 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
             cfg = 41;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 34 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 34 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 32;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 35 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 28;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 35 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 35 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 35 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 26;
-       :: true ->
+       :: cfg == 35 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 35 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 33;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_next;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_next ->
             /* associated -> associated */
-       :: true ->
+       :: cfg == 36 && ev == E_next ->
             /* associated -> rlrq_sent */
             association = NONE /* send_rlrq */;
             cfg = 21;
-       :: true ->
+       :: cfg == 36 && ev == E_next ->
             /* associated -> disc_sent */
             association = NONE /* send_disc */;
             cfg = 11;
-       :: true ->
+       :: cfg == 36 && ev == E_next ->
             /* associated -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 22;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_idle;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_idle ->
             /* associated -> awaiting_response */
             /* start_cycle */
             request_outside = request_outside || association != ACCEPTED /* send_get */;
             cfg = 22;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 23;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 37 && ev == E_no_response ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_dm ->
             /* aarq_sent -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_frmr ->
             /* aarq_sent -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 38;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 37 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 37 && ev == E_i_frame ->
             /* aarq_sent -> aarq_sent */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 37 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> aarq_sent */
             /* drop_unexpected_apdu */
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 37 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disconnected */
             /* report_refusal */
             association = NONE /* end_session */;
             cfg = 7;
-       :: (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 37 && ev == E_apdu && (!(apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
             /* aarq_sent -> disc_sent */
             /* report_refusal */
             association = NONE /* send_disc */;
             cfg = 38;
-       :: ((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED)) ->
+       :: cfg == 37 && ev == E_apdu && (((apdu_kind == AARE_ACCEPTED) && !(apdu_kind == AARE_REFUSED)) || ((apdu_kind == AARE_ACCEPTED) && (apdu_kind == AARE_REFUSED))) ->
             /* aarq_sent -> associated */
             /* apply_initiate_response */
             cfg = 12;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 37 && ev == E_rr ->
             /* aarq_sent -> aarq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_rnr ->
             /* aarq_sent -> aarq_sent */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 13;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 38 && ev == E_no_response ->
             /* disc_sent -> disc_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_ua;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_ua ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_dm ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_frmr ->
             /* disc_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 20;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 39 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 39 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 32;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 40;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 40 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 43;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 40 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 32;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 17;
-       :: true ->
+       :: cfg == 41 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 17;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 25;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 41 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 41 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 41 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 26;
-       :: true ->
+       :: cfg == 41 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 41 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 33;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 42;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 42 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
             cfg = 44;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 38;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 42 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 42 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
             cfg = 44;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 42 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 12;
-       :: true ->
+       :: cfg == 42 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
             cfg = 44;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 42 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
             cfg = 44;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 33;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 43 && ev == E_no_response ->
             /* rlrq_sent -> rlrq_sent */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_apdu ->
             /* rlrq_sent -> rlrq_sent */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 43 && ev == E_apdu ->
             /* rlrq_sent -> disconnected */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 32;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_no_response;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_no_response ->
             /* waiting -> disconnected */
             /* give_up */
             association = NONE /* end_session */;
             cfg = 7;
-       :: true ->
+       :: cfg == 44 && ev == E_no_response ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_again */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_dm;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_dm ->
             /* awaiting_response -> disconnected */
             /* report_disconnected_mode */
             association = NONE /* end_session */;
             cfg = 7;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_frmr;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_frmr ->
             /* awaiting_response -> disc_sent */
             /* report_frame_reject */
             association = NONE /* send_disc */;
             cfg = 38;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 44 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_apdu */
-       :: true ->
+       :: cfg == 44 && ev == E_i_frame ->
             /* awaiting_response -> awaiting_response */
             /* collect_segment */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_apdu;
-       if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             /* drop_unexpected_apdu */
-       :: true ->
+       :: cfg == 44 && ev == E_apdu ->
             /* awaiting_response -> associated */
             /* complete_get */
             cfg = 12;
-       :: true ->
+       :: cfg == 44 && ev == E_apdu ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || association != ACCEPTED /* request_next_block */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             /* count_receive_ready */
-       :: true ->
+       :: cfg == 44 && ev == E_rr ->
             /* awaiting_response -> awaiting_response */
             request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED) /* send_next_segment */;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_rnr;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_rnr ->
             /* awaiting_response -> awaiting_response */
             /* count_receiver_busy */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 33;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_finished;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_finished ->
             /* link -> closed */
             cfg = 4;
-       fi;
-       apdu_kind = OTHER_APDU; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_link_lost;
-       association = NONE;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_link_lost ->
             /* link -> closed */
             /* lose_session */
             cfg = 4;

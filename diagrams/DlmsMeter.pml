@@ -79,1393 +79,767 @@ byte ev = 0;
 
 active proctype DlmsMeter() {
   do
-  :: atomic { cfg == 0 -> ev = E_snrm;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_snrm -> ev = E_snrm
+       :: ACCEPTS_wrapper_opened -> ev = E_wrapper_opened
+       :: ACCEPTS_disc -> ev = E_disc
+       :: ACCEPTS_i_frame -> ev = E_i_frame
+       :: ACCEPTS_rr -> ev = E_rr
+       :: ACCEPTS_partial_frame -> ev = E_partial_frame
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_bad_frame -> ev = E_bad_frame
+       :: ACCEPTS_stray_frame -> ev = E_stray_frame
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_apdu -> ev = E_apdu
+       :: ACCEPTS_inactivity -> ev = E_inactivity
+       :: ACCEPTS_frame_ended -> ev = E_frame_ended
+       :: ACCEPTS_inter_octet_timeout -> ev = E_inter_octet_timeout
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_snrm ->
             /* nrm -> nrm */
             /* accept_connection */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_disc ->
             /* nrm -> ndm */
             /* answer_ua */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 1 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_request */
-       :: true ->
+       :: cfg == 1 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_segment */
-       :: true ->
+       :: cfg == 1 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* send_again */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_rr ->
             /* nrm -> nrm */
             /* answer_rr */
-       :: true ->
+       :: cfg == 1 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_again */
-       :: true ->
+       :: cfg == 1 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_next_segment */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_not_associated */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_association */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* nrm -> associated */
             /* answer_association */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_inactivity ->
             /* nrm -> ndm */
             /* drop_connection */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_snrm ->
             /* associated -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_disc ->
             /* associated -> ndm */
             /* answer_ua */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* associated -> associated */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_request */
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_segment */
-       :: true ->
+       :: cfg == 5 && ev == E_i_frame ->
             /* associated -> associated */
             /* send_again */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_rr ->
             /* associated -> associated */
             /* answer_rr */
-       :: true ->
+       :: cfg == 5 && ev == E_rr ->
             /* associated -> associated */
             /* send_again */
-       :: true ->
+       :: cfg == 5 && ev == E_rr ->
             /* associated -> associated */
             /* send_next_segment */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_request */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_association */
             cfg = 1;
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_association */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_release */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_inactivity ->
             /* associated -> ndm */
             /* drop_connection */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_snrm ->
             /* nrm -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_disc ->
             /* nrm -> ndm */
             /* answer_ua */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 6 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_request */
             cfg = 7;
-       :: true ->
+       :: cfg == 6 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_segment */
             cfg = 7;
-       :: true ->
+       :: cfg == 6 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* send_again */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_rr ->
             /* nrm -> nrm */
             /* answer_rr */
             cfg = 7;
-       :: true ->
+       :: cfg == 6 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_again */
             cfg = 7;
-       :: true ->
+       :: cfg == 6 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_next_segment */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_not_associated */
-       :: true ->
+       :: cfg == 6 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_association */
             cfg = 7;
-       :: true ->
+       :: cfg == 6 && ev == E_apdu ->
             /* nrm -> associated */
             /* answer_association */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_inactivity ->
             /* nrm -> ndm */
             /* drop_connection */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_snrm ->
             /* nrm -> nrm */
             /* accept_connection */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_disc ->
             /* nrm -> ndm */
             /* answer_ua */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 7 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_request */
-       :: true ->
+       :: cfg == 7 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_segment */
-       :: true ->
+       :: cfg == 7 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* send_again */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_rr ->
             /* nrm -> nrm */
             /* answer_rr */
-       :: true ->
+       :: cfg == 7 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_again */
-       :: true ->
+       :: cfg == 7 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_next_segment */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_not_associated */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_association */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* nrm -> associated */
             /* answer_association */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_inactivity ->
             /* nrm -> ndm */
             /* drop_connection */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_snrm ->
             /* associated -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_disc ->
             /* associated -> ndm */
             /* answer_ua */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_i_frame ->
             /* associated -> associated */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 9 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_request */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_segment */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_i_frame ->
             /* associated -> associated */
             /* send_again */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_rr ->
             /* associated -> associated */
             /* answer_rr */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_rr ->
             /* associated -> associated */
             /* send_again */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_rr ->
             /* associated -> associated */
             /* send_next_segment */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_request */
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_association */
             cfg = 7;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_association */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_release */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_inactivity ->
             /* associated -> ndm */
             /* drop_connection */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_snrm ->
             /* associated -> nrm */
             /* accept_connection */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_disc ->
             /* associated -> ndm */
             /* answer_ua */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_i_frame ->
             /* associated -> associated */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 11 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_request */
-       :: true ->
+       :: cfg == 11 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_segment */
-       :: true ->
+       :: cfg == 11 && ev == E_i_frame ->
             /* associated -> associated */
             /* send_again */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_rr ->
             /* associated -> associated */
             /* answer_rr */
-       :: true ->
+       :: cfg == 11 && ev == E_rr ->
             /* associated -> associated */
             /* send_again */
-       :: true ->
+       :: cfg == 11 && ev == E_rr ->
             /* associated -> associated */
             /* send_next_segment */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_request */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_association */
             cfg = 7;
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_association */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_release */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_inactivity ->
             /* associated -> ndm */
             /* drop_connection */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_snrm ->
             /* nrm -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_disc ->
             /* nrm -> ndm */
             /* answer_ua */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 12 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_request */
             cfg = 1;
-       :: true ->
+       :: cfg == 12 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* collect_segment */
             cfg = 1;
-       :: true ->
+       :: cfg == 12 && ev == E_i_frame ->
             /* nrm -> nrm */
             /* send_again */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_rr ->
             /* nrm -> nrm */
             /* answer_rr */
             cfg = 1;
-       :: true ->
+       :: cfg == 12 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_again */
             cfg = 1;
-       :: true ->
+       :: cfg == 12 && ev == E_rr ->
             /* nrm -> nrm */
             /* send_next_segment */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_not_associated */
-       :: true ->
+       :: cfg == 12 && ev == E_apdu ->
             /* nrm -> nrm */
             /* answer_association */
             cfg = 1;
-       :: true ->
+       :: cfg == 12 && ev == E_apdu ->
             /* nrm -> associated */
             /* answer_association */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_inactivity ->
             /* nrm -> ndm */
             /* drop_connection */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_snrm ->
             /* ndm -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_wrapper_opened;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_wrapper_opened ->
             /* ndm -> nrm */
             /* open_wrapper */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_disc ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_i_frame ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_rr ->
             /* ndm -> ndm */
             /* answer_dm */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_snrm;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_snrm ->
             /* associated -> nrm */
             /* accept_connection */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_disc;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_disc ->
             /* associated -> ndm */
             /* answer_ua */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_i_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* associated -> associated */
             /* drop_out_of_sequence */
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_request */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* associated -> associated */
             /* collect_segment */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_i_frame ->
             /* associated -> associated */
             /* send_again */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_rr;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_rr ->
             /* associated -> associated */
             /* answer_rr */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_rr ->
             /* associated -> associated */
             /* send_again */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_rr ->
             /* associated -> associated */
             /* send_next_segment */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_request */
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_association */
             cfg = 1;
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* associated -> associated */
             /* answer_association */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* associated -> nrm */
             /* answer_release */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_inactivity;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_inactivity ->
             /* associated -> ndm */
             /* drop_connection */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_link_lost ->
             /* link -> closed */
             cfg = 3;
        fi;

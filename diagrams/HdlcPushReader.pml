@@ -92,1864 +92,1189 @@ byte ev = 0;
 
 active proctype HdlcPushReader() {
   do
-  :: atomic { cfg == 0 -> ev = E_segment;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_segment -> ev = E_segment
+       :: ACCEPTS_last_segment -> ev = E_last_segment
+       :: ACCEPTS_apdu -> ev = E_apdu
+       :: ACCEPTS_telegram -> ev = E_telegram
+       :: ACCEPTS_silence -> ev = E_silence
+       :: ACCEPTS_partial_frame -> ev = E_partial_frame
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_bad_frame -> ev = E_bad_frame
+       :: ACCEPTS_stray_frame -> ev = E_stray_frame
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_inter_frame_timeout -> ev = E_inter_frame_timeout
+       :: ACCEPTS_frame_ended -> ev = E_frame_ended
+       :: ACCEPTS_inter_octet_timeout -> ev = E_inter_octet_timeout
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 3;
-       :: true ->
+       :: cfg == 0 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 0 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
-       :: true ->
+       :: cfg == 1 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
-       :: true ->
+       :: cfg == 1 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 3;
-       :: true ->
+       :: cfg == 1 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* segments -> segments */
             /* collect */
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* segments -> segments */
             /* drop_partial */
             /* collect */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_last_segment ->
             /* segments -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       :: true ->
+       :: cfg == 2 && ev == E_last_segment ->
             /* segments -> blocks */
             /* collect */
             /* complete */
             cfg = 3;
-       :: true ->
+       :: cfg == 2 && ev == E_last_segment ->
             /* segments -> listening */
             /* drop_partial */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_partial_frame ->
             /* quiet -> receiving; segments -> segments */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_inter_frame_timeout ->
             /* segments -> listening */
             /* drop_partial */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* segments -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_segment ->
             /* blocks -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_last_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_last_segment ->
             /* blocks -> blocks */
             /* collect */
             /* complete */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> blocks */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* decode */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* reject_block */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_block_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> blocks */
             /* drop_partial */
             /* collect_block */
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* collect_block */
             /* join_blocks */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> blocks */
             /* collect_block */
-       :: true ->
+       :: cfg == 3 && ev == E_apdu ->
             /* blocks -> listening */
             /* collect_block */
             /* join_blocks */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_partial_frame ->
             /* quiet -> receiving; blocks -> blocks */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_inter_frame_timeout ->
             /* blocks -> listening */
             /* drop_partial */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* blocks -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 4 && ev == E_segment ->
             /* stale -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_last_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 4 && ev == E_last_segment ->
             /* stale -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 5 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 5 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 9;
-       :: true ->
+       :: cfg == 5 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 5 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 7 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 7 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 9;
-       :: true ->
+       :: cfg == 7 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 7 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_segment ->
             /* segments -> segments */
             /* collect */
             cfg = 12;
-       :: true ->
+       :: cfg == 8 && ev == E_segment ->
             /* segments -> segments */
             /* drop_partial */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_last_segment ->
             /* segments -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       :: true ->
+       :: cfg == 8 && ev == E_last_segment ->
             /* segments -> blocks */
             /* collect */
             /* complete */
             cfg = 9;
-       :: true ->
+       :: cfg == 8 && ev == E_last_segment ->
             /* segments -> listening */
             /* drop_partial */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_partial_frame ->
             /* segments -> segments; receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_inter_frame_timeout ->
             /* segments -> listening */
             /* drop_partial */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_link_lost ->
             /* segments -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_segment ->
             /* blocks -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_last_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_last_segment ->
             /* blocks -> blocks */
             /* collect */
             /* complete */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> blocks */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* decode */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* reject_block */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_block_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> blocks */
             /* drop_partial */
             /* collect_block */
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* collect_block */
             /* join_blocks */
             cfg = 11;
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> blocks */
             /* collect_block */
-       :: true ->
+       :: cfg == 9 && ev == E_apdu ->
             /* blocks -> listening */
             /* collect_block */
             /* join_blocks */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_partial_frame ->
             /* receiving -> receiving; blocks -> blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_inter_frame_timeout ->
             /* blocks -> listening */
             /* drop_partial */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_link_lost ->
             /* blocks -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 10 && ev == E_segment ->
             /* stale -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_last_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 10 && ev == E_last_segment ->
             /* stale -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_partial_frame ->
             /* receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
-       :: true ->
+       :: cfg == 11 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
-       :: true ->
+       :: cfg == 11 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 9;
-       :: true ->
+       :: cfg == 11 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 11 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_segment ->
             /* segments -> segments */
             /* collect */
-       :: true ->
+       :: cfg == 12 && ev == E_segment ->
             /* segments -> segments */
             /* drop_partial */
             /* collect */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_last_segment ->
             /* segments -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       :: true ->
+       :: cfg == 12 && ev == E_last_segment ->
             /* segments -> blocks */
             /* collect */
             /* complete */
             cfg = 9;
-       :: true ->
+       :: cfg == 12 && ev == E_last_segment ->
             /* segments -> listening */
             /* drop_partial */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_partial_frame ->
             /* receiving -> receiving; segments -> segments */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_inter_frame_timeout ->
             /* segments -> listening */
             /* drop_partial */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_link_lost ->
             /* segments -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 13 && ev == E_segment ->
             /* stale -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_last_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 13 && ev == E_last_segment ->
             /* stale -> listening */
             /* collect */
             /* complete */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_partial_frame ->
             /* receiving -> receiving */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 14 && ev == E_segment ->
             /* listening -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_last_segment ->
             /* listening -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 14 && ev == E_last_segment ->
             /* listening -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> listening */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> listening */
             /* decode */
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> listening */
             /* reject_block */
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> listening */
             /* drop_block_out_of_order */
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> blocks */
             /* collect_block */
             cfg = 3;
-       :: true ->
+       :: cfg == 14 && ev == E_apdu ->
             /* listening -> listening */
             /* collect_block */
             /* join_blocks */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 14 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_segment ->
             /* segments -> segments */
             /* collect */
             cfg = 2;
-       :: true ->
+       :: cfg == 15 && ev == E_segment ->
             /* segments -> segments */
             /* drop_partial */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_last_segment ->
             /* segments -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       :: true ->
+       :: cfg == 15 && ev == E_last_segment ->
             /* segments -> blocks */
             /* collect */
             /* complete */
             cfg = 3;
-       :: true ->
+       :: cfg == 15 && ev == E_last_segment ->
             /* segments -> listening */
             /* drop_partial */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_partial_frame ->
             /* segments -> segments; quiet -> receiving */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_inter_frame_timeout ->
             /* segments -> listening */
             /* drop_partial */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_link_lost ->
             /* segments -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_segment ->
             /* blocks -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_last_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_last_segment ->
             /* blocks -> blocks */
             /* collect */
             /* complete */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> blocks */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* decode */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* reject_block */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_block_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> blocks */
             /* drop_partial */
             /* collect_block */
             cfg = 3;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* collect_block */
             /* join_blocks */
             cfg = 1;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> blocks */
             /* collect_block */
             cfg = 3;
-       :: true ->
+       :: cfg == 16 && ev == E_apdu ->
             /* blocks -> listening */
             /* collect_block */
             /* join_blocks */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_partial_frame ->
             /* blocks -> blocks; quiet -> receiving */
             cfg = 18;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_inter_frame_timeout ->
             /* blocks -> listening */
             /* drop_partial */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_link_lost ->
             /* blocks -> closed */
             /* drop_partial */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 17 && ev == E_segment ->
             /* stale -> segments */
             /* collect */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_last_segment ->
             /* stale -> listening */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 17 && ev == E_last_segment ->
             /* stale -> listening */
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_partial_frame ->
             /* quiet -> receiving */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_noise ->
             /* quiet -> quiet */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_bad_frame ->
             /* quiet -> quiet */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_stray_frame ->
             /* quiet -> quiet */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_segment ->
             /* blocks -> segments */
             /* collect */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_last_segment;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_last_segment ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_last_segment ->
             /* blocks -> blocks */
             /* collect */
             /* complete */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_apdu;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> blocks */
             /* count_foreign_apdu */
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* decode */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* reject_block */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* drop_block_out_of_order */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> blocks */
             /* drop_partial */
             /* collect_block */
             cfg = 9;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> listening */
             /* drop_partial */
             /* collect_block */
             /* join_blocks */
             cfg = 11;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> blocks */
             /* collect_block */
             cfg = 9;
-       :: true ->
+       :: cfg == 18 && ev == E_apdu ->
             /* blocks -> listening */
             /* collect_block */
             /* join_blocks */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_partial_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_partial_frame ->
             /* blocks -> blocks; receiving -> receiving */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_inter_frame_timeout;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_inter_frame_timeout ->
             /* blocks -> listening */
             /* drop_partial */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_noise ->
             /* receiving -> receiving */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_bad_frame ->
             /* receiving -> receiving */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_stray_frame;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_stray_frame ->
             /* receiving -> receiving */
             /* count_stray_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_frame_ended;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_frame_ended ->
             /* receiving -> quiet */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_inter_octet_timeout;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_inter_octet_timeout ->
             /* receiving -> quiet */
             /* drop_stalled_frame */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_link_lost ->
             /* blocks -> closed */
             /* drop_partial */
             cfg = 6;

@@ -134,1163 +134,745 @@ bool activated_unverified = false;
 
 active proctype ImageTransfer() {
   do
-  :: atomic { cfg == 0 -> ev = E_associated;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_associated -> ev = E_associated
+       :: ACCEPTS_session_ended -> ev = E_session_ended
+       :: ACCEPTS_done -> ev = E_done
+       :: ACCEPTS_interrupt -> ev = E_interrupt
+       :: ACCEPTS_answer -> ev = E_answer
+       :: ACCEPTS_inspected -> ev = E_inspected
+       :: ACCEPTS_reconnect -> ev = E_reconnect
+       :: ACCEPTS_poll -> ev = E_poll
+       :: ACCEPTS_retry -> ev = E_retry
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_answer -> if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi
+       :: ev == E_inspected -> if :: inspected_verified = true :: inspected_verified = false fi; if :: inspected_ours = true :: inspected_ours = false fi; if :: asked == ASKED_INSPECT && inspected_verified && inspected_ours -> verified = true :: else -> skip fi
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_associated ->
             /* associating -> reading_revision */
             /* note_association */
             asked = ASKED_OTHER /* read_revision */;
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_associated ->
             /* associating -> inspecting */
             /* note_association */
             asked = ASKED_INSPECT /* inspect */;
             cfg = 2;
-       :: true ->
+       :: cfg == 0 && ev == E_associated ->
             /* associating -> confirming */
             /* note_association */
             asked = ASKED_OTHER /* read_revision */;
             cfg = 3;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_session_ended ->
             /* associating -> associating */
             /* fail_link */
-       :: true ->
+       :: cfg == 0 && ev == E_session_ended ->
             /* associating -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 0 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 1 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_answer ->
             /* reading_revision -> reading_revision */
             /* fail_revision */
-       :: true ->
+       :: cfg == 1 && ev == E_answer ->
             /* reading_revision -> inspecting */
             /* note_revision_before */
             asked = ASKED_INSPECT /* inspect */;
             cfg = 2;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 1 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 2 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_answer ->
             /* inspecting -> inspecting */
             /* note_inspected */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_inspected;
-       if :: inspected_verified = true :: inspected_verified = false fi; if :: inspected_ours = true :: inspected_ours = false fi; if :: asked == ASKED_INSPECT && inspected_verified && inspected_ours -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_inspected ->
             /* inspecting -> inspecting */
             /* fail_disabled */
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 2 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> initiating */
             asked = ASKED_OTHER; verified = false /* initiate */;
             cfg = 9;
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 2 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> sending */
             verified = false /* resume */;
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 10;
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 2 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> verifying */
             verified = false /* resume */;
             asked = ASKED_VERIFY /* verify */;
             cfg = 11;
-       :: ((inspected_ours) && (inspected_verified)) ->
+       :: cfg == 2 && ev == E_inspected && ((inspected_ours) && (inspected_verified)) ->
             /* inspecting -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 12;
-       :: ((inspected_ours) && !(inspected_verified)) || ((inspected_ours) && (inspected_verified)) ->
+       :: cfg == 2 && ev == E_inspected && (((inspected_ours) && !(inspected_verified)) || ((inspected_ours) && (inspected_verified))) ->
             /* inspecting -> verification_wait */
             cfg = 13;
-       :: true ->
+       :: cfg == 2 && ev == E_inspected ->
             /* inspecting -> inspecting */
             /* fail_too_big */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 2 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 3 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* confirming -> confirming */
             /* fail_confirm */
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* confirming -> confirming */
             /* note_revision_after */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 3 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_reconnect;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_reconnect ->
             /* reconnect_wait -> associating */
             asked = ASKED_NONE /* connect */;
             cfg = 0;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 4 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
-       :: true ->
+       :: cfg == 8 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_answer ->
             /* reading_revision -> reading_revision */
             /* fail_revision */
-       :: true ->
+       :: cfg == 8 && ev == E_answer ->
             /* reading_revision -> inspecting */
             /* note_revision_before */
             asked = ASKED_INSPECT /* inspect */;
             cfg = 14;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 8 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 9 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS)) ->
+       :: cfg == 9 && ev == E_answer && (!(result == SUCCESS)) ->
             /* initiating -> initiating */
             /* fail_initiate */
-       :: ((result == SUCCESS)) ->
+       :: cfg == 9 && ev == E_answer && ((result == SUCCESS)) ->
             /* initiating -> sending */
             /* note_initiated */
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 10;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 9 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 10 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS)) ->
+       :: cfg == 10 && ev == E_answer && (!(result == SUCCESS)) ->
             /* sending -> sending */
             /* fail_block */
-       :: ((result == SUCCESS)) ->
+       :: cfg == 10 && ev == E_answer && ((result == SUCCESS)) ->
             /* sending -> checking */
             /* note_block */
             asked = ASKED_OTHER /* read_blocks_status */;
             cfg = 15;
-       :: true ->
+       :: cfg == 10 && ev == E_answer ->
             /* sending -> sending */
             /* note_block */
             asked = ASKED_OTHER; verified = false /* send_block */;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 10 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 11 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS) && !(result == TEMPORARY)) ->
+       :: cfg == 11 && ev == E_answer && (!(result == SUCCESS) && !(result == TEMPORARY)) ->
             /* verifying -> verifying */
             /* fail_verify */
-       :: (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 11 && ev == E_answer && (!(result == SUCCESS) && (result == TEMPORARY)) ->
             /* verifying -> verification_wait */
             cfg = 13;
-       :: ((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 11 && ev == E_answer && (((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY))) ->
             /* verifying -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 12;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 11 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 12 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_answer ->
             /* checking_info -> checking_info */
             /* fail_info */
-       :: true ->
+       :: cfg == 12 && ev == E_answer ->
             /* checking_info -> activating */
             /* note_signature */
             activated_unverified = activated_unverified || !verified; asked = ASKED_OTHER /* activate */;
             cfg = 16;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 12 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 13 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_poll;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_poll ->
             /* verification_wait -> polling */
             asked = ASKED_STATUS /* read_status */;
             cfg = 17;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 13 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 14 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_answer ->
             /* inspecting -> inspecting */
             /* note_inspected */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_inspected;
-       if :: inspected_verified = true :: inspected_verified = false fi; if :: inspected_ours = true :: inspected_ours = false fi; if :: asked == ASKED_INSPECT && inspected_verified && inspected_ours -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_inspected ->
             /* inspecting -> inspecting */
             /* fail_disabled */
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 14 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> initiating */
             asked = ASKED_OTHER; verified = false /* initiate */;
             cfg = 18;
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 14 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> sending */
             verified = false /* resume */;
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 19;
-       :: (!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified)) ->
+       :: cfg == 14 && ev == E_inspected && ((!(inspected_ours) && !(inspected_verified)) || (!(inspected_ours) && (inspected_verified)) || ((inspected_ours) && !(inspected_verified))) ->
             /* inspecting -> verifying */
             verified = false /* resume */;
             asked = ASKED_VERIFY /* verify */;
             cfg = 20;
-       :: ((inspected_ours) && (inspected_verified)) ->
+       :: cfg == 14 && ev == E_inspected && ((inspected_ours) && (inspected_verified)) ->
             /* inspecting -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 21;
-       :: ((inspected_ours) && !(inspected_verified)) || ((inspected_ours) && (inspected_verified)) ->
+       :: cfg == 14 && ev == E_inspected && (((inspected_ours) && !(inspected_verified)) || ((inspected_ours) && (inspected_verified))) ->
             /* inspecting -> verification_wait */
             cfg = 22;
-       :: true ->
+       :: cfg == 14 && ev == E_inspected ->
             /* inspecting -> inspecting */
             /* fail_too_big */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 14 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 15 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* checking -> checking */
             /* fail_check */
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* checking -> checking */
             asked = ASKED_OTHER /* read_first_not_transferred */;
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* checking -> verifying */
             asked = ASKED_VERIFY /* verify */;
             cfg = 11;
-       :: true ->
+       :: cfg == 15 && ev == E_answer ->
             /* checking -> sending */
             /* queue_missing */
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 10;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 15 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 16 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS) && !(result == TEMPORARY)) || (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 16 && ev == E_answer && ((!(result == SUCCESS) && !(result == TEMPORARY)) || (!(result == SUCCESS) && (result == TEMPORARY))) ->
             /* activating -> activating */
             /* fail_activation */
-       :: (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 16 && ev == E_answer && (!(result == SUCCESS) && (result == TEMPORARY)) ->
             /* activating -> activation_wait */
             /* back_off_activation */
             cfg = 23;
-       :: ((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 16 && ev == E_answer && (((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY))) ->
             /* activating -> rebooting */
             /* note_activation */
             cfg = 24;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 16 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 17 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 17 && ev == E_answer && ((!(result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING))) ->
             /* polling -> polling */
             /* fail_verification */
-       :: (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 17 && ev == E_answer && (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
             /* polling -> verification_wait */
             cfg = 13;
-       :: ((result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || ((result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 17 && ev == E_answer && (((result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || ((result == STATUS_VERIFIED) && (result == STATUS_VERIFYING))) ->
             /* polling -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 12;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 17 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 18 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS)) ->
+       :: cfg == 18 && ev == E_answer && (!(result == SUCCESS)) ->
             /* initiating -> initiating */
             /* fail_initiate */
-       :: ((result == SUCCESS)) ->
+       :: cfg == 18 && ev == E_answer && ((result == SUCCESS)) ->
             /* initiating -> sending */
             /* note_initiated */
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 19;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 18 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 19 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS)) ->
+       :: cfg == 19 && ev == E_answer && (!(result == SUCCESS)) ->
             /* sending -> sending */
             /* fail_block */
-       :: ((result == SUCCESS)) ->
+       :: cfg == 19 && ev == E_answer && ((result == SUCCESS)) ->
             /* sending -> checking */
             /* note_block */
             asked = ASKED_OTHER /* read_blocks_status */;
             cfg = 25;
-       :: true ->
+       :: cfg == 19 && ev == E_answer ->
             /* sending -> sending */
             /* note_block */
             asked = ASKED_OTHER; verified = false /* send_block */;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 19 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 20 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS) && !(result == TEMPORARY)) ->
+       :: cfg == 20 && ev == E_answer && (!(result == SUCCESS) && !(result == TEMPORARY)) ->
             /* verifying -> verifying */
             /* fail_verify */
-       :: (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 20 && ev == E_answer && (!(result == SUCCESS) && (result == TEMPORARY)) ->
             /* verifying -> verification_wait */
             cfg = 22;
-       :: ((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 20 && ev == E_answer && (((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY))) ->
             /* verifying -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 21;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 20 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 21 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_answer ->
             /* checking_info -> checking_info */
             /* fail_info */
-       :: true ->
+       :: cfg == 21 && ev == E_answer ->
             /* checking_info -> activating */
             /* note_signature */
             activated_unverified = activated_unverified || !verified; asked = ASKED_OTHER /* activate */;
             cfg = 26;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 21 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 22 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_poll;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_poll ->
             /* verification_wait -> polling */
             asked = ASKED_STATUS /* read_status */;
             cfg = 27;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 22 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 23 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_retry;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_retry ->
             /* activation_wait -> activating */
             activated_unverified = activated_unverified || !verified; asked = ASKED_OTHER /* activate */;
             cfg = 16;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 23 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_session_ended ->
             /* rebooting -> rebooting */
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_reconnect;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_reconnect ->
             /* rebooting -> associating */
             asked = ASKED_NONE /* connect */;
             cfg = 0;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 24 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 25 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_answer ->
             /* checking -> checking */
             /* fail_check */
-       :: true ->
+       :: cfg == 25 && ev == E_answer ->
             /* checking -> checking */
             asked = ASKED_OTHER /* read_first_not_transferred */;
-       :: true ->
+       :: cfg == 25 && ev == E_answer ->
             /* checking -> verifying */
             asked = ASKED_VERIFY /* verify */;
             cfg = 20;
-       :: true ->
+       :: cfg == 25 && ev == E_answer ->
             /* checking -> sending */
             /* queue_missing */
             asked = ASKED_OTHER; verified = false /* send_block */;
             cfg = 19;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 25 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 26 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == SUCCESS) && !(result == TEMPORARY)) || (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 26 && ev == E_answer && ((!(result == SUCCESS) && !(result == TEMPORARY)) || (!(result == SUCCESS) && (result == TEMPORARY))) ->
             /* activating -> activating */
             /* fail_activation */
-       :: (!(result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 26 && ev == E_answer && (!(result == SUCCESS) && (result == TEMPORARY)) ->
             /* activating -> activation_wait */
             /* back_off_activation */
             cfg = 28;
-       :: ((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY)) ->
+       :: cfg == 26 && ev == E_answer && (((result == SUCCESS) && !(result == TEMPORARY)) || ((result == SUCCESS) && (result == TEMPORARY))) ->
             /* activating -> rebooting */
             /* note_activation */
             cfg = 24;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 26 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 27 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_answer;
-       if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING :: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && result == STATUS_VERIFIED) -> verified = true :: else -> skip fi;
-       if
-       :: (!(result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 27 && ev == E_answer && ((!(result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING))) ->
             /* polling -> polling */
             /* fail_verification */
-       :: (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 27 && ev == E_answer && (!(result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
             /* polling -> verification_wait */
             cfg = 22;
-       :: ((result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || ((result == STATUS_VERIFIED) && (result == STATUS_VERIFYING)) ->
+       :: cfg == 27 && ev == E_answer && (((result == STATUS_VERIFIED) && !(result == STATUS_VERIFYING)) || ((result == STATUS_VERIFIED) && (result == STATUS_VERIFYING))) ->
             /* polling -> checking_info */
             asked = ASKED_OTHER /* read_info */;
             cfg = 21;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 27 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_session_ended;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_session_ended ->
             /* session -> session */
             /* fail_link */
             cfg = 8;
-       :: true ->
+       :: cfg == 28 && ev == E_session_ended ->
             /* session -> reconnect_wait */
             /* back_off_reconnect */
             cfg = 4;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_retry;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_retry ->
             /* activation_wait -> activating */
             activated_unverified = activated_unverified || !verified; asked = ASKED_OTHER /* activate */;
             cfg = 26;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_done;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_done ->
             /* update -> failed */
             cfg = 5;
-       :: true ->
+       :: cfg == 28 && ev == E_done ->
             /* update -> active */
             cfg = 6;
-       fi;
-       result = OTHER_RESULT; inspected_verified = false; inspected_ours = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_interrupt;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_interrupt ->
             /* update -> interrupted */
             /* stop */
             cfg = 7;

@@ -149,4398 +149,2135 @@ byte ev = 0;
 
 active proctype LedMachine() {
   do
-  :: atomic { cfg == 0 -> ev = E_access_point_opened;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_access_point_opened -> ev = E_access_point_opened
+       :: ACCEPTS_reading -> ev = E_reading
+       :: ACCEPTS_telegram_dropped -> ev = E_telegram_dropped
+       :: ACCEPTS_fault_found -> ev = E_fault_found
+       :: ACCEPTS_stop -> ev = E_stop
+       :: ACCEPTS_access_point_closed -> ev = E_access_point_closed
+       :: ACCEPTS_flash_over -> ev = E_flash_over
+       :: ACCEPTS_drops_stopped -> ev = E_drops_stopped
+       :: ACCEPTS_fault_cleared -> ev = E_fault_cleared
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 18;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 19;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 20;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 21;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 22;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 23;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 25;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 26;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 27;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 28;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 29;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 27;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 9 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 9 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 21;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 22;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 30;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 10 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 10 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 32;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 33;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 34;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 11 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 11 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 35;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 36;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 37;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 12 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 12 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 38;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 39;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 37;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 13 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 13 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 25;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 40;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 27;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 14 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 14 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 41;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 36;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 37;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 15 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 15 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 28;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 42;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 27;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 16 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 16 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 43;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 39;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 37;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 17 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 17 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 44;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 45;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 18 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 18 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 47;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 20;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 48;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 19 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 19 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 49;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 48;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 20 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 20 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 44;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 50;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 21 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 21 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 52;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 53;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 22 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 22 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 55;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 56;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 23 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 23 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 58;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 59;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 24 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 24 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 14;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 60;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 19;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 20;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 48;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 25 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 25 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 61;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 56;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 23;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 26 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 26 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 62;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 9;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 27 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 27 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 16;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 63;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 48;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 28 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 28 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 64;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 59;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 29 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 29 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 55;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 56;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 30 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 30 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 58;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 59;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 31 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 31 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 52;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 66;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 32 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 32 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 68;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 34;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 69;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 33 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 33 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 70;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 69;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 34 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 34 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 55;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 71;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 30;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 35 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 35 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 72;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 15;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 33;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 34;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 69;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 36 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 36 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 73;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 11;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 12;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 13;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 37 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 37 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 58;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 74;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 38 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 38 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 75;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 17;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 69;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 39 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 39 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 61;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 71;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 23;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 40 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 40 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 61;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 71;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 30;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 41 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 41 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 64;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 74;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 57;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 42 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 42 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 64;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 74;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 65;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 43 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 43 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 32;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 18;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 76;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 44 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 44 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 35;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 78;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 45 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 45 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 38;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 80;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 46 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 46 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 41;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 78;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 45;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 47 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 47 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 48 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 48 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 48 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 48 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 81;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 48 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 48 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 19;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 48 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 48 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 20;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 48 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 48 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 43;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 80;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 49 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 49 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 35;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 78;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 50 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 50 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 38;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 80;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 51 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 51 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 52 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 52 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 32;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 52 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 52 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 18;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 52 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 52 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 83;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 52 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 52 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 52 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 52 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 85;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 26;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 53 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 53 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 54 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 54 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 87;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 54 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 54 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 29;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 54 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 54 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 54 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 54 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 54 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 54 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 35;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 88;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 50;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 55 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 55 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 89;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 26;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 53;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 56 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 56 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 90;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 91;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 23;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 57 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 57 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 38;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 92;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 58 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 58 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 59 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 59 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 93;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 59 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 59 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 29;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 59 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 59 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 59 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 59 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 59 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 59 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 41;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 88;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 45;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 60 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 60 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 41;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 88;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 50;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 61 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 61 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 21;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 91;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 23;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 24;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 62 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 62 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 43;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 92;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 79;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 63 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 63 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 43;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 92;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 82;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 64 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 64 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 90;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 91;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 30;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 65 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 65 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 85;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 26;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 66 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 66 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 67 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 67 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 87;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 67 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 67 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 29;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 67 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 67 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 67 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 67 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 67 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 67 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 85;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 40;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 66;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 68 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 68 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 69 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 69 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 95;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 69 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 69 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 69 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 69 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 33;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 69 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 69 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 34;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 69 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 69 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 70 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 70 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 87;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 70 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 70 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 42;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 70 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 70 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 70 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 70 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 70 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 70 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 89;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 40;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 53;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 71 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 71 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 89;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 40;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 66;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 72 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 72 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 90;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 22;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 30;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 31;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 73 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 73 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 74 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 74 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 93;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 74 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 74 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 42;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 74 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 74 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 74 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 74 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 86;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 74 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 74 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 75 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 75 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 93;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 75 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 75 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 42;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 75 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 75 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 75 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 75 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 94;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 75 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 75 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 68;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 47;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 76 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 76 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 77 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 77 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 70;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 77 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 77 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 49;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 77 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 77 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 77 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 77 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 77 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 77 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 72;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 47;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 76;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 78 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 78 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 73;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 97;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 45;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 79 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 79 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 80 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 80 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 75;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 80 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 80 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 49;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 80 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 80 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 80 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 80 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 80 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 80 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 10;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 97;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 45;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 46;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 81 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 81 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 73;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 97;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 50;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 82 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 82 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 68;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 47;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 83 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 83 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 84 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 84 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 70;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 84 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 84 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 49;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 84 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 84 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 84 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 84 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 84 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 84 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 68;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 60;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 83;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 85 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 85 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 86 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 86 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 99;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 86 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 86 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 62;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 86 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 86 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 53;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 86 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 86 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 86 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 86 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 87 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 87 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 70;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 87 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 87 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 63;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 87 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 87 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 87 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 87 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 87 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 87 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 72;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 60;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 76;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 88 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 88 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 72;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 60;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_telegram_dropped ->
             /* dropping -> dropping */
             /* fault_blink */
             cfg = 83;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_fault_found ->
             /* dropping -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_drops_stopped;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_drops_stopped ->
             /* dropping -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 89 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 89 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 73;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_reading ->
             /* flash -> flash */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_flash_over;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_flash_over ->
             /* flash -> dark */
             /* data_off */
             cfg = 44;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 50;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 51;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 90 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 90 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 91 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 91 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 52;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 91 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 91 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 62;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 91 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 91 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 53;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 91 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 91 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 54;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 91 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 91 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 92 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 92 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 75;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 92 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 92 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 63;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 92 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 92 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 92 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 92 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 96;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 92 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 92 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 93 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 93 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 75;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 93 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 93 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 63;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 93 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 93 && ev == E_telegram_dropped ->
             /* down -> down */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 93 -> ev = E_fault_cleared;
-       if
-       :: true ->
+       :: cfg == 93 && ev == E_fault_cleared ->
             /* down -> clear */
             /* fault_off */
             cfg = 98;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 93 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 93 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 94 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 94 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 99;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 94 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 94 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 62;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 94 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 94 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 66;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 94 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 94 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 94 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 94 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 95 -> ev = E_access_point_closed;
-       if
-       :: true ->
+       :: cfg == 95 && ev == E_access_point_closed ->
             /* access_point -> steady */
             /* power_on */
             cfg = 99;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 95 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 95 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 95 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 95 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 66;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 95 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 95 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 67;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 95 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 95 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 96 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 96 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 95;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 96 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 96 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 81;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 96 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 96 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 76;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 96 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 96 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 96 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 96 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 97 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 97 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 32;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 97 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 97 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 81;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 97 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 97 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 76;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 97 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 97 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 77;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 97 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 97 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 98 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 98 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 95;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 98 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 98 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 81;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 98 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 98 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 83;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 98 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 98 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 98 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 98 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 99 -> ev = E_access_point_opened;
-       if
-       :: true ->
+       :: cfg == 99 && ev == E_access_point_opened ->
             /* steady -> access_point */
             /* power_blink */
             cfg = 95;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 99 -> ev = E_reading;
-       if
-       :: true ->
+       :: cfg == 99 && ev == E_reading ->
             /* dark -> flash */
             /* data_on */
             cfg = 18;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 99 -> ev = E_telegram_dropped;
-       if
-       :: true ->
+       :: cfg == 99 && ev == E_telegram_dropped ->
             /* clear -> dropping */
             /* fault_blink */
             cfg = 83;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 99 -> ev = E_fault_found;
-       if
-       :: true ->
+       :: cfg == 99 && ev == E_fault_found ->
             /* clear -> down */
             /* fault_on */
             cfg = 84;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 99 -> ev = E_stop;
-       if
-       :: true ->
+       :: cfg == 99 && ev == E_stop ->
             /* running -> stopped */
             /* all_off */
             cfg = 5;

@@ -68,369 +68,245 @@ bool acked_bad_checksum = false;
 
 active proctype MBusAdapter() {
   do
-  :: atomic { cfg == 0 -> ev = E_search_telegram;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_search_telegram -> ev = E_search_telegram
+       :: ACCEPTS_segment -> ev = E_segment
+       :: ACCEPTS_oms_telegram -> ev = E_oms_telegram
+       :: ACCEPTS_unsupported_data -> ev = E_unsupported_data
+       :: ACCEPTS_foreign_frame -> ev = E_foreign_frame
+       :: ACCEPTS_bad_frame -> ev = E_bad_frame
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_silence -> ev = E_silence
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_telegram -> ev = E_telegram
+       :: ACCEPTS_segment_timeout -> ev = E_segment_timeout
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_bad_frame -> bad_checksum = true
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_search_telegram ->
             /* search -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_segment ->
             /* search -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_segment ->
             /* search -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             cfg = 2;
-       :: true ->
+       :: cfg == 0 && ev == E_segment ->
             /* search -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_oms_telegram;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_oms_telegram ->
             /* search -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* decode_oms */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_unsupported_data;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_unsupported_data ->
             /* search -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* count_unsupported */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_foreign_frame;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_foreign_frame ->
             /* search -> search */
             /* count_foreign */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_frame;
-       bad_checksum = true;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_frame ->
             /* search -> search */
             /* count_bad_frame */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_noise ->
             /* search -> search */
             /* count_noise */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_silence ->
             /* search -> stale */
             /* report_stale */
             cfg = 3;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* search -> closed */
             cfg = 4;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_search_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_search_telegram ->
             /* listening -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* count_search_in_data_mode */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_segment ->
             /* listening -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_out_of_order */
-       :: true ->
+       :: cfg == 1 && ev == E_segment ->
             /* listening -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             cfg = 2;
-       :: true ->
+       :: cfg == 1 && ev == E_segment ->
             /* listening -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             /* complete */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_oms_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_oms_telegram ->
             /* listening -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* decode_oms */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* listening -> listening */
             /* publish */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_unsupported_data;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_unsupported_data ->
             /* listening -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* count_unsupported */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_foreign_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_foreign_frame ->
             /* listening -> listening */
             /* count_foreign */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_frame;
-       bad_checksum = true;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_frame ->
             /* listening -> listening */
             /* count_bad_frame */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_noise ->
             /* listening -> listening */
             /* count_noise */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 3;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 4;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_search_telegram;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_search_telegram ->
             /* joining -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_partial */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* joining -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_partial */
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* joining -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_partial */
             /* collect */
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* joining -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_partial */
             /* collect */
             /* complete */
             cfg = 1;
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* joining -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
-       :: true ->
+       :: cfg == 2 && ev == E_segment ->
             /* joining -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_oms_telegram;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_oms_telegram ->
             /* joining -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_partial */
             /* decode_oms */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_unsupported_data;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_unsupported_data ->
             /* joining -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* count_unsupported */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_foreign_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_foreign_frame ->
             /* joining -> joining */
             /* count_foreign */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_bad_frame;
-       bad_checksum = true;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_bad_frame ->
             /* joining -> joining */
             /* count_bad_frame */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* joining -> joining */
             /* count_noise */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_segment_timeout;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_segment_timeout ->
             /* joining -> listening */
             /* drop_partial */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* joining -> closed */
             /* drop_partial */
             cfg = 4;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_search_telegram;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_search_telegram ->
             /* stale -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_segment;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_segment ->
             /* stale -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* drop_out_of_order */
             cfg = 1;
-       :: true ->
+       :: cfg == 3 && ev == E_segment ->
             /* stale -> joining */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             cfg = 2;
-       :: true ->
+       :: cfg == 3 && ev == E_segment ->
             /* stale -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* collect */
             /* complete */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_oms_telegram;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_oms_telegram ->
             /* stale -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* decode_oms */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_unsupported_data;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_unsupported_data ->
             /* stale -> listening */
             acked_bad_checksum = acked_bad_checksum || bad_checksum /* ack */;
             /* count_unsupported */
             cfg = 1;
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_foreign_frame;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_foreign_frame ->
             /* stale -> stale */
             /* count_foreign */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_bad_frame;
-       bad_checksum = true;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_bad_frame ->
             /* stale -> stale */
             /* count_bad_frame */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_noise ->
             /* stale -> stale */
             /* count_noise */
-       fi;
-       bad_checksum = false; ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 4;
        fi;

@@ -44,91 +44,58 @@ byte ev = 0;
 
 active proctype MBusMeter() {
   do
-  :: atomic { cfg == 0 -> ev = E_send_search;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_send_search -> ev = E_send_search
+       :: ACCEPTS_stray_ack -> ev = E_stray_ack
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_search_acked -> ev = E_search_acked
+       :: ACCEPTS_search_unanswered -> ev = E_search_unanswered
+       :: ACCEPTS_send_data -> ev = E_send_data
+       :: ACCEPTS_data_acked -> ev = E_data_acked
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_send_search ->
             /* powering_up -> awaiting_search_ack */
             /* emit_search */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_stray_ack;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_stray_ack ->
             /* powering_up -> powering_up */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* powering_up -> closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_search_acked;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_search_acked ->
             /* awaiting_search_ack -> pushing */
             /* acknowledged */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_search_unanswered;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_search_unanswered ->
             /* awaiting_search_ack -> searching */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* awaiting_search_ack -> closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_send_data;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_send_data ->
             /* pushing -> pushing */
             /* emit_data */
-       :: true ->
+       :: cfg == 3 && ev == E_send_data ->
             /* pushing -> searching */
             /* give_up */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_data_acked;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_data_acked ->
             /* pushing -> pushing */
             /* acknowledged */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* pushing -> closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_send_search;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_send_search ->
             /* searching -> awaiting_search_ack */
             /* emit_search */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_stray_ack;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_stray_ack ->
             /* searching -> searching */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* searching -> closed */
             cfg = 2;
        fi;

@@ -67,454 +67,279 @@ byte ev = 0;
 
 active proctype MepClient() {
   do
-  :: atomic { cfg == 0 -> ev = E_start;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_start -> ev = E_start
+       :: ACCEPTS_no_answer -> ev = E_no_answer
+       :: ACCEPTS_sequence_rejected -> ev = E_sequence_rejected
+       :: ACCEPTS_auth_failed -> ev = E_auth_failed
+       :: ACCEPTS_refused -> ev = E_refused
+       :: ACCEPTS_bad_answer -> ev = E_bad_answer
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_length_seen -> ev = E_length_seen
+       :: ACCEPTS_answer -> ev = E_answer
+       :: ACCEPTS_try_again -> ev = E_try_again
+       :: ACCEPTS_poll_due -> ev = E_poll_due
+       :: ACCEPTS_gap_over -> ev = E_gap_over
+       :: ACCEPTS_settled -> ev = E_settled
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_start ->
             /* starting -> requesting */
             /* send_next */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_length_seen;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_length_seen ->
             /* requesting -> receiving */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 1 && ev == E_no_answer ->
             /* requesting -> silent */
             /* fell_silent */
             cfg = 4;
-       :: true ->
+       :: cfg == 1 && ev == E_no_answer ->
             /* requesting -> requesting */
             /* resend */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 3 && ev == E_no_answer ->
             /* receiving -> silent */
             /* fell_silent */
             cfg = 4;
-       :: true ->
+       :: cfg == 3 && ev == E_no_answer ->
             /* receiving -> requesting */
             /* resend_after_cut */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_answer;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* receiving -> idle */
             /* publish */
             cfg = 5;
-       :: true ->
+       :: cfg == 3 && ev == E_answer ->
             /* receiving -> pausing */
             /* take_data */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 3 && ev == E_sequence_rejected ->
             /* receiving -> pausing */
             /* adopt_sequence */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       :: true ->
+       :: cfg == 3 && ev == E_auth_failed ->
             /* receiving -> settling */
             /* next_sequence */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_try_again;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_try_again ->
             /* silent -> requesting */
             /* send_fresh */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_poll_due;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_poll_due ->
             /* idle -> requesting */
             /* start_poll */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_gap_over;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_gap_over ->
             /* pausing -> requesting */
             /* send_next */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_no_answer;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_no_answer ->
             /* link -> closed */
             /* gave_up */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_sequence_rejected;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_sequence_rejected ->
             /* link -> closed */
             /* sequence_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_auth_failed;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_auth_failed ->
             /* link -> closed */
             /* key_rejected */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_settled;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_settled ->
             /* settling -> requesting */
             /* send_next */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_refused;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_refused ->
             /* link -> closed */
             /* was_refused */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_bad_answer;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_bad_answer ->
             /* link -> closed */
             /* answer_unusable */
             /* on_enter_closed */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_link_lost ->
             /* link -> closed */
             /* on_enter_closed */
             cfg = 2;

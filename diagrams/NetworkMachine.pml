@@ -70,285 +70,179 @@ bool window_over = false;
 
 active proctype NetworkMachine() {
   do
-  :: atomic { cfg == 0 -> ev = E_start;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: (!(!window_over)) ->
+       :: ACCEPTS_start -> ev = E_start
+       :: ACCEPTS_configure -> ev = E_configure
+       :: ACCEPTS_factory_reset -> ev = E_factory_reset
+       :: ACCEPTS_joined -> ev = E_joined
+       :: ACCEPTS_join_failed -> ev = E_join_failed
+       :: ACCEPTS_join_timeout -> ev = E_join_timeout
+       :: ACCEPTS_window_closes -> ev = E_window_closes
+       :: ACCEPTS_connection_lost -> ev = E_connection_lost
+       :: ACCEPTS_retry -> ev = E_retry
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_window_closes -> window_over = true
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_start && (!(!window_over)) ->
             /* starting -> unconfigured */
             cfg = 1;
-       :: (!(!window_over)) ->
+       :: cfg == 0 && ev == E_start && (!(!window_over)) ->
             /* starting -> connecting */
             /* join */
             cfg = 2;
-       :: ((!window_over)) ->
+       :: cfg == 0 && ev == E_start && ((!window_over)) ->
             /* starting -> setup */
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       :: ((!window_over)) ->
+       :: cfg == 0 && ev == E_start && ((!window_over)) ->
             /* starting -> joining */
             /* join_beside */
             ap_up = true /* on_enter_window */;
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_configure ->
             /* unconfigured -> connecting */
             /* remember */
             /* join */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_factory_reset ->
             /* running -> window */
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_configure ->
             /* connecting -> connecting */
             /* remember */
             /* join */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_joined;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_joined ->
             /* connecting -> online */
             /* joined_home */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_join_failed;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_join_failed ->
             /* connecting -> retrying */
             /* back_off */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_join_timeout;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_join_timeout ->
             /* connecting -> retrying */
             /* back_off */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_factory_reset ->
             /* running -> window */
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_configure ->
             /* setup -> joining */
             /* remember */
             /* join */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_window_closes;
-       window_over = true;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_window_closes ->
             /* setup -> unconfigured */
             ap_up = false /* on_exit_window */;
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_factory_reset ->
             /* running -> window */
             ap_up = false /* on_exit_window */;
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_configure ->
             /* joining -> joining */
             /* remember */
             /* join */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_joined;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_joined ->
             /* joining -> online */
             ap_up = false /* on_exit_window */;
             /* joined_home */
             cfg = 5;
-       :: true ->
+       :: cfg == 4 && ev == E_joined ->
             /* joining -> sharing */
             /* joined_home */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_join_failed;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_join_failed ->
             /* joining -> waiting */
             /* back_off */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_join_timeout;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_join_timeout ->
             /* joining -> waiting */
             /* back_off */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_window_closes;
-       window_over = true;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_window_closes ->
             /* joining -> connecting */
             ap_up = false /* on_exit_window */;
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_factory_reset ->
             /* running -> window */
             ap_up = false /* on_exit_window */;
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_configure ->
             /* online -> connecting */
             /* remember */
             /* join */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_connection_lost;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_connection_lost ->
             /* online -> retrying */
             /* back_off */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_factory_reset ->
             /* running -> window */
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_configure ->
             /* retrying -> connecting */
             /* remember */
             /* join */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_retry;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_retry ->
             /* retrying -> connecting */
             /* join */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 6 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 6 && ev == E_factory_reset ->
             /* running -> window */
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_configure ->
             /* sharing -> joining */
             /* remember */
             /* join */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_connection_lost;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_connection_lost ->
             /* sharing -> waiting */
             /* back_off */
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_window_closes;
-       window_over = true;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_window_closes ->
             /* sharing -> online */
             ap_up = false /* on_exit_window */;
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_factory_reset ->
             /* running -> window */
             ap_up = false /* on_exit_window */;
             window_over = false /* forget */;
             ap_up = true /* on_enter_window */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_configure;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_configure ->
             /* waiting -> joining */
             /* remember */
             /* join */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_retry;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_retry ->
             /* waiting -> joining */
             /* join */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_window_closes;
-       window_over = true;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_window_closes ->
             /* waiting -> retrying */
             ap_up = false /* on_exit_window */;
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_factory_reset;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_factory_reset ->
             /* running -> window */
             ap_up = false /* on_exit_window */;
             window_over = false /* forget */;

@@ -61,156 +61,118 @@ byte ev = 0;
 
 active proctype P1Reader() {
   do
-  :: atomic { cfg == 0 -> ev = E_start_of_telegram;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_start_of_telegram -> ev = E_start_of_telegram
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_silence -> ev = E_silence
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_end_of_telegram -> ev = E_end_of_telegram
+       :: ACCEPTS_encrypted_telegram -> ev = E_encrypted_telegram
+       :: ACCEPTS_telegram -> ev = E_telegram
+       :: ACCEPTS_truncated -> ev = E_truncated
+       :: ACCEPTS_oversized -> ev = E_oversized
+       :: ACCEPTS_telegram_timeout -> ev = E_telegram_timeout
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_start_of_telegram ->
             /* hunting -> reading */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_noise ->
             /* hunting -> hunting */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_silence ->
             /* hunting -> stale */
             /* report_stale */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* hunting -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_end_of_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_end_of_telegram ->
             /* reading -> hunting */
             /* drop_unparseable */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_end_of_telegram ->
             /* reading -> hunting */
             /* drop_crc_error */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_end_of_telegram ->
             /* reading -> hunting */
             /* drop_crc_missing */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_end_of_telegram ->
             /* reading -> hunting */
             /* publish */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_end_of_telegram ->
             /* reading -> hunting */
             /* publish */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_encrypted_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_encrypted_telegram ->
             /* reading -> reading */
             /* decrypt */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_telegram;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> hunting */
             /* drop_telegram */
             cfg = 0;
-       :: true ->
+       :: cfg == 1 && ev == E_telegram ->
             /* reading -> reading */
             /* open_telegram */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_truncated;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_truncated ->
             /* reading -> reading */
             /* drop_truncated */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_oversized;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_oversized ->
             /* reading -> hunting */
             /* drop_oversized */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_telegram_timeout;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_telegram_timeout ->
             /* reading -> hunting */
             /* drop_incomplete */
             /* resync */
             cfg = 0;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* reading -> closed */
             /* drop_incomplete */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_start_of_telegram;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_start_of_telegram ->
             /* stale -> reading */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* stale -> stale */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 3;
        fi;

@@ -79,126 +79,90 @@ bool previous_complete = true;
 
 active proctype UpdateMachine() {
   do
-  :: atomic { cfg == 0 -> ev = E_boot;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: (!(current_pending)) ->
+       :: ACCEPTS_boot -> ev = E_boot
+       :: ACCEPTS_update -> ev = E_update
+       :: ACCEPTS_healthy -> ev = E_healthy
+       :: ACCEPTS_unhealthy -> ev = E_unhealthy
+       :: ACCEPTS_confirm_timeout -> ev = E_confirm_timeout
+       :: ACCEPTS_downloaded -> ev = E_downloaded
+       :: ACCEPTS_failed -> ev = E_failed
+       :: ACCEPTS_download_timeout -> ev = E_download_timeout
+       :: ACCEPTS_rolled_back -> ev = E_rolled_back
+       :: ACCEPTS_verified -> ev = E_verified
+       :: ACCEPTS_installed -> ev = E_installed
+       :: ACCEPTS_switched -> ev = E_switched
+       fi;
+       /* the data it carries */
+       if
+       :: ev == E_verified -> staged_verified = true
+       :: ev == E_installed -> staged_installed = true
+       :: ev == E_switched -> previous_complete = current_complete; current_complete = switch_target; current_pending = true
+       :: else -> skip
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_boot && (!(current_pending)) ->
             /* starting -> idle */
             cfg = 1;
-       :: ((current_pending)) ->
+       :: cfg == 0 && ev == E_boot && ((current_pending)) ->
             /* starting -> confirming */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_update;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_update ->
             /* idle -> updating */
             staged_verified = false; staged_installed = false; switch_target = false /* begin */;
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_healthy;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_healthy ->
             /* confirming -> idle */
             current_pending = false /* confirm */;
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_unhealthy;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_unhealthy ->
             /* confirming -> rolling_back */
             current_complete = previous_complete; current_pending = false /* roll_back */;
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_confirm_timeout;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_confirm_timeout ->
             /* confirming -> rolling_back */
             current_complete = previous_complete; current_pending = false /* roll_back */;
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_downloaded;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_downloaded ->
             /* downloading -> verifying */
             /* verify */
             cfg = 5;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_failed;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_failed ->
             /* updating -> idle */
             /* clean_up */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 3 -> ev = E_download_timeout;
-       if
-       :: true ->
+       :: cfg == 3 && ev == E_download_timeout ->
             /* downloading -> idle */
             /* timed_out */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_rolled_back;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_rolled_back ->
             /* rolling_back -> restarting */
             /* restart */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_verified;
-       staged_verified = true;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_verified ->
             /* verifying -> installing */
             /* install */
             cfg = 7;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 5 -> ev = E_failed;
-       if
-       :: true ->
+       :: cfg == 5 && ev == E_failed ->
             /* updating -> idle */
             /* clean_up */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_installed;
-       staged_installed = true;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_installed ->
             /* installing -> switching */
             switch_target = staged_verified && staged_installed /* switch */;
             cfg = 8;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 7 -> ev = E_failed;
-       if
-       :: true ->
+       :: cfg == 7 && ev == E_failed ->
             /* updating -> idle */
             /* clean_up */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_switched;
-       previous_complete = current_complete; current_complete = switch_target; current_pending = true;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_switched ->
             /* switching -> restarting */
             /* restart_into_new */
             cfg = 6;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 8 -> ev = E_failed;
-       if
-       :: true ->
+       :: cfg == 8 && ev == E_failed ->
             /* updating -> idle */
             /* clean_up */
             cfg = 1;

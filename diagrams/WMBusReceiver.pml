@@ -61,224 +61,147 @@ byte ev = 0;
 
 active proctype WMBusReceiver() {
   do
-  :: atomic { cfg == 0 -> ev = E_configure;
+  :: atomic {
+       /* an event the configuration takes */
        if
-       :: true ->
+       :: ACCEPTS_configure -> ev = E_configure
+       :: ACCEPTS_link_lost -> ev = E_link_lost
+       :: ACCEPTS_stray_reply -> ev = E_stray_reply
+       :: ACCEPTS_radio_frame -> ev = E_radio_frame
+       :: ACCEPTS_verdict -> ev = E_verdict
+       :: ACCEPTS_text -> ev = E_text
+       :: ACCEPTS_bad_frame -> ev = E_bad_frame
+       :: ACCEPTS_noise -> ev = E_noise
+       :: ACCEPTS_silence -> ev = E_silence
+       :: ACCEPTS_setup_reply -> ev = E_setup_reply
+       :: ACCEPTS_setup_failed -> ev = E_setup_failed
+       fi;
+       /* what the machine does with it */
+       if
+       :: cfg == 0 && ev == E_configure ->
             /* starting -> listening */
             cfg = 1;
-       :: true ->
+       :: cfg == 0 && ev == E_configure ->
             /* starting -> configuring */
             /* send_step */
             cfg = 2;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 0 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 0 && ev == E_link_lost ->
             /* starting -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_stray_reply;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_stray_reply ->
             /* listening -> listening */
             /* count_stray_reply */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_radio_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_radio_frame ->
             /* listening -> listening */
             /* judge */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_verdict;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* count_other_meter */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* count_duplicate */
-       :: true ->
+       :: cfg == 1 && ev == E_verdict ->
             /* listening -> listening */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_text;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_text ->
             /* listening -> listening */
             /* count_text */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_bad_frame ->
             /* listening -> listening */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_noise ->
             /* listening -> listening */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_silence;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_silence ->
             /* listening -> stale */
             /* report_stale */
             cfg = 4;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 1 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 1 && ev == E_link_lost ->
             /* listening -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_setup_reply;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_setup_reply ->
             /* configuring -> listening */
             /* count_setup_done */
             cfg = 1;
-       :: true ->
+       :: cfg == 2 && ev == E_setup_reply ->
             /* configuring -> configuring */
             /* next_step */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_setup_failed;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_setup_failed ->
             /* configuring -> listening */
             /* count_setup_failed */
             cfg = 1;
-       :: true ->
+       :: cfg == 2 && ev == E_setup_failed ->
             /* configuring -> configuring */
             /* retry_setup */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_radio_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_radio_frame ->
             /* configuring -> configuring */
             /* judge */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_verdict;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* refused: no transition */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* drop_telegram */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* count_other_meter */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* count_duplicate */
-       :: true ->
+       :: cfg == 2 && ev == E_verdict ->
             /* configuring -> configuring */
             /* publish */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_text;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_text ->
             /* configuring -> configuring */
             /* count_text */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_bad_frame ->
             /* configuring -> configuring */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_noise ->
             /* configuring -> configuring */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 2 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 2 && ev == E_link_lost ->
             /* configuring -> closed */
             cfg = 3;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_stray_reply;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_stray_reply ->
             /* stale -> stale */
             /* count_stray_reply */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_radio_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_radio_frame ->
             /* stale -> listening */
             /* judge */
             cfg = 1;
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_text;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_text ->
             /* stale -> stale */
             /* count_text */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_bad_frame;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_bad_frame ->
             /* stale -> stale */
             /* count_bad_frame */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_noise;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_noise ->
             /* stale -> stale */
             /* count_noise */
-       fi;
-       ev = 0; assert(HOLDS) }
-  :: atomic { cfg == 4 -> ev = E_link_lost;
-       if
-       :: true ->
+       :: cfg == 4 && ev == E_link_lost ->
             /* stale -> closed */
             cfg = 3;
        fi;

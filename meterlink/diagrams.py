@@ -656,8 +656,10 @@ def _safety(chart: Chart) -> list[str]:
         lines.append(f"Only the generic check: no invalid end state ([Promela]({chart.name}.pml)).")
     else:
         lines += [_plain(f"Property: {safety.says}."), "", f"Asserted after every step: `{safety.holds}`.", ""]
-        lines += [_plain(f"Assumes: {text}.") for text in safety.assumptions]
-        lines += ["", "Also checked: no invalid end state."]
+        lines += ["Assumes:", "", *(_plain(f"- {text}.") for text in safety.assumptions)]
+        lines += ["", "Also checked: no invalid end state.", "", "| action or event | Promela |", "|---|---|"]
+        lines += [_row(f"action {_code(name)}", _code(code)) for name, code in safety.actions.items()]
+        lines += [_row(f"event {_code(name)}", _code(code)) for name, code in safety.events.items()]
     table = guard_table(chart.machine)
     if table:
         lines += ["", "| guard | exported as |", "|---|---|", *(_row(_code(guard), _code(how)) for guard, how in table)]

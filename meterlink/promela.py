@@ -13,7 +13,8 @@ How a guard is exported: a name the machine's `safety` declaration lists (machin
 becomes the Promela expression given there; every other name is a free choice, one value per
 step shared by all transitions that read it. The outcomes of a step are then every one some
 choice of the free names gives, each under the condition on the declared names that gives it
-(`true` when it does not depend on them): `if :: true -> ... :: true -> ... fi`. A callback runs
+(none when it does not depend on them: several branches open at once, `if :: c -> ... :: c ->
+... fi`). A callback runs
 the Promela statements the declaration maps it to, or nothing (it is named in a comment).
 
 The property is asserted after every step. Besides it every model is checked for invalid end
@@ -141,7 +142,7 @@ def _condition(modeled: Sequence[str], cases: set[tuple[bool, ...]], declared: A
         return "true"
     terms = [" && ".join(f"({declared[name]})" if value else f"!({declared[name]})" for name, value in zip(modeled, case))
              for case in sorted(cases)]
-    return " || ".join(f"({term})" for term in terms)
+    return terms[0] if len(terms) == 1 else " || ".join(f"({term})" for term in terms)
 
 
 def _actions(machine: type[LinkMachine], step: Any) -> tuple[str, ...]:
@@ -206,25 +207,29 @@ def promela(machine: type[LinkMachine], header: str = "Generated from the machin
     lines += ["", f"active proctype {name}() {{"]
     if safety.setup:
         lines.append(f"  {safety.setup.strip()};")
-    lines.append("  do")
-    for (source, event), group in itertools.groupby(flat.outcomes, key=lambda o: (o.source, o.event)):
-        group = list(group)
-        lines.append(f"  :: atomic {{ cfg == {source} -> ev = E_{event};")
-        if event in safety.events:
-            lines.append(f"       {safety.events[event].strip()};")
-        lines.append("       if")
-        for outcome in group:
-            taken = "; ".join(outcome.transitions) or "refused: no transition"
-            statements = [f"/* {taken} */"]
-            for action in outcome.actions:
-                code = safety.actions.get(action)
-                statements.append(f"{code.strip()} /* {action} */;" if code else f"/* {action} */")
-            if outcome.target != source:
-                statements.append(f"cfg = {outcome.target};")
-            body = "\n            ".join(statements)
-            lines.append(f"       :: {outcome.condition} ->\n            {body}")
-        lines.append("       fi;")
-        lines.append(f"       {_end_of_step(safety)} }}")
+    lines += ["  do", "  :: atomic {", "       /* an event the configuration takes */", "       if"]
+    lines += [f"       :: ACCEPTS_{event} -> ev = E_{event}" for event in events]
+    lines.append("       fi;")
+    hooks = [event for event in events if event in safety.events]
+    if hooks:
+        lines += ["       /* the data it carries */", "       if"]
+        lines += [f"       :: ev == E_{event} -> {safety.events[event].strip()}" for event in hooks]
+        lines += ["       :: else -> skip", "       fi;"]
+    lines += ["       /* what the machine does with it */", "       if"]
+    for outcome in flat.outcomes:
+        taken = "; ".join(outcome.transitions) or "refused: no transition"
+        statements = [f"/* {taken} */"]
+        for action in outcome.actions:
+            code = safety.actions.get(action)
+            statements.append(f"{code.strip()} /* {action} */;" if code else f"/* {action} */")
+        if outcome.target != outcome.source:
+            statements.append(f"cfg = {outcome.target};")
+        condition = f"cfg == {outcome.source} && ev == E_{outcome.event}"
+        if outcome.condition != "true":
+            condition += f" && ({outcome.condition})"
+        body = "\n            ".join(statements)
+        lines.append(f"       :: {condition} ->\n            {body}")
+    lines += ["       fi;", f"       {_end_of_step(safety)} }}"]
     for option in safety.environment:
         condition, statements = option.split("->", 1)
         lines.append(f"  :: atomic {{ {condition.strip()} -> {statements.strip()}; {_end_of_step(safety)} }}")
