@@ -653,11 +653,12 @@ def _safety(chart: Chart) -> list[str]:
     safety = chart.machine.safety
     lines = ["### Safety (SPIN)", ""]
     if safety is None:
-        lines.append(f"Only the generic check: no invalid end state ([Promela]({chart.name}.pml)).")
+        lines.append(f"Only the generic check: no configuration that is not final accepts no event ([Promela]({chart.name}.pml)).")
     else:
         lines += [_plain(f"Property: {safety.says}."), "", f"Asserted after every step: `{safety.holds}`.", ""]
         lines += ["Assumes:", "", *(_plain(f"- {text}.") for text in safety.assumptions)]
-        lines += ["", "Also checked: no invalid end state.", "", "| action or event | Promela |", "|---|---|"]
+        lines += ["", "Also checked: no configuration that is not final accepts no event.", "",
+                  "| action or event | Promela |", "|---|---|"]
         lines += [_row(f"action {_code(name)}", _code(code)) for name, code in safety.actions.items()]
         lines += [_row(f"event {_code(name)}", _code(code)) for name, code in safety.events.items()]
     table = guard_table(chart.machine)

@@ -17,8 +17,9 @@ choice of the free names gives, each under the condition on the declared names t
 ... fi`). A callback runs
 the Promela statements the declaration maps it to, or nothing (it is named in a comment).
 
-The property is asserted after every step. Besides it every model is checked for invalid end
-states: no configuration that is not final may accept no event (the machine would be stuck).
+The property is asserted after every step. Besides it every model is checked for a stuck machine:
+no configuration that is not final may accept no event (asserted after every step, so that a
+modeled restart cannot hide it, and pan's invalid end states).
 """
 
 from __future__ import annotations
@@ -174,11 +175,12 @@ def promela(machine: type[LinkMachine], header: str = "Generated from the machin
     lines = [
         f"/* {header}",
         f"   {machine.__module__}.{machine.__qualname__}: {_first_line(machine.__doc__)}",
-        "   Check: spin -a FILE && gcc -DSAFETY -o pan pan.c && ./pan  (python -m meterlink.promela)",
+        "   Check: spin -a -o3 FILE && gcc -DSAFETY -o pan pan.c && ./pan  (python -m meterlink.promela)",
         "",
         f"   Property: {safety.says}",
         *(f"   Assumes: {text}" for text in safety.assumptions),
-        "   Also checked: no invalid end state (a configuration that is not final and accepts no event).",
+        "   Also checked: no configuration that is not final accepts no event (assert(!STUCK), and pan's invalid",
+        "   end states).",
         "",
         "   Guards (a name not declared is a free choice, one value per step):",
         *(f"     {guard}: {_guard_export(safety, guard)}" for guard in flat.guards),
@@ -202,6 +204,12 @@ def promela(machine: type[LinkMachine], header: str = "Generated from the machin
     for event in events:
         sources = sorted({o.source for o in flat.outcomes if o.event == event})
         lines.append(f"#define ACCEPTS_{event} ({_cfg_in(sources)})")
+    # The configurations found to take no event and not final, if any: SPIN tells whether a run
+    # reaches one. (Written out rather than as a disjunction of the ACCEPTS_ macros, which would be
+    # compiled once for every branch of the dispatch.)
+    stuck = [i for i in range(len(flat.configurations))
+             if i not in flat.finals and not any(o.source == i for o in flat.outcomes)]
+    lines.append(f"#define STUCK ({_cfg_in(stuck)})")
     lines += [f"#define HOLDS ({safety.holds})", "", "byte cfg = 0;", "byte ev = 0;"]
     lines += [f"{declaration};" for declaration in safety.variables]
     lines += ["", f"active proctype {name}() {{"]
@@ -244,7 +252,7 @@ def promela(machine: type[LinkMachine], header: str = "Generated from the machin
 
 def _end_of_step(safety: Safety) -> str:
     after = f"{safety.after.strip()}; " if safety.after.strip() else ""
-    return f"{after}ev = 0; assert(HOLDS)"
+    return f"{after}ev = 0; assert(!STUCK); assert(HOLDS)"
 
 
 def _cfg_in(found: Sequence[int]) -> str:
@@ -282,11 +290,14 @@ class Verdict:
     """spin -a, the C compiler and pan together."""
     report: str
     """pan's output, and the error trail replayed by spin when there is an error."""
+    unreached: frozenset[int]
+    """Lines of the model with a statement no run reaches (pan's `unreached` list)."""
 
 
 PAN_FLAGS = ("-DSAFETY", "-DNOFAIR", "-O0", "-w")
 """Safety checks only (assertions, invalid end states); -O0 compiles in a third of the time and
-these state spaces are small."""
+these state spaces are small. (spin's -o3, no statement merging, halves pan.c: merging copies the
+end of a step into every branch of the dispatch.)"""
 
 
 def verify(model: str, name: str, workdir: Path) -> Verdict:
@@ -297,15 +308,16 @@ def verify(model: str, name: str, workdir: Path) -> Verdict:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / f"{name}.pml").write_text(model)
     began = time.perf_counter()
-    _run([spin, "-a", f"{name}.pml"], workdir)
+    _run([spin, "-a", "-o3", f"{name}.pml"], workdir)
     _run([cc, *PAN_FLAGS, "-o", "pan", "pan.c"], workdir)
     report = _run(["./pan", "-m100000", "-w18"], workdir, check=False)
     seconds = time.perf_counter() - began
     errors = int(_field(report, r"errors: (\d+)"))
     if errors:
         report += "\n--- trail ---\n" + _run([spin, "-t", "-p", "-g", f"{name}.pml"], workdir, check=False)
+    unreached = frozenset(int(line) for line in re.findall(rf"^\s+{re.escape(name)}\.pml:(\d+), state", report, re.MULTILINE))
     return Verdict(name, errors, int(_field(report, r"(\d+) states, stored")), int(_field(report, r"(\d+) transitions")),
-                   int(_field(report, r"depth reached (\d+)")), seconds, report)
+                   int(_field(report, r"depth reached (\d+)")), seconds, report, unreached)
 
 
 def _run(command: list[str], cwd: Path, check: bool = True) -> str:
