@@ -13,9 +13,9 @@ How a guard is exported: a name the machine's `safety` declaration lists (machin
 becomes the Promela expression given there; every other name is a free choice, one value per
 step shared by all transitions that read it. The outcomes of a step are then every one some
 choice of the free names gives, each under the condition on the declared names that gives it
-(none when it does not depend on them: several branches open at once, `if :: c -> ... :: c ->
-... fi`). A callback runs
-the Promela statements the declaration maps it to, or nothing (it is named in a comment).
+(none when it does not depend on them: several branches open at once, `if :: c -> ... :: c -> ...
+fi`). A callback runs the Promela statements the declaration maps it to, or nothing (it is named
+in a comment).
 
 The property is asserted after every step. Besides it every model is checked for a stuck machine:
 no configuration that is not final may accept no event (asserted after every step, so that a
@@ -39,8 +39,9 @@ from typing import Any
 
 from .machines import all_machines, callback_names
 from .machines.base import LinkMachine
-from .machines.compiled import compile_guard, guard_names
+from .machines.compiled import Microstep, compile_guard, guard_names
 from .machines.safety import Safety
+
 
 class ToolMissing(Exception):
     """spin or a C compiler is not installed."""
@@ -91,8 +92,8 @@ def flatten(machine: type[LinkMachine]) -> Flat:
     start = tuple(instance.configuration_values)
     keys = [start]
     index = {start: 0}
-    finals = set()
-    outcomes = []
+    finals: set[int] = set()
+    outcomes: list[Outcome] = []
     every_guard: dict[str, None] = {}
     position = 0
     while position < len(keys):
@@ -139,6 +140,7 @@ def _by_name(name: str) -> Any:
 
 
 def _condition(modeled: Sequence[str], cases: set[tuple[bool, ...]], declared: Any) -> str:
+    """Promela that holds when the declared guards' values are one of `cases`."""
     if len(cases) == 2 ** len(modeled):
         return "true"
     terms = [" && ".join(f"({declared[name]})" if value else f"!({declared[name]})" for name, value in zip(modeled, case))
@@ -146,7 +148,7 @@ def _condition(modeled: Sequence[str], cases: set[tuple[bool, ...]], declared: A
     return terms[0] if len(terms) == 1 else " || ".join(f"({term})" for term in terms)
 
 
-def _actions(machine: type[LinkMachine], step: Any) -> tuple[str, ...]:
+def _actions(machine: type[LinkMachine], step: Microstep) -> tuple[str, ...]:
     """The callbacks of a microstep, in the order the library runs them."""
     names: list[str] = []
     for transition in step.transitions:
