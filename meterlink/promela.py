@@ -86,7 +86,7 @@ class Flat:
 def flatten(machine: type[LinkMachine]) -> Flat:
     """Explore the configurations of `machine` from its initial one, through its compiled tables."""
     instance = machine()
-    table = instance.table()
+    table = instance.compiled_table()
     states = table.states
     declared = machine.safety.guards if machine.safety else {}
     start = tuple(instance.configuration_values)

@@ -150,7 +150,7 @@ class LinkMachine(StateChart):
         """How often each state was entered: a state's deadline starts when it is entered."""
         super().__init__(listeners=list(observers))
 
-    def table(self) -> Table:
+    def compiled_table(self) -> Table:
         """The class's compiled tables (candidates per state and event, microsteps) for this instance."""
         return table_for(self, _CompiledEngine)
 
