@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES_FOR_TESTS=(graphviz mosquitto chromium)   # diagrams/*.svg, the MQTT tests' broker, the browser test
+SYSTEM_PACKAGES_FOR_TESTS=(graphviz mosquitto chromium spin gcc)   # diagrams/*.svg, the MQTT tests' broker, the browser test, SPIN model checking (tests/test_spin.py)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

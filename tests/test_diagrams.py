@@ -115,7 +115,8 @@ def test_every_machine_has_svg_mermaid_scxml_and_a_readme_row(machine: type[Link
     assert "<scxml " in rendered[f"{name}.scxml"]
     assert f"| [{name}](#{name.lower()}) |" in rendered["README.md"]
     assert f"```mermaid\n{rendered[f'{name}.mmd']}```" in rendered["README.md"]
-    for suffix in (".svg", ".mmd", ".scxml"):
+    assert f"active proctype {name}()" in rendered[f"{name}.pml"]
+    for suffix in (".svg", ".mmd", ".scxml", ".pml"):
         assert (COMMITTED / f"{name}{suffix}").is_file()
 
 
@@ -132,7 +133,7 @@ def test_a_changed_machine_fails_check_until_rewritten(
     assert diagrams.check(root) == []
 
     monkeypatch.setattr(diagrams, "all_machines", lambda: [*all_machines(), blinker(extra_transition=True)])
-    changed = ["Blinker.mmd", "Blinker.scxml", "Blinker.svg", "README.md"]
+    changed = ["Blinker.mmd", "Blinker.pml", "Blinker.scxml", "Blinker.svg", "README.md"]
     assert diagrams.check(root) == changed
     assert cli.main(["diagrams", "--check", "--root", str(root)]) == cli.EXIT_FAILED
     out, err = capsys.readouterr()
@@ -146,7 +147,7 @@ def test_a_changed_machine_fails_check_until_rewritten(
 def test_a_new_machine_without_diagrams_fails_check(tmp_path: Path, rendered: dict[str, str]) -> None:
     root = tmp_path / "diagrams"
     shutil.copytree(COMMITTED, root)
-    assert diagrams.check(root, [*all_machines(), Nested]) == ["Nested.mmd", "Nested.scxml", "Nested.svg", "README.md"]
+    assert diagrams.check(root, [*all_machines(), Nested]) == ["Nested.mmd", "Nested.pml", "Nested.scxml", "Nested.svg", "README.md"]
 
 
 def test_files_of_a_removed_machine_are_reported_and_removed(tmp_path: Path, rendered: dict[str, str]) -> None:

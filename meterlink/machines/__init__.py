@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,19 @@ def transition_keys(machine: type[LinkMachine]) -> list[TransitionKey]:
 
 def key_of(machine: str, transition: Any, event: str) -> TransitionKey:
     return TransitionKey(machine, transition.source.id, transition.target.id, event, guard_text(transition), transition.internal)
+
+
+def callback_names(machine: type[LinkMachine], specs: Iterable[Any]) -> tuple[str, ...]:
+    """The callbacks a transition or state runs, by name.
+
+    Naming-convention callbacks (`on_<event>`, `after_transition`, ...) count only where the
+    machine defines them, and not those of LinkMachine itself: they are its bookkeeping on every
+    transition and say nothing about this one.
+    """
+    return tuple(
+        str(spec) for spec in specs
+        if not spec.is_convention or (hasattr(machine, spec.func) and not hasattr(LinkMachine, spec.func))
+    )
 
 
 def all_machines() -> list[type[LinkMachine]]:

@@ -20,7 +20,8 @@ from statemachine.orderedset import OrderedSet
 
 from ..protocols.dlms.security import CipherKeys
 from ..protocols.readings import Reading
-from .compiled import CompiledEngine, default_engine
+from .compiled import CompiledEngine, Table, default_engine, table_for
+from .safety import Safety
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,9 @@ class LinkMachine(StateChart):
 
     timeouts: ClassVar[tuple[StateTimeout, ...]] = ()
 
+    safety: ClassVar[Safety | None] = None
+    """The machine's safety property, which `meterlink promela` exports for SPIN (machines/safety.py)."""
+
     engine: ClassVar[str] = default_engine()
     """`compiled` runs events through the class's compiled tables (machines/compiled.py);
     `library` through python-statemachine's engine (METERLINK_MACHINE_ENGINE sets the default)."""
@@ -145,6 +149,10 @@ class LinkMachine(StateChart):
         self.entries: Counter[str] = Counter()
         """How often each state was entered: a state's deadline starts when it is entered."""
         super().__init__(listeners=list(observers))
+
+    def compiled_table(self) -> Table:
+        """The class's compiled tables (candidates per state and event, microsteps) for this instance."""
+        return table_for(self, _CompiledEngine)
 
     def _get_engine(self) -> SyncEngine:
         # Sync callbacks only (ARCHITECTURE.md): the async engine would need asyncio.

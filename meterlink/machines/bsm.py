@@ -39,6 +39,7 @@ from ..protocols.sunspec import (
     model_header, not_available, write_span,
 )
 from .base import LinkMachine, Publish, Send, StateTimeout
+from .safety import Safety
 
 MAX_MODELS = 64
 """More models than any SunSpec device has: a chain that does not end is refused."""
@@ -236,6 +237,39 @@ class BsmClient(LinkMachine):
     refused = link.to(closed, on="was_refused")
     bad_answer = link.to(closed, on="answer_unusable")
     link_lost = link.to(closed)
+
+    safety = Safety(
+        says="no snapshot is reported valid (its outcome's status Valid and signature_valid) unless its "
+             "signature verified, over a block read in this snapshot, against the meter's public key",
+        holds="!(status_valid_noted && signature_valid) || signature_verified",
+        variables=("mtype = { ST_UPDATING, ST_VALID, ST_OTHER }", "mtype st = ST_OTHER",
+                   "bool status_valid_noted = false", "bool signature_valid = false",
+                   "bool block_read = false", "bool signature_verified = false"),
+        guards={"updating": "st == ST_UPDATING", "status_valid": "st == ST_VALID"},
+        actions={
+            "write_first_meta": "status_valid_noted = false; signature_valid = false; block_read = false; "
+                                "signature_verified = false",
+            "request_update": "status_valid_noted = false; signature_valid = false; block_read = false; "
+                              "signature_verified = false",
+            "read_block": "block_read = true",
+            # The outcome takes the verifier's verdict and the status the block carries.
+            "verify_block": "if :: signature_verified = block_read :: signature_verified = false fi; "
+                            "signature_valid = signature_verified; "
+                            "if :: status_valid_noted = true :: status_valid_noted = false fi",
+        },
+        events={
+            # The `updating` guard notes the status read whenever an answer reaches status_reading.
+            "answer": "if :: st = ST_UPDATING :: st = ST_VALID :: st = ST_OTHER fi; "
+                      "if :: IN_status_reading -> status_valid_noted = (st == ST_VALID) :: else -> skip fi",
+        },
+        after="st = ST_OTHER",
+        assumptions=(
+            "a snapshot's outcome is reported as `SnapshotOutcome.valid` (cli.py, the service): status Valid and "
+            "signature_valid; the ECDSA check itself (protocols/bsm `Snapshot.verify`) is the verifier, whose "
+            "verdict is a free choice here",
+            "an `answer` event carries the registers read; whether St reads Updating or Valid is the datum modeled",
+        ),
+    )
 
     timeouts = (
         StateTimeout("starting", after="start_after", event="start"),

@@ -249,6 +249,47 @@ def _compile_expression(text: str, resolve: Callable[[str], Call]) -> Call:
     return build(ast.parse(text, mode="eval").body)
 
 
+def compile_guard(transition: Any, resolve: Callable[[str], Call]) -> Call | None:
+    """A transition's guard (its `cond` and `unless` texts) as one call, each name it uses made a
+    call by `resolve`; None when it has none."""
+    conds = [(_compile_expression(spec.func, resolve), bool(spec.expected_value))
+             for spec in transition._specs if spec.group is CallbackGroup.COND]
+    if not conds:
+        return None
+    if len(conds) == 1 and conds[0][1]:
+        only = conds[0][0]
+        return lambda receivers, kw: bool(only(receivers, kw))
+
+    def guard(receivers: Receivers, kw: dict[str, Any]) -> bool:
+        return all(bool(cond(receivers, kw)) == expected for cond, expected in conds)
+    return guard
+
+
+def guard_names(transition: Any) -> tuple[str, ...]:
+    """The names a transition's guard reads, each once."""
+    names: dict[str, None] = {}
+    for spec in transition._specs:
+        if spec.group is CallbackGroup.COND:
+            names.update((node.id, None) for node in ast.walk(ast.parse(spec.func, mode="eval")) if isinstance(node, ast.Name))
+    return tuple(names)
+
+
+@dataclass(frozen=True, slots=True)
+class Microstep:
+    """The transitions an event takes in a configuration, and the states they leave and enter."""
+
+    transitions: tuple[Any, ...]
+    """Those taken, conflicts between regions settled, in document order."""
+    exits: tuple[Any, ...]
+    """The library's exit infos (`.state`, `.transition`), in exit order."""
+    entries: tuple[Any, ...]
+    """The library's entry infos, in entry order."""
+    default_entered: frozenset[str]
+    """Ids of the compound states entered by default (their initial transition runs)."""
+    configuration: tuple[Any, ...]
+    """The configuration after it, in the library's order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A transition that may take an event from an atomic state, with its compiled guard."""
@@ -341,29 +382,17 @@ class Table:
         return [_Resolved(slot, name, present[name]) for slot, present in enumerate(self._present) if name in present]
 
     def _guard(self, transition: Any) -> tuple[Call | None, bool]:
-        conds: list[tuple[Call, bool]] = []
         context = False
-        for spec in transition._specs:
-            if spec.group is not CallbackGroup.COND:
-                continue
 
-            def resolve(name: str) -> Call:
-                nonlocal context
-                found = self._resolve(name)
-                if len(found) != 1:
-                    raise UnsupportedMachine(f"{self.cls.__name__}: guard name {name!r} found on {len(found)} receivers")
-                context = context or found[0].context
-                return found[0].call()
-            conds.append((_compile_expression(spec.func, resolve), bool(spec.expected_value)))
-        if not conds:
-            return None, False
-        if len(conds) == 1 and conds[0][1]:
-            only = conds[0][0]
-            return (lambda receivers, kw: bool(only(receivers, kw))), context
-
-        def guard(receivers: Receivers, kw: dict[str, Any]) -> bool:
-            return all(bool(cond(receivers, kw)) == expected for cond, expected in conds)
-        return guard, context
+        def resolve(name: str) -> Call:
+            nonlocal context
+            found = self._resolve(name)
+            if len(found) != 1:
+                raise UnsupportedMachine(f"{self.cls.__name__}: guard name {name!r} found on {len(found)} receivers")
+            context = context or found[0].context
+            return found[0].call()
+        guard = compile_guard(transition, resolve)
+        return guard, context and guard is not None
 
     def group(self, owner: Any, group: CallbackGroup, event: str | None) -> tuple[tuple[Call, ...], bool]:
         """The callbacks of one group of a state or transition, in the library's order: by
@@ -398,9 +427,9 @@ class Table:
             found = self._regions[key] = tuple(self.candidates[value] for value in key if self.states[value].is_atomic)
         return found
 
-    def plan(self, key: tuple[Any, ...], event: str, enabled: tuple[Any, ...]) -> Plan:
-        """Work out a microstep with the library's own code, once per (configuration, event,
-        enabled transitions)."""
+    def microstep(self, key: tuple[Any, ...], enabled: tuple[Any, ...]) -> Microstep:
+        """What the library's own selection code does with these enabled transitions in the
+        configuration `key`: which are taken, which states are left and entered, in order."""
         scratch = object.__new__(self.engine_type)
         scratch.sm = _ConfigurationOnly(self.cls, OrderedSet(self.states[value] for value in key))
         scratch._debug = lambda *args, **kwargs: None
@@ -411,7 +440,16 @@ class Table:
             transitions, exited, scratch.sm.configuration)
         if history:
             raise UnsupportedMachine(f"{self.cls.__name__}: history content")
-        default_entered = {info.state.id for info in default_entries if info.state}
+        return Microstep(tuple(transitions), tuple(exit_infos), tuple(entry_infos),
+                         frozenset(info.state.id for info in default_entries if info.state),
+                         tuple(state.value for state in new_configuration))
+
+    def plan(self, key: tuple[Any, ...], event: str, enabled: tuple[Any, ...]) -> Plan:
+        """Work out a microstep with the library's own code, once per (configuration, event,
+        enabled transitions)."""
+        selected = self.microstep(key, enabled)
+        transitions, exit_infos, entry_infos = selected.transitions, selected.exits, selected.entries
+        default_entered = selected.default_entered
 
         values = list(key)
 
@@ -456,7 +494,7 @@ class Table:
             entries.append(Step(entry.calls, entry.context, entry.raw, entry.stops, done))
         after = tuple(step(t, CallbackGroup.AFTER, t, t.target, t.source, t.target) for t in transitions)
         new_key = tuple(values)
-        if new_key != tuple(state.value for state in new_configuration):
+        if new_key != selected.configuration:
             raise UnsupportedMachine(f"{self.cls.__name__}: configuration order after {enabled} differs from the library's")
         main = _ops([*before, *exits, *on], False) + _ops(entries, True)
         return Plan(tuple(main), tuple(_ops(list(after), False)), new_key, self.regions(new_key), root_final)

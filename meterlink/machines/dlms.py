@@ -42,6 +42,7 @@ from ..protocols.readings import Reading, Value
 from ..protocols.wrapper import WrapperFrame
 from .base import LinkMachine, Publish, Resync, StateTimeout
 from .hdlc_station import HdlcStation, receiver_region
+from .safety import Safety
 
 PUBLIC_CLIENT, PUBLIC_SERVER = 16, 1
 """The public association without security (seed 002 ch. 2.4.2)."""
@@ -253,6 +254,42 @@ class DlmsClient(HdlcStation, LinkMachine):
         StateTimeout("rlrq_sent", after="response_timeout", event="no_response"),
         StateTimeout("disc_sent", after="response_timeout", event="no_response"),
         StateTimeout("receiving", after="inter_octet", event="inter_octet_timeout"),
+    )
+
+    safety = Safety(
+        says="no GET or ACTION request (the client sends no SET) goes out outside an association the meter "
+             "accepted: an AARE accepting the AARQ sent in this connection, over HDLC both in I-frames",
+        holds="!request_outside",
+        variables=("mtype = { NONE, AARQ_SENT, ACCEPTED, AARE_ACCEPTED, AARE_REFUSED, OTHER_APDU }",
+                   "mtype association = NONE", "mtype apdu_kind = OTHER_APDU", "bool request_outside = false"),
+        guards={"association_accepted": "apdu_kind == AARE_ACCEPTED", "association_refused": "apdu_kind == AARE_REFUSED"},
+        actions={
+            "send_snrm": "association = NONE",
+            "send_aarq": "association = AARQ_SENT",
+            "send_get": "request_outside = request_outside || association != ACCEPTED",
+            "request_next_block": "request_outside = request_outside || association != ACCEPTED",
+            # The frame sent again, or the next segment, is the request's while one is in progress.
+            "send_again": "request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED)",
+            "send_next_segment": "request_outside = request_outside || (IN_awaiting_response && association != ACCEPTED)",
+            "send_disc": "association = NONE",
+            "send_rlrq": "association = NONE",
+            "end_session": "association = NONE",
+        },
+        events={
+            "apdu": "if :: apdu_kind = AARE_ACCEPTED :: apdu_kind = AARE_REFUSED :: apdu_kind = OTHER_APDU fi; "
+                    "if :: apdu_kind == AARE_ACCEPTED && association == AARQ_SENT -> association = ACCEPTED "
+                    ":: else -> skip fi",
+            "dm": "association = NONE",
+            "ua": "association = NONE",
+            "link_lost": "association = NONE",
+        },
+        after="apdu_kind = OTHER_APDU",
+        assumptions=(
+            "an `apdu` event carries an APDU the meter sent: over HDLC joined from I-frames (collect_apdu), over "
+            "the wrapper from a wrapper frame; whether it is an AARE that accepts is the datum modeled",
+            "a DM or UA from the meter, or the link closing, ends any association; so does the client's own SNRM, "
+            "DISC or RLRQ",
+        ),
     )
 
     def __init__(

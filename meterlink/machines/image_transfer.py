@@ -39,6 +39,7 @@ from ..protocols.errors import ProtocolError
 from ..protocols.obis import Obis
 from .base import LinkMachine, StateTimeout
 from .dlms import Answered, Associated, Invoke
+from .safety import Safety
 
 SOFTWARE_REVISION = AttributeRef(DATA, Obis(1, 1, 0, 2, 0, 255), 2)
 """Kamstrup's SoftwareNumberRevisionAscii (seed 002 ch. 2, table 2-2: "50981040-Q1")."""
@@ -221,6 +222,53 @@ class ImageTransfer(LinkMachine):
 
     done = update.to(active, cond="outcome_active") | update.to(failed)
     interrupt = update.to(interrupted, on="stop")
+
+    safety = Safety(
+        says="image_activate is never invoked unless the meter reported a successful verification of this image "
+             "after its last block was sent: image_verify answered success, image_transfer_status read as 3 "
+             "(verification successful), or an inspection found status 3 for this image",
+        holds="!activated_unverified",
+        variables=(
+            "mtype = { ASKED_NONE, ASKED_VERIFY, ASKED_STATUS, ASKED_INSPECT, ASKED_OTHER, SUCCESS, TEMPORARY, "
+            "STATUS_VERIFYING, STATUS_VERIFIED, OTHER_RESULT }",
+            "mtype asked = ASKED_NONE", "mtype result = OTHER_RESULT", "bool inspected_verified = false",
+            "bool inspected_ours = false", "bool verified = false", "bool activated_unverified = false",
+        ),
+        guards={"succeeded": "result == SUCCESS", "temporary": "result == TEMPORARY",
+                "verified": "result == STATUS_VERIFIED", "still_verifying": "result == STATUS_VERIFYING",
+                "status_verified": "inspected_verified", "ours": "inspected_ours"},
+        actions={
+            "inspect": "asked = ASKED_INSPECT",
+            "verify": "asked = ASKED_VERIFY",
+            "read_status": "asked = ASKED_STATUS",
+            "initiate": "asked = ASKED_OTHER; verified = false",
+            "resume": "verified = false",
+            "send_block": "asked = ASKED_OTHER; verified = false",
+            "read_revision": "asked = ASKED_OTHER",
+            "read_blocks_status": "asked = ASKED_OTHER",
+            "read_first_not_transferred": "asked = ASKED_OTHER",
+            "read_info": "asked = ASKED_OTHER",
+            "activate": "activated_unverified = activated_unverified || !verified; asked = ASKED_OTHER",
+            "connect": "asked = ASKED_NONE",
+        },
+        events={
+            "answer": "if :: result = SUCCESS :: result = TEMPORARY :: result = STATUS_VERIFYING "
+                      ":: result = STATUS_VERIFIED :: result = OTHER_RESULT fi; "
+                      "if :: (asked == ASKED_VERIFY && result == SUCCESS) || (asked == ASKED_STATUS && "
+                      "result == STATUS_VERIFIED) -> verified = true :: else -> skip fi",
+            "inspected": "if :: inspected_verified = true :: inspected_verified = false fi; "
+                         "if :: inspected_ours = true :: inspected_ours = false fi; "
+                         "if :: asked == ASKED_INSPECT && inspected_verified && inspected_ours -> verified = true "
+                         ":: else -> skip fi",
+        },
+        after="result = OTHER_RESULT; inspected_verified = false; inspected_ours = false",
+        assumptions=(
+            "an `answer` event carries the driven DLMS client's answer to the last request the machine asked for "
+            "(machines/dlms.py answers one request at a time); its value is the datum modeled",
+            "`inspected` follows the inspection's reads; `ours` judges rightly whether the meter's transfer is this "
+            "image (initiated in this run, or the stored record of an earlier run)",
+        ),
+    )
 
     timeouts = (
         StateTimeout("verification_wait", after="poll_interval", event="poll"),

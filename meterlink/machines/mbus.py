@@ -43,6 +43,7 @@ from ..protocols.mbus import (
     segment_payload,
 )
 from .base import LinkMachine, Send, StateTimeout
+from .safety import Safety
 from .push import PushDecoder, no_keys, telegram_outcomes
 
 DATA_ADDRESSES = (ADDRESS_SEARCH_TELEGRAM, ADDRESS_BROADCAST_NO_REPLY)
@@ -135,6 +136,20 @@ class MBusAdapter(PushDecoder, LinkMachine):
     )
 
     kind = "mbus"
+
+    safety = Safety(
+        says="the adapter never acks a frame with a bad checksum",
+        holds="!acked_bad_checksum",
+        variables=("bool bad_checksum = false", "bool acked_bad_checksum = false"),
+        actions={"ack": "acked_bad_checksum = acked_bad_checksum || bad_checksum"},
+        events={"bad_frame": "bad_checksum = true"},
+        after="bad_checksum = false",
+        assumptions=(
+            "the framer (protocols/mbus) checks every frame's checksum, stop byte and length, and hands a frame "
+            "that fails over as BadFrame, which `handle` sends as bad_frame; every other event carries a frame "
+            "whose checksum held, or no frame",
+        ),
+    )
 
     def __init__(
         self,

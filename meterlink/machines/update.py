@@ -22,6 +22,7 @@ from typing import Any
 from statemachine import State
 
 from .base import LinkMachine, StateTimeout
+from .safety import Safety
 
 DOWNLOAD_TIMEOUT = 600.0
 CONFIRM_SECONDS = 120.0
@@ -106,6 +107,35 @@ class UpdateMachine(LinkMachine):
     timeouts = (
         StateTimeout("downloading", after="download_timeout_seconds", event="download_timeout"),
         StateTimeout("confirming", after="confirm_seconds", event="confirm_timeout"),
+    )
+
+    safety = Safety(
+        says="an update never leaves the device without a runnable release: `current` always names a release "
+             "verified and installed whole, and the machine never settles (idle) with an unconfirmed release current",
+        holds="current_complete && !(IN_idle && current_pending)",
+        variables=("bool staged_verified = false", "bool staged_installed = false", "bool switch_target = false",
+                   "bool current_complete = true", "bool current_pending = false", "bool previous_complete = true"),
+        guards={"pending": "current_pending"},
+        actions={
+            "begin": "staged_verified = false; staged_installed = false; switch_target = false",
+            "switch": "switch_target = staged_verified && staged_installed",
+            "confirm": "current_pending = false",
+            "roll_back": "current_complete = previous_complete; current_pending = false",
+        },
+        events={
+            "verified": "staged_verified = true",
+            "installed": "staged_installed = true",
+            "switched": "previous_complete = current_complete; current_complete = switch_target; current_pending = true",
+        },
+        restart="",
+        assumptions=(
+            "service/update.py sends verified only when the bundle's signature and every file's hash held, and "
+            "installed only when the release directory is complete (marked complete last); any failure is `failed`",
+            "Switch writes the pending record (new and previous release), then switches `current` with one atomic "
+            "rename: `switched` says it was switched, `failed` that `current` is as it was",
+            "the process may be killed at any step; `boot` then reads whether `current` is a pending release (the "
+            "pending guard), and roll_back switches back to the release the pending record names as previous",
+        ),
     )
 
     def __init__(self, download_timeout: float = DOWNLOAD_TIMEOUT, confirm_seconds: float = CONFIRM_SECONDS,
