@@ -1,0 +1,413 @@
+"""The accelerated soak: the service's links, supervisors and hub with every simulated meter, for
+simulated hours on trio's MockClock, with the faults of a seeded schedule; `Report` is what it saw.
+
+What runs is the service's own composition (`service.run.link_child` for each `[[link]]`, the
+links' `RestartableSupervisor` under a root supervisor, the hub, the key store, the SSE event
+generator of the API); only the ports are in-memory lines (`lines.py`) and the wall clock that
+stamps readings follows trio's clock. HTTP (hypercorn) and MQTT (paho against Mosquitto) run on
+real sockets and the wall clock, so they are not in this run (README.md says where they are tested).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import resource
+import time
+import types
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+import meterlink.actors.bsm
+import meterlink.actors.dlms
+import meterlink.actors.hdlc_push
+import meterlink.actors.link
+import meterlink.actors.mbus
+import meterlink.actors.p1
+import meterlink.service.image_transfer
+from meterlink.actors.link import LinkHooks, LinkStatus
+from meterlink.protocols.readings import Reading
+from meterlink.service.api import reading_events
+from meterlink.service.config import Config, parse_config
+from meterlink.service.hub import ReadingsHub
+from meterlink.service.run import RestartableSupervisor, link_child
+from meterlink.service.secrets import KeyStore, MeterKey
+from meterlink.simulators.bsm import BsmMeter, run_bsm_meter
+from meterlink.simulators.hdlc_push import HdlcPushMeterModel
+from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
+from meterlink.simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
+from meterlink.simulators.p1 import BRUSSELS, P1MeterModel
+from meterlink.simulators.kaifa import VIENNA
+from meterlink.supervisor import Backoff, ChildState, Intensity, Supervisor
+from meterlink.supervisor.supervisor import IntensityExceeded
+
+from .faults import KEY_FAULTS, LINE_FAULTS, Fault, Schedule
+from .lines import Line, push_meter, serve_polled
+
+EPOCH = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+"""Simulated time 0 (no summer-time change within the next days in Brussels or Vienna)."""
+WINDOW = 60.0
+"""The hub's window: nothing older is served (seed 001)."""
+
+
+@dataclass(frozen=True)
+class Params:
+    hours: float = 24.0
+    seed: int = 1
+    faults_per_hour: float = 1.0
+    """Fault windows per link and simulated hour (each followed by QUIET_AFTER without one)."""
+    p1_interval: float = 1.0
+    mbus_interval: float = 5.0
+    hdlc_interval: float = 10.0
+    dlms_interval: float = 10.0
+    bsm_interval: float = 5.0
+
+
+PUSH = ("p1", "kaifa", "hdlc")
+POLLED = ("kamstrup", "bsm")
+KEYED = ("kaifa", "hdlc")
+
+
+def config(params: Params) -> Config:
+    return parse_config({"link": [
+        {"name": "p1", "kind": "p1", "port": "/soak/p1", "push_interval": params.p1_interval},
+        {"name": "kaifa", "kind": "mbus", "port": "/soak/kaifa", "push_interval": params.mbus_interval},
+        {"name": "hdlc", "kind": "hdlc-push", "port": "/soak/hdlc", "push_interval": params.hdlc_interval},
+        {"name": "kamstrup", "kind": "dlms", "port": "/soak/kamstrup", "password": "12345",
+         "poll_interval": params.dlms_interval,
+         "objects": ["1:1.1.0.0.1.255:2", "8:0.1.1.0.0.255:2", "3:1.1.1.8.0.255:2", "3:1.1.1.7.0.255:2"]},
+        {"name": "bsm", "kind": "bsm", "port": "/soak/bsm", "poll_interval": params.bsm_interval},
+    ]})
+
+
+@dataclass
+class Published:
+    link: str
+    tag: str | None
+    at: float
+    """trio time."""
+
+
+@dataclass
+class LinkReport:
+    name: str
+    kind: str
+    sent: int = 0
+    """Push: telegrams the simulator sent (a rebooting meter sends none); polled: answers."""
+    received: int = 0
+    """Telegrams the link's machine took in (its `telegrams` counter; polled: its readings)."""
+    published: int = 0
+    sent_by_cause: Counter[str] = field(default_factory=Counter)
+    published_by_cause: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)
+    restarts: int = 0
+    opens: int = 0
+    refused_opens: int = 0
+    last_drop: str | None = None
+    max_latency: float = 0.0
+    """Simulated seconds from a clean telegram's sending to its publishing."""
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    params: Params
+    links: dict[str, LinkReport]
+    faults: dict[str, dict[str, int]]
+    rss_start_kib: int
+    rss_end_kib: int
+    peak_rss_kib: int
+    wall_seconds: float
+    simulated_hours: float
+    hub_readings_held: int
+    sse_received: int
+    sse_stalled_waiting: int
+    sse_stalled_dropped: int
+    published_total: int
+    problems: list[str]
+
+    @property
+    def rss_growth_kib(self) -> int:
+        return self.rss_end_kib - self.rss_start_kib
+
+    def table(self) -> str:
+        rows = [f"soak: {self.simulated_hours:g} simulated hours in {self.wall_seconds:.1f} s wall, seed {self.params.seed}, "
+                f"{self.params.faults_per_hour:g} fault windows per link and hour",
+                f"memory: RSS {self.rss_start_kib / 1024:.1f} MiB at start, {self.rss_end_kib / 1024:.1f} MiB at end "
+                f"(peak {self.peak_rss_kib / 1024:.1f} MiB); hub holds {self.hub_readings_held} readings",
+                f"SSE: a live client got {self.sse_received} of {self.published_total} readings; a stalled one holds "
+                f"{self.sse_stalled_waiting} and dropped {self.sse_stalled_dropped}"]
+        for report in self.links.values():
+            rows.append(f"{report.name} ({report.kind}): sent {report.sent}, received {report.received}, "
+                        f"published {report.published}, restarts {report.restarts}, opens {report.opens} "
+                        f"(refused {report.refused_opens}), max latency {report.max_latency:.3f} s")
+            rows.append(f"  faults: {self.faults.get(report.name, {})}")
+            rows.append(f"  sent by cause: {dict(report.sent_by_cause)}; published of those: {dict(report.published_by_cause)}")
+            rows.append(f"  link's drops: {dict(report.drops)}; last: {report.last_drop}")
+            rows.extend(f"  PROBLEM {problem}" for problem in report.problems)
+        rows.extend(f"PROBLEM {problem}" for problem in self.problems)
+        return "\n".join(rows)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
+
+
+class Service:
+    """The service's links, as `run_service` composes them, on the soak's lines."""
+
+    def __init__(self, cfg: Config, state: Path, rng: random.Random, wallclock: Callable[[], float]) -> None:
+        self.links = {s.name: LinkStatus(s.name, s.kind) for s in cfg.link}
+        self.hub = ReadingsHub(max_meters={s.name: s.max_meters for s in cfg.link},
+                               forgotten=lambda key: self.links[key.link].note_forgotten(key.meter_id),
+                               clock=wallclock)
+        self.keys = KeyStore(state / "keys.bin", state / "device.key")
+        self.raise_next: set[str] = set()
+        self.published: list[Published] = []
+        children = [link_child(s, LinkHooks(partial(self.publish, s.name)), self.links[s.name], self.keys)
+                    for s in cfg.link]
+        settings = cfg.supervisor
+        intensity = Intensity(settings.max_restarts, settings.period)
+        backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
+        # As service.run.supervisor() makes them, with a seeded generator for the backoff's jitter.
+        self.links_supervisor = RestartableSupervisor(children, name="links", intensity=intensity, backoff=backoff,
+                                                      rng=random.Random(rng.random()), wallclock=wallclock)
+        self.root = Supervisor([self.links_supervisor.as_child()], name="meterlink", intensity=intensity,
+                               backoff=backoff, rng=random.Random(rng.random()), wallclock=wallclock)
+
+    def publish(self, link: str, reading: Reading) -> None:
+        self.hub.publish(reading)
+        self.published.append(Published(link, reading.captured_at, trio.current_time()))
+        if link in self.raise_next:
+            self.raise_next.discard(link)
+            raise RuntimeError(f"{link}: soak: the actor raises after a publish")
+
+
+def meter_clock(zone) -> Callable[[], datetime]:
+    """A meter's local clock (naive, as the meters keep it), on trio's clock."""
+    return lambda: (EPOCH + timedelta(seconds=trio.current_time())).astimezone(zone).replace(tzinfo=None)
+
+
+def utc_clock() -> datetime:
+    """The P1 simulator's clock: aware, in UTC (it writes Belgian local time itself)."""
+    return EPOCH + timedelta(seconds=trio.current_time())
+
+
+def local_tag(zone) -> Callable[[datetime], str]:
+    """A telegram's tag: its timestamp as the link publishes it (`captured_at`, local time, no offset)."""
+    return lambda now: (now.astimezone(zone) if now.tzinfo else now).replace(tzinfo=None).isoformat()
+
+
+async def drive_faults(schedule: Schedule, line: Line, service: Service, keyed: dict[str, object] | None,
+                       rng: random.Random) -> None:
+    """What happens at a window's start and end beyond the line: hang-ups, keys, a raising actor."""
+    for window in schedule.windows[line.name]:
+        await trio.sleep_until(window.start)
+        if window.fault is Fault.HANGUP:
+            await line.hang_up()
+        elif window.fault is Fault.ACTOR_RAISES:
+            service.raise_next.add(line.name)
+        elif window.fault in KEY_FAULTS and keyed is not None:
+            new = rng.randbytes(16)
+            if window.fault is Fault.KEY_CHANGE:
+                service.keys.set_key(line.name, MeterKey(new))  # entered first: pending
+                await trio.sleep_until(window.end)
+                keyed["model"].key = new  # the operator switches the meter
+            else:
+                keyed["model"].key = new  # the operator switched the meter unannounced
+                await trio.sleep_until(window.end)
+                service.keys.set_key(line.name, MeterKey(new))
+
+
+def key_fault(schedule: Schedule, name: str) -> Callable[[], Fault | None]:
+    def fault() -> Fault | None:
+        window = schedule.active(name, trio.current_time())
+        return Fault.WRONG_KEY if window is not None and window.fault is Fault.WRONG_KEY else None
+    return fault
+
+
+async def soak(params: Params, state: Path, progress: Callable[[str], None] = lambda line: None) -> Report:
+    """Run the soak; the caller gives trio a MockClock."""
+    started = time.monotonic()
+    rng = random.Random(params.seed)
+    seconds = params.hours * 3600
+    kinds = {name: LINE_FAULTS + (KEY_FAULTS if name in KEYED else ()) for name in PUSH}
+    kinds |= {name: tuple(f for f in LINE_FAULTS if f is not Fault.NOISE) + (Fault.NOISE,) for name in POLLED}
+    schedule = Schedule.draw(rng, kinds, seconds, params.faults_per_hour)
+    wallclock = lambda: EPOCH.timestamp() + trio.current_time()  # noqa: E731
+    cfg = config(params)
+    service = Service(cfg, state, rng, wallclock)
+    for name in KEYED:
+        service.keys.set_key(name, MeterKey(DEMO_KEY))
+    lines = {s.name: Line(s.name, schedule, random.Random(rng.random())) for s in cfg.link}
+    models = {"p1": P1MeterModel(), "kaifa": KaifaMeterModel(), "hdlc": HdlcPushMeterModel(key=DEMO_KEY)}
+    telegrams: dict[str, Callable[[datetime], bytes]] = {
+        "p1": models["p1"].telegram,
+        "kaifa": lambda now: b"".join(models["kaifa"].frames(now)),
+        "hdlc": lambda now: b"".join(models["hdlc"].frames(now)),
+    }
+    zones = {"p1": BRUSSELS, "kaifa": VIENNA, "hdlc": VIENNA}
+    intervals = {"p1": params.p1_interval, "kaifa": params.mbus_interval, "hdlc": params.hdlc_interval}
+    kamstrup = KamstrupMeterModel(wallclock=meter_clock(VIENNA))
+    bsm = BsmMeter(wallclock=wallclock, charging=True)
+
+    async def soak_open(port: str, settings: object = None):
+        return await lines[port.removeprefix("/soak/")].open()
+
+    sse_live = sse_stalled = 0
+    gave_up: list[str] = []
+    rss_start = 0
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (meterlink.actors.p1, meterlink.actors.mbus, meterlink.actors.hdlc_push, meterlink.actors.dlms,
+                       meterlink.actors.bsm, meterlink.service.image_transfer):
+            patch.setattr(module, "open_link", soak_open)
+        patch.setattr(meterlink.actors.link, "time", types.SimpleNamespace(time=wallclock))
+        async with trio.open_nursery() as nursery:
+            for name in PUSH:
+                clock = utc_clock if name == "p1" else meter_clock(zones[name])
+                nursery.start_soon(push_meter, lines[name], intervals[name], telegrams[name], clock,
+                                   local_tag(zones[name]), key_fault(schedule, name))
+                nursery.start_soon(drive_faults, schedule, lines[name], service,
+                                   {"model": models[name]} if name in KEYED else None, random.Random(rng.random()))
+            nursery.start_soon(serve_polled, lines["kamstrup"], partial(run_kamstrup_meter, model=kamstrup))
+            nursery.start_soon(serve_polled, lines["bsm"], partial(run_bsm_meter, meter=bsm))
+            for name in POLLED:
+                nursery.start_soon(drive_faults, schedule, lines[name], service, None, random.Random(rng.random()))
+
+            events = reading_events(types.SimpleNamespace(hub=service.hub))  # an SSE client that stops reading
+            await events.__anext__()
+
+            async def live_client() -> None:
+                nonlocal sse_live
+                async for event in reading_events(types.SimpleNamespace(hub=service.hub)):
+                    sse_live += event.startswith("data: ")
+
+            nursery.start_soon(live_client)
+
+            async def run_root() -> None:
+                try:
+                    await service.root.run()
+                except IntensityExceeded as error:
+                    gave_up.append(str(error))
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run_root)
+            await trio.sleep_until(min(600.0, seconds / 2))  # past the start: links up, imports done
+            gc.collect()
+            rss_start = rss_kib()
+            for hour in range(1, int(params.hours) + 1):
+                await trio.sleep_until(hour * 3600.0)
+                progress(f"{hour} h simulated, {time.monotonic() - started:.0f} s wall, "
+                         f"{len(service.published)} readings, RSS {rss_kib() / 1024:.1f} MiB")
+            await trio.sleep_until(seconds)
+            end_state = final_checks(service, cfg, seconds)
+            stalled = max(service.hub._subscribers, key=lambda s: s.waiting)  # the stalled client's queue
+            sse_stalled, stalled_dropped = stalled.waiting, stalled.dropped
+            nursery.cancel_scope.cancel()
+        await events.aclose()
+    gc.collect()
+    rss_end = rss_kib()
+    problems = end_state + [f"the service gave up: {error}" for error in gave_up]
+    polls = {"kamstrup": params.dlms_interval, "bsm": params.bsm_interval}
+    reports = {name: account(name, service, lines[name], schedule, intervals.get(name), polls.get(name)) for name in lines}
+    statuses = {child.id: child for child in service.links_supervisor.status()}
+    for name, report in reports.items():
+        report.restarts = statuses[name].restarts
+    held = sum(len(service.hub.window(key)) for key in service.hub.meters())
+    return Report(params, reports, schedule.count(), rss_start, rss_end,
+                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic() - started, params.hours,
+                  held, sse_live, sse_stalled, stalled_dropped, len(service.published), problems)
+
+
+def final_checks(service: Service, cfg: Config, seconds: float) -> list[str]:
+    """At the end: every link running and read within the window, nothing older served."""
+    problems = []
+    now = service.hub.clock()
+    served = {key.link: key for key in service.hub.meters()}
+    for child in service.links_supervisor.status():
+        if child.state is not ChildState.RUNNING:
+            problems.append(f"link {child.id} is {child.state.value} at the end ({child.last_error})")
+    for section in cfg.link:
+        status = service.links[section.name]
+        if section.name not in served:
+            problems.append(f"link {section.name}: no reading in the hub's window at the end")
+        if "stale" in status.state:
+            problems.append(f"link {section.name} is stale at the end ({status.state})")
+    for key in service.hub.meters():
+        oldest = min(reading.received_at or 0.0 for reading in service.hub.window(key))
+        if now - oldest > WINDOW:
+            problems.append(f"{key.link}/{key.meter_id}: a reading {now - oldest:.1f} s old is served")
+    return problems
+
+
+RECOVERY = 120.0
+"""Simulated seconds after a fault window within which a polled link need not have read yet."""
+
+
+def account(name: str, service: Service, line: Line, schedule: Schedule, interval: float | None,
+            poll: float | None) -> LinkReport:
+    status = service.links[name]
+    report = LinkReport(name, status.kind, drops=+status.drops, opens=line.opens, refused_opens=line.refused,
+                        last_drop=status.last_drop)
+    published = [p for p in service.published if p.link == name]
+    report.published = len(published)
+    if interval is None:
+        return account_polled(report, line, published, schedule, poll or 0.0)
+    report.sent = len(line.ledger)
+    report.received = status.counters["telegrams"]
+    by_tag: dict[str, list[Published]] = {}
+    for p in published:
+        by_tag.setdefault(p.tag or "", []).append(p)
+    sent_tags = set()
+    for sent in line.ledger:
+        cause = sent.cause or "clean"
+        report.sent_by_cause[cause] += 1
+        sent_tags.add(sent.tag)
+        matched = by_tag.get(sent.tag, [])
+        if matched:
+            report.published_by_cause[cause] += 1
+        if len(matched) > 1:
+            report.problems.append(f"telegram {sent.tag} ({cause}) published {len(matched)} times")
+        if sent.cause is None:
+            if not matched:
+                report.problems.append(f"clean telegram {sent.tag} sent at {sent.at:.1f} s was not published")
+            else:
+                report.max_latency = max(report.max_latency, matched[0].at - sent.at)
+    unmatched = [tag for tag in by_tag if tag not in sent_tags]
+    if unmatched:
+        report.problems.append(f"published readings that match no telegram sent: {unmatched[:5]}")
+    wrong_key = report.sent_by_cause[Fault.WRONG_KEY.value] - report.published_by_cause[Fault.WRONG_KEY.value]
+    if report.drops["wrong_key"] != wrong_key:
+        report.problems.append(f"{wrong_key} telegrams under a wrong key, {report.drops['wrong_key']} counted as wrong_key")
+    damaged = sum(report.sent_by_cause[f.value] - report.published_by_cause[f.value] for f in (Fault.BIT_FLIP, Fault.TRUNCATE))
+    framing = sum(count for cause, count in report.drops.items() if cause != "wrong_key")
+    if framing < damaged:
+        report.problems.append(f"{damaged} damaged telegrams lost, only {framing} drops counted")
+    return report
+
+
+def account_polled(report: LinkReport, line: Line, published: list[Published], schedule: Schedule,
+                   interval: float) -> LinkReport:
+    """A polled link: the meter's answers by fault; a reading every poll interval while no fault is near."""
+    report.sent = sum(line.answers.values())
+    report.sent_by_cause = Counter(line.answers)
+    report.received = report.published
+    near = [(w.start - interval, w.end + RECOVERY) for w in schedule.windows[report.name]]
+    times = [p.at for p in published]
+    for before, after in zip(times, times[1:]):
+        if any(start < after and before < end for start, end in near):
+            continue  # a restarted link reads at once; a fault's gap is the fault's
+        if after - before < interval / 2:
+            report.problems.append(f"two readings {after - before:.2f} s apart at {before:.1f} s")
+        if after - before > 1.5 * interval:
+            report.problems.append(f"no reading from {before:.1f} s to {after:.1f} s, no fault near")
+    return report
