@@ -31,6 +31,62 @@ class Sent:
     """trio time it was sent."""
     cause: str | None
     """The fault that touched it, LINK_DOWN, or None when it went out clean."""
+    published: int = 0
+    published_at: float | None = None
+
+
+SETTLE = 120.0
+"""Simulated seconds after which a telegram not published will not be: it is settled."""
+MAX_PROBLEMS = 20
+
+
+@dataclass
+class Ledger:
+    """A push link's telegrams, matched with what was published as it goes, so that the harness's
+    own memory stays flat however long the run (the soak measures the service's)."""
+
+    pending: dict[str, Sent] = field(default_factory=dict)
+    sent_by_cause: Counter[str] = field(default_factory=Counter)
+    published_by_cause: Counter[str] = field(default_factory=Counter)
+    published: int = 0
+    max_latency: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def append(self, sent: Sent) -> None:
+        self.pending[sent.tag] = sent
+
+    def note_published(self, tag: str | None, at: float) -> None:
+        self.published += 1
+        sent = self.pending.get(tag or "")
+        if sent is None:
+            self.problem(f"a reading at {at:.1f} s tagged {tag} matches no telegram waiting (published twice, or never sent)")
+            return
+        sent.published += 1
+        if sent.published > 1:
+            self.problem(f"telegram {tag} ({sent.cause or 'clean'}) published {sent.published} times")
+        else:
+            sent.published_at = at
+
+    def settle(self, before: float) -> None:
+        while self.pending:
+            tag, sent = next(iter(self.pending.items()))
+            if sent.at >= before:
+                return
+            del self.pending[tag]
+            cause = sent.cause or "clean"
+            self.sent_by_cause[cause] += 1
+            if sent.published:
+                self.published_by_cause[cause] += 1
+                if sent.cause is None and sent.published_at is not None:
+                    self.max_latency = max(self.max_latency, sent.published_at - sent.at)
+            elif sent.cause is None:
+                self.problem(f"clean telegram {tag} sent at {sent.at:.1f} s was not published")
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append("(more problems not listed)")
 
 
 @dataclass
@@ -43,7 +99,7 @@ class Line:
     meter_end: trio.abc.Stream | None = None
     opens: int = 0
     refused: int = 0
-    ledger: list[Sent] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=Ledger)
     answers: Counter[str] = field(default_factory=Counter)
     """A polled meter's answers, by the fault that touched them ("clean" when none)."""
     new_connection: trio.MemorySendChannel[trio.abc.Stream] | None = None

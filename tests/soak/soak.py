@@ -11,6 +11,7 @@ real sockets and the wall clock, so they are not in this run (README.md says whe
 from __future__ import annotations
 
 import gc
+import math
 import random
 import resource
 import time
@@ -50,7 +51,7 @@ from meterlink.supervisor import Backoff, ChildState, Intensity, Supervisor
 from meterlink.supervisor.supervisor import IntensityExceeded
 
 from .faults import KEY_FAULTS, LINE_FAULTS, Fault, Schedule
-from .lines import Line, push_meter, serve_polled
+from .lines import SETTLE, Line, push_meter, serve_polled
 
 EPOCH = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
 """Simulated time 0 (no summer-time change within the next days in Brussels or Vienna)."""
@@ -86,14 +87,6 @@ def config(params: Params) -> Config:
          "objects": ["1:1.1.0.0.1.255:2", "8:0.1.1.0.0.255:2", "3:1.1.1.8.0.255:2", "3:1.1.1.7.0.255:2"]},
         {"name": "bsm", "kind": "bsm", "port": "/soak/bsm", "poll_interval": params.bsm_interval},
     ]})
-
-
-@dataclass
-class Published:
-    link: str
-    tag: str | None
-    at: float
-    """trio time."""
 
 
 @dataclass
@@ -172,7 +165,9 @@ class Service:
                                clock=wallclock)
         self.keys = KeyStore(state / "keys.bin", state / "device.key")
         self.raise_next: set[str] = set()
-        self.published: list[Published] = []
+        self.published = 0
+        self.watch: dict[str, Callable[[str | None, float], None]] = {}
+        """Per link, told of each reading published (its tag and trio time)."""
         children = [link_child(s, LinkHooks(partial(self.publish, s.name)), self.links[s.name], self.keys)
                     for s in cfg.link]
         settings = cfg.supervisor
@@ -186,7 +181,8 @@ class Service:
 
     def publish(self, link: str, reading: Reading) -> None:
         self.hub.publish(reading)
-        self.published.append(Published(link, reading.captured_at, trio.current_time()))
+        self.published += 1
+        self.watch[link](reading.captured_at, trio.current_time())
         if link in self.raise_next:
             self.raise_next.discard(link)
             raise RuntimeError(f"{link}: soak: the actor raises after a publish")
@@ -260,6 +256,11 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     kamstrup = KamstrupMeterModel(wallclock=meter_clock(VIENNA))
     bsm = BsmMeter(wallclock=wallclock, charging=True)
 
+    for name in PUSH:
+        service.watch[name] = lines[name].ledger.note_published
+    for name, poll in (("kamstrup", params.dlms_interval), ("bsm", params.bsm_interval)):
+        service.watch[name] = PollWatch([(w.start - poll, w.end + RECOVERY) for w in schedule.windows[name]], poll)
+
     async def soak_open(port: str, settings: object = None):
         return await lines[port.removeprefix("/soak/")].open()
 
@@ -301,13 +302,21 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
                     nursery.cancel_scope.cancel()
 
             nursery.start_soon(run_root)
+
+            async def settle() -> None:
+                while True:
+                    await trio.sleep(60)
+                    for name in PUSH:
+                        lines[name].ledger.settle(trio.current_time() - SETTLE)
+
+            nursery.start_soon(settle)
             await trio.sleep_until(min(600.0, seconds / 2))  # past the start: links up, imports done
             gc.collect()
             rss_start = rss_kib()
             for hour in range(1, int(params.hours) + 1):
                 await trio.sleep_until(hour * 3600.0)
                 progress(f"{hour} h simulated, {time.monotonic() - started:.0f} s wall, "
-                         f"{len(service.published)} readings, RSS {rss_kib() / 1024:.1f} MiB")
+                         f"{service.published} readings, RSS {rss_kib() / 1024:.1f} MiB")
             await trio.sleep_until(seconds)
             end_state = final_checks(service, cfg, seconds)
             stalled = max(service.hub._subscribers, key=lambda s: s.waiting)  # the stalled client's queue
@@ -317,15 +326,14 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     gc.collect()
     rss_end = rss_kib()
     problems = end_state + [f"the service gave up: {error}" for error in gave_up]
-    polls = {"kamstrup": params.dlms_interval, "bsm": params.bsm_interval}
-    reports = {name: account(name, service, lines[name], schedule, intervals.get(name), polls.get(name)) for name in lines}
+    reports = {name: account(name, service, lines[name]) for name in lines}
     statuses = {child.id: child for child in service.links_supervisor.status()}
     for name, report in reports.items():
         report.restarts = statuses[name].restarts
     held = sum(len(service.hub.window(key)) for key in service.hub.meters())
     return Report(params, reports, schedule.count(), rss_start, rss_end,
                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic() - started, params.hours,
-                  held, sse_live, sse_stalled, stalled_dropped, len(service.published), problems)
+                  held, sse_live, sse_stalled, stalled_dropped, service.published, problems)
 
 
 def final_checks(service: Service, cfg: Config, seconds: float) -> list[str]:
@@ -353,38 +361,46 @@ RECOVERY = 120.0
 """Simulated seconds after a fault window within which a polled link need not have read yet."""
 
 
-def account(name: str, service: Service, line: Line, schedule: Schedule, interval: float | None,
-            poll: float | None) -> LinkReport:
+@dataclass
+class PollWatch:
+    """A polled link: a reading every poll interval while no fault is near, never two at once."""
+
+    near: list[tuple[float, float]]
+    interval: float
+    last: float | None = None
+    published: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def __call__(self, tag: str | None, at: float) -> None:
+        self.published += 1
+        before, self.last = self.last, at
+        if before is None or at - before == 0.0 or any(start < at and before < end for start, end in self.near):
+            return  # one poll's readings come together; a restarted link reads at once; a fault's gap is the fault's
+        if at - before < self.interval / 2 and len(self.problems) < 20:
+            self.problems.append(f"two polls {at - before:.2f} s apart at {before:.1f} s, no fault near")
+        if at - before > 1.5 * self.interval and len(self.problems) < 20:
+            self.problems.append(f"no reading from {before:.1f} s to {at:.1f} s, no fault near")
+
+
+def account(name: str, service: Service, line: Line) -> LinkReport:
     status = service.links[name]
     report = LinkReport(name, status.kind, drops=+status.drops, opens=line.opens, refused_opens=line.refused,
                         last_drop=status.last_drop)
-    published = [p for p in service.published if p.link == name]
-    report.published = len(published)
-    if interval is None:
-        return account_polled(report, line, published, schedule, poll or 0.0)
-    report.sent = len(line.ledger)
+    watch = service.watch[name]
+    if isinstance(watch, PollWatch):
+        report.sent = sum(line.answers.values())
+        report.sent_by_cause = Counter(line.answers)
+        report.received = report.published = watch.published
+        report.problems = watch.problems
+        return report
+    ledger = line.ledger
+    ledger.settle(math.inf)
+    report.sent = sum(ledger.sent_by_cause.values())
     report.received = status.counters["telegrams"]
-    by_tag: dict[str, list[Published]] = {}
-    for p in published:
-        by_tag.setdefault(p.tag or "", []).append(p)
-    sent_tags = set()
-    for sent in line.ledger:
-        cause = sent.cause or "clean"
-        report.sent_by_cause[cause] += 1
-        sent_tags.add(sent.tag)
-        matched = by_tag.get(sent.tag, [])
-        if matched:
-            report.published_by_cause[cause] += 1
-        if len(matched) > 1:
-            report.problems.append(f"telegram {sent.tag} ({cause}) published {len(matched)} times")
-        if sent.cause is None:
-            if not matched:
-                report.problems.append(f"clean telegram {sent.tag} sent at {sent.at:.1f} s was not published")
-            else:
-                report.max_latency = max(report.max_latency, matched[0].at - sent.at)
-    unmatched = [tag for tag in by_tag if tag not in sent_tags]
-    if unmatched:
-        report.problems.append(f"published readings that match no telegram sent: {unmatched[:5]}")
+    report.published = ledger.published
+    report.sent_by_cause, report.published_by_cause = ledger.sent_by_cause, ledger.published_by_cause
+    report.max_latency = ledger.max_latency
+    report.problems = list(ledger.problems)
     wrong_key = report.sent_by_cause[Fault.WRONG_KEY.value] - report.published_by_cause[Fault.WRONG_KEY.value]
     if report.drops["wrong_key"] != wrong_key:
         report.problems.append(f"{wrong_key} telegrams under a wrong key, {report.drops['wrong_key']} counted as wrong_key")
@@ -392,22 +408,4 @@ def account(name: str, service: Service, line: Line, schedule: Schedule, interva
     framing = sum(count for cause, count in report.drops.items() if cause != "wrong_key")
     if framing < damaged:
         report.problems.append(f"{damaged} damaged telegrams lost, only {framing} drops counted")
-    return report
-
-
-def account_polled(report: LinkReport, line: Line, published: list[Published], schedule: Schedule,
-                   interval: float) -> LinkReport:
-    """A polled link: the meter's answers by fault; a reading every poll interval while no fault is near."""
-    report.sent = sum(line.answers.values())
-    report.sent_by_cause = Counter(line.answers)
-    report.received = report.published
-    near = [(w.start - interval, w.end + RECOVERY) for w in schedule.windows[report.name]]
-    times = [p.at for p in published]
-    for before, after in zip(times, times[1:]):
-        if any(start < after and before < end for start, end in near):
-            continue  # a restarted link reads at once; a fault's gap is the fault's
-        if after - before < interval / 2:
-            report.problems.append(f"two readings {after - before:.2f} s apart at {before:.1f} s")
-        if after - before > 1.5 * interval:
-            report.problems.append(f"no reading from {before:.1f} s to {after:.1f} s, no fault near")
     return report
