@@ -32,11 +32,14 @@ class Fault(enum.Enum):
     """A change-over done right: the new key is entered (pending) first, the meter switches at the end."""
     ACTOR_RAISES = "actor_raises"
     """The link's actor raises once, right after publishing a reading; the supervisor restarts it."""
+    IMAGE_CUT = "image_cut"
+    """A DLMS link: an image transfer asked for (as through the API), its line cut half-way through."""
 
 
 LINE_FAULTS = (Fault.NOISE, Fault.BIT_FLIP, Fault.TRUNCATE, Fault.REBOOT, Fault.HANGUP, Fault.HANG,
                Fault.ACTOR_RAISES)
 KEY_FAULTS = (Fault.WRONG_KEY, Fault.KEY_CHANGE)
+DLMS_FAULTS = (Fault.IMAGE_CUT,)
 
 DURATION = {
     Fault.NOISE: (120.0, 600.0),
@@ -48,10 +51,11 @@ DURATION = {
     Fault.WRONG_KEY: (120.0, 900.0),
     Fault.KEY_CHANGE: (120.0, 900.0),
     Fault.ACTOR_RAISES: (0.0, 0.0),
+    Fault.IMAGE_CUT: (900.0, 900.0),
 }
 """Seconds a window lasts, drawn uniformly between the two."""
 
-QUIET_AFTER = 300.0
+QUIET_AFTER = 180.0
 """Seconds without a fault after each window: the link recovers before the next one."""
 QUIET_START = 300.0
 QUIET_END = 600.0

@@ -39,18 +39,20 @@ from meterlink.protocols.readings import Reading
 from meterlink.service.api import reading_events
 from meterlink.service.config import Config, parse_config
 from meterlink.service.hub import ReadingsHub
-from meterlink.service.run import RestartableSupervisor, link_child
+from meterlink.service.image_transfer import Transfer, start_image
+from meterlink.service.run import RestartableSupervisor, dlms_link, link_child
+from meterlink.machines.image_transfer import Image
 from meterlink.service.secrets import KeyStore, MeterKey
 from meterlink.simulators.bsm import BsmMeter, run_bsm_meter
 from meterlink.simulators.hdlc_push import HdlcPushMeterModel
 from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
-from meterlink.simulators.kamstrup import KamstrupMeterModel, run_kamstrup_meter
+from meterlink.simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
 from meterlink.simulators.p1 import BRUSSELS, P1MeterModel
 from meterlink.simulators.kaifa import VIENNA
 from meterlink.supervisor import Backoff, ChildState, Intensity, Supervisor
 from meterlink.supervisor.supervisor import IntensityExceeded
 
-from .faults import KEY_FAULTS, LINE_FAULTS, Fault, Schedule
+from .faults import DLMS_FAULTS, KEY_FAULTS, LINE_FAULTS, Fault, Schedule
 from .lines import SETTLE, Line, push_meter, serve_polled
 
 EPOCH = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
@@ -126,6 +128,8 @@ class Report:
     sse_stalled_dropped: int
     published_total: int
     problems: list[str]
+    transfers: list[dict[str, object]] = field(default_factory=list)
+    image_cuts: int = 0
 
     @property
     def rss_growth_kib(self) -> int:
@@ -137,7 +141,9 @@ class Report:
                 f"memory: RSS {self.rss_start_kib / 1024:.1f} MiB at start, {self.rss_end_kib / 1024:.1f} MiB at end "
                 f"(peak {self.peak_rss_kib / 1024:.1f} MiB); hub holds {self.hub_readings_held} readings",
                 f"SSE: a live client got {self.sse_received} of {self.published_total} readings; a stalled one holds "
-                f"{self.sse_stalled_waiting} and dropped {self.sse_stalled_dropped}"]
+                f"{self.sse_stalled_waiting} and dropped {self.sse_stalled_dropped}",
+                f"image transfers: {len(self.transfers)}, cut half-way: {self.image_cuts}, verdicts: "
+                f"{[(t['result'], t['blocks'], t['blocks_resent']) for t in self.transfers]}"]
         for report in self.links.values():
             rows.append(f"{report.name} ({report.kind}): sent {report.sent}, received {report.received}, "
                         f"published {report.published}, restarts {report.restarts}, opens {report.opens} "
@@ -164,7 +170,10 @@ class Service:
                                forgotten=lambda key: self.links[key.link].note_forgotten(key.meter_id),
                                clock=wallclock)
         self.keys = KeyStore(state / "keys.bin", state / "device.key")
+        self.config = cfg
         self.raise_next: set[str] = set()
+        self.transfers: list[Transfer] = []
+        self.image_cuts = 0
         self.published = 0
         self.watch: dict[str, Callable[[str | None, float], None]] = {}
         """Per link, told of each reading published (its tag and trio time)."""
@@ -203,12 +212,18 @@ def local_tag(zone) -> Callable[[datetime], str]:
     return lambda now: (now.astimezone(zone) if now.tzinfo else now).replace(tzinfo=None).isoformat()
 
 
+IMAGE_SIZE = 16_384
+
+
 async def drive_faults(schedule: Schedule, line: Line, service: Service, keyed: dict[str, object] | None,
                        rng: random.Random) -> None:
-    """What happens at a window's start and end beyond the line: hang-ups, keys, a raising actor."""
+    """What happens at a window's start and end beyond the line: hang-ups, keys, a raising actor,
+    an image transfer."""
     for window in schedule.windows[line.name]:
         await trio.sleep_until(window.start)
-        if window.fault is Fault.HANGUP:
+        if window.fault is Fault.IMAGE_CUT:
+            await cut_image_transfer(line, service, rng, window.end)
+        elif window.fault is Fault.HANGUP:
             await line.hang_up()
         elif window.fault is Fault.ACTOR_RAISES:
             service.raise_next.add(line.name)
@@ -224,6 +239,24 @@ async def drive_faults(schedule: Schedule, line: Line, service: Service, keyed: 
                 service.keys.set_key(line.name, MeterKey(new))
 
 
+async def cut_image_transfer(line: Line, service: Service, rng: random.Random, end: float) -> None:
+    """Ask the DLMS link for an image transfer as the API's start_image does, cut its line once about
+    half of the blocks are confirmed, and note how the transfer ended."""
+    section = next(s for s in service.config.link if s.name == line.name)
+    number = len(service.transfers) + 1
+    image = Image(f"SOAK-{number}".encode(), rng.randbytes(IMAGE_SIZE))
+    transfer = start_image(service.links[line.name], section.port, dlms_link(section).association, image)
+    service.transfers.append(transfer)
+    cut = False
+    while transfer.finished is None and trio.current_time() < end:
+        progress = transfer.machine.progress()
+        if not cut and progress.blocks and progress.confirmed >= progress.blocks // 2:
+            await line.hang_up()
+            cut = True
+        await trio.sleep(0.05 if not cut else 1.0)
+    service.image_cuts += cut
+
+
 def key_fault(schedule: Schedule, name: str) -> Callable[[], Fault | None]:
     def fault() -> Fault | None:
         window = schedule.active(name, trio.current_time())
@@ -237,7 +270,7 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     rng = random.Random(params.seed)
     seconds = params.hours * 3600
     kinds = {name: LINE_FAULTS + (KEY_FAULTS if name in KEYED else ()) for name in PUSH}
-    kinds |= {name: tuple(f for f in LINE_FAULTS if f is not Fault.NOISE) + (Fault.NOISE,) for name in POLLED}
+    kinds |= {name: LINE_FAULTS + (DLMS_FAULTS if name == "kamstrup" else ()) for name in POLLED}
     schedule = Schedule.draw(rng, kinds, seconds, params.faults_per_hour)
     wallclock = lambda: EPOCH.timestamp() + trio.current_time()  # noqa: E731
     cfg = config(params)
@@ -253,7 +286,8 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     }
     zones = {"p1": BRUSSELS, "kaifa": VIENNA, "hdlc": VIENNA}
     intervals = {"p1": params.p1_interval, "kaifa": params.mbus_interval, "hdlc": params.hdlc_interval}
-    kamstrup = KamstrupMeterModel(wallclock=meter_clock(VIENNA))
+    # An OMNIPOWER, as the demo's: it takes image blocks (kamstrup.py).
+    kamstrup = KamstrupMeterModel(wallclock=meter_clock(VIENNA), max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
     bsm = BsmMeter(wallclock=wallclock, charging=True)
 
     for name in PUSH:
@@ -326,6 +360,8 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     gc.collect()
     rss_end = rss_kib()
     problems = end_state + [f"the service gave up: {error}" for error in gave_up]
+    verdicts = [transfer.verdict() for transfer in service.transfers]
+    problems += [f"image transfer {n + 1} ended {verdict}" for n, verdict in enumerate(verdicts) if verdict["result"] != "active"]
     reports = {name: account(name, service, lines[name]) for name in lines}
     statuses = {child.id: child for child in service.links_supervisor.status()}
     for name, report in reports.items():
@@ -333,7 +369,7 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     held = sum(len(service.hub.window(key)) for key in service.hub.meters())
     return Report(params, reports, schedule.count(), rss_start, rss_end,
                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic() - started, params.hours,
-                  held, sse_live, sse_stalled, stalled_dropped, service.published, problems)
+                  held, sse_live, sse_stalled, stalled_dropped, service.published, problems, verdicts, service.image_cuts)
 
 
 def final_checks(service: Service, cfg: Config, seconds: float) -> list[str]:
