@@ -40,7 +40,7 @@ from meterlink.service.api import reading_events
 from meterlink.service.config import Config, parse_config
 from meterlink.service.hub import ReadingsHub
 from meterlink.service.image_transfer import Transfer, start_image
-from meterlink.service.run import RestartableSupervisor, dlms_link, link_child
+from meterlink.service.run import dlms_link, link_child, supervisor_of_links
 from meterlink.machines.image_transfer import Image
 from meterlink.service.secrets import KeyStore, MeterKey
 from meterlink.simulators.bsm import BsmMeter, run_bsm_meter
@@ -130,6 +130,8 @@ class Report:
     problems: list[str]
     transfers: list[dict[str, object]] = field(default_factory=list)
     image_cuts: int = 0
+    links_supervisor_restarts: int = 0
+    """Times the root restarted the links' supervisor (which restarts every link): it gave up."""
 
     @property
     def rss_growth_kib(self) -> int:
@@ -142,6 +144,7 @@ class Report:
                 f"(peak {self.peak_rss_kib / 1024:.1f} MiB); hub holds {self.hub_readings_held} readings",
                 f"SSE: a live client got {self.sse_received} of {self.published_total} readings; a stalled one holds "
                 f"{self.sse_stalled_waiting} and dropped {self.sse_stalled_dropped}",
+                f"links supervisor restarted by the root: {self.links_supervisor_restarts}",
                 f"image transfers: {len(self.transfers)}, cut half-way: {self.image_cuts}, verdicts: "
                 f"{[(t['result'], t['blocks'], t['blocks_resent']) for t in self.transfers]}"]
         for report in self.links.values():
@@ -180,13 +183,12 @@ class Service:
         children = [link_child(s, LinkHooks(partial(self.publish, s.name)), self.links[s.name], self.keys)
                     for s in cfg.link]
         settings = cfg.supervisor
-        intensity = Intensity(settings.max_restarts, settings.period)
-        backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
-        # As service.run.supervisor() makes them, with a seeded generator for the backoff's jitter.
-        self.links_supervisor = RestartableSupervisor(children, name="links", intensity=intensity, backoff=backoff,
-                                                      rng=random.Random(rng.random()), wallclock=wallclock)
-        self.root = Supervisor([self.links_supervisor.as_child()], name="meterlink", intensity=intensity,
-                               backoff=backoff, rng=random.Random(rng.random()), wallclock=wallclock)
+        # As run_service composes them, with seeded generators for the backoff's jitter.
+        self.links_supervisor = supervisor_of_links(children, settings, random.Random(rng.random()))
+        self.root = Supervisor([self.links_supervisor.as_child()], name="meterlink",
+                               intensity=Intensity(settings.max_restarts, settings.period),
+                               backoff=Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max),
+                               rng=random.Random(rng.random()), wallclock=wallclock)
 
     def publish(self, link: str, reading: Reading) -> None:
         self.hub.publish(reading)
@@ -369,7 +371,8 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     held = sum(len(service.hub.window(key)) for key in service.hub.meters())
     return Report(params, reports, schedule.count(), rss_start, rss_end,
                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic() - started, params.hours,
-                  held, sse_live, sse_stalled, stalled_dropped, service.published, problems, verdicts, service.image_cuts)
+                  held, sse_live, sse_stalled, stalled_dropped, service.published, problems, verdicts, service.image_cuts,
+                  service.root.status()[0].restarts)
 
 
 def final_checks(service: Service, cfg: Config, seconds: float) -> list[str]:
