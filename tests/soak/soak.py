@@ -38,9 +38,8 @@ from meterlink.actors.link import LinkHooks, LinkStatus
 from meterlink.protocols.readings import Reading
 from meterlink.service.api import reading_events
 from meterlink.service.config import Config, parse_config
-from meterlink.service.hub import ReadingsHub
 from meterlink.service.image_transfer import Transfer, start_image
-from meterlink.service.run import dlms_link, link_child, supervisor_of_links
+from meterlink.service.run import dlms_link, link_child, readings_hub, supervisor_of_links
 from meterlink.machines.image_transfer import Image
 from meterlink.service.secrets import KeyStore, MeterKey
 from meterlink.simulators.bsm import BsmMeter, run_bsm_meter
@@ -53,7 +52,7 @@ from meterlink.supervisor import Backoff, ChildState, Intensity, Supervisor
 from meterlink.supervisor.supervisor import IntensityExceeded
 
 from .faults import DLMS_FAULTS, KEY_FAULTS, LINE_FAULTS, Fault, Schedule
-from .lines import SETTLE, Line, push_meter, serve_polled
+from .lines import LINK_DOWN, SETTLE, Line, push_meter, serve_polled
 
 EPOCH = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
 """Simulated time 0 (no summer-time change within the next days in Brussels or Vienna)."""
@@ -98,7 +97,8 @@ class LinkReport:
     sent: int = 0
     """Push: telegrams the simulator sent (a rebooting meter sends none); polled: answers."""
     received: int = 0
-    """Telegrams the link's machine took in (its `telegrams` counter; polled: its readings)."""
+    """Push: telegrams the line delivered to the link (not lost in a hang, a hang-up or while no link
+    was open); polled: the link's readings."""
     published: int = 0
     sent_by_cause: Counter[str] = field(default_factory=Counter)
     published_by_cause: Counter[str] = field(default_factory=Counter)
@@ -169,9 +169,8 @@ class Service:
 
     def __init__(self, cfg: Config, state: Path, rng: random.Random, wallclock: Callable[[], float]) -> None:
         self.links = {s.name: LinkStatus(s.name, s.kind) for s in cfg.link}
-        self.hub = ReadingsHub(max_meters={s.name: s.max_meters for s in cfg.link},
-                               forgotten=lambda key: self.links[key.link].note_forgotten(key.meter_id),
-                               clock=wallclock)
+        self.hub = readings_hub(cfg.link, self.links)
+        self.hub.clock = wallclock
         self.keys = KeyStore(state / "keys.bin", state / "device.key")
         self.config = cfg
         self.raise_next: set[str] = set()
@@ -435,7 +434,8 @@ def account(name: str, service: Service, line: Line) -> LinkReport:
     ledger = line.ledger
     ledger.settle(math.inf)
     report.sent = sum(ledger.sent_by_cause.values())
-    report.received = status.counters["telegrams"]
+    lost_on_line = (Fault.HANG.value, Fault.HANGUP.value, LINK_DOWN)
+    report.received = sum(count for cause, count in ledger.sent_by_cause.items() if cause not in lost_on_line)
     report.published = ledger.published
     report.sent_by_cause, report.published_by_cause = ledger.sent_by_cause, ledger.published_by_cause
     report.max_latency = ledger.max_latency
