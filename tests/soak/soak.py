@@ -299,7 +299,8 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     async def soak_open(port: str, settings: object = None):
         return await lines[port.removeprefix("/soak/")].open()
 
-    sse_live = sse_stalled = 0
+    sse_live = sse_stalled = stalled_dropped = 0
+    end_state: list[str] = []
     gave_up: list[str] = []
     rss_start = 0
     with pytest.MonkeyPatch.context() as patch:
@@ -353,7 +354,8 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
                 progress(f"{hour} h simulated, {time.monotonic() - started:.0f} s wall, "
                          f"{service.published} readings, RSS {rss_kib() / 1024:.1f} MiB")
             await trio.sleep_until(seconds)
-            end_state = final_checks(service, cfg, seconds)
+            await trio.testing.wait_all_tasks_blocked()  # what was published by now has reached the clients
+            end_state = final_checks(service, cfg)
             stalled = max(service.hub._subscribers, key=lambda s: s.waiting)  # the stalled client's queue
             sse_stalled, stalled_dropped = stalled.waiting, stalled.dropped
             nursery.cancel_scope.cancel()
@@ -374,7 +376,7 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
                   service.root.status()[0].restarts)
 
 
-def final_checks(service: Service, cfg: Config, seconds: float) -> list[str]:
+def final_checks(service: Service, cfg: Config) -> list[str]:
     """At the end: every link running and read within the window, nothing older served."""
     problems = []
     now = service.hub.clock()

@@ -8,6 +8,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from .lines import Ledger, Sent
 from .soak import Params, Report, soak
 
 CI = Params(hours=2.0, seed=4, faults_per_hour=15.0)
@@ -53,3 +54,22 @@ def test_the_ci_sized_soak_passes(tmp_path: Path) -> None:
         "hdlc": line_faults | {"wrong_key", "key_change"}, "kamstrup": line_faults | {"image_cut"}, "bsm": line_faults}
     assert all(link.restarts for link in report.links.values())
     assert report.image_cuts == len(report.transfers) == 1
+
+
+def test_the_ledger_flags_a_lost_a_repeated_and_an_unknown_telegram() -> None:
+    """The accounting itself: what the CI run's pass depends on."""
+    ledger = Ledger()
+    for n, cause in enumerate([None, None, "bit_flip", None]):
+        ledger.append(Sent(f"t{n}", float(n), cause))
+    ledger.note_published("t0", 0.0)
+    ledger.note_published("t3", 3.5)
+    ledger.note_published("t3", 3.5)
+    ledger.note_published("never-sent", 4.0)
+    ledger.settle(before=10.0)
+    assert ledger.problems == [
+        "telegram t3 (clean) published 2 times",
+        "a reading at 4.0 s tagged never-sent matches no telegram waiting (published twice, or never sent)",
+        "clean telegram t1 sent at 1.0 s was not published",
+    ]
+    assert ledger.sent_by_cause == {"clean": 3, "bit_flip": 1} and ledger.published_by_cause == {"clean": 2}
+    assert ledger.max_latency == 0.5 and not ledger.pending
