@@ -24,11 +24,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--faults-per-hour", type=float, default=defaults.faults_per_hour,
                         help="fault windows per link and simulated hour (default 1)")
-    for name in ("p1", "mbus", "hdlc", "dlms", "bsm"):
+    for name in ("p1", "mbus", "hdlc", "dlms", "bsm", "wmbus"):
         parser.add_argument(f"--{name}-interval", type=float, default=getattr(defaults, f"{name}_interval"))
     args = parser.parse_args()
     params = Params(args.hours, args.seed, args.faults_per_hour, args.p1_interval, args.mbus_interval,
-                    args.hdlc_interval, args.dlms_interval, args.bsm_interval)
+                    args.hdlc_interval, args.dlms_interval, args.bsm_interval, args.wmbus_interval)
     with tempfile.TemporaryDirectory() as state:
         report = trio.run(soak, params, Path(state), lambda line: print(line, flush=True),
                           clock=trio.testing.MockClock(autojump_threshold=0))

@@ -103,7 +103,9 @@ class Line:
     answers: Counter[str] = field(default_factory=Counter)
     """A polled meter's answers, by the fault that touched them ("clean" when none)."""
     new_connection: trio.MemorySendChannel[trio.abc.Stream] | None = None
-    """A polled meter's server is told of each connection here."""
+    """A polled meter's server (or a receiver answering set-up commands) is told of each connection here."""
+    sending: trio.Lock = field(default_factory=trio.Lock)
+    """Telegrams and a receiver's answers share the line."""
 
     def fault(self) -> Fault | None:
         window = self.schedule.active(self.name, trio.current_time())
@@ -142,7 +144,8 @@ class Line:
             self.ledger.append(Sent(tag, trio.current_time(), touched.value if touched else LINK_DOWN))
             return
         try:
-            await self.meter_end.send_all(telegram)
+            async with self.sending:
+                await self.meter_end.send_all(telegram)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.meter_end = None
             self.ledger.append(Sent(tag, trio.current_time(), touched.value if touched else LINK_DOWN))
@@ -152,7 +155,8 @@ class Line:
     async def noise(self) -> None:
         if self.meter_end is not None:
             try:
-                await self.meter_end.send_all(noise(self.rng))
+                async with self.sending:
+                    await self.meter_end.send_all(noise(self.rng))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.meter_end = None
 
@@ -243,3 +247,23 @@ async def serve_polled(line: Line, meter: Callable[[trio.abc.Stream], object]) -
     async with trio.open_nursery() as nursery:
         async for stream in receive:
             nursery.start_soon(meter, MeterEnd(stream, line))
+
+
+async def answer_set_up(line: Line, answer: Callable[[bytes], bytes]) -> None:
+    """A wireless M-Bus receiver's side of each connection: it answers the link's set-up commands
+    (the telegrams it hears come through `push_meter`)."""
+    send, receive = trio.open_memory_channel[trio.abc.Stream](16)
+    line.new_connection = send
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        try:
+            while data := await stream.receive_some():
+                if reply := answer(data):
+                    async with line.sending:
+                        await stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async with trio.open_nursery() as nursery:
+        async for stream in receive:
+            nursery.start_soon(serve, stream)

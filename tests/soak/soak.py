@@ -33,6 +33,7 @@ import meterlink.actors.hdlc_push
 import meterlink.actors.link
 import meterlink.actors.mbus
 import meterlink.actors.p1
+import meterlink.actors.wmbus
 import meterlink.service.image_transfer
 from meterlink.actors.link import LinkHooks, LinkStatus
 from meterlink.protocols.readings import Reading
@@ -46,13 +47,15 @@ from meterlink.simulators.bsm import BsmMeter, run_bsm_meter
 from meterlink.simulators.hdlc_push import HdlcPushMeterModel
 from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
 from meterlink.simulators.kamstrup import OMNIPOWER_MAX_RECEIVE_PDU, KamstrupMeterModel, run_kamstrup_meter
+from meterlink.protocols.wmbus_receivers import Receiver
 from meterlink.simulators.p1 import BRUSSELS, P1MeterModel
+from meterlink.simulators.wmbus import NES_DEMO_KEY, NES_ID, REPEATS, NesMeterModel, answer, on_air
 from meterlink.simulators.kaifa import VIENNA
 from meterlink.supervisor import Backoff, ChildState, Intensity, Supervisor
 from meterlink.supervisor.supervisor import IntensityExceeded
 
 from .faults import DLMS_FAULTS, KEY_FAULTS, LINE_FAULTS, Fault, Schedule
-from .lines import LINK_DOWN, SETTLE, Line, push_meter, serve_polled
+from .lines import LINK_DOWN, SETTLE, Line, answer_set_up, push_meter, serve_polled
 
 EPOCH = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
 """Simulated time 0 (no summer-time change within the next days in Brussels or Vienna)."""
@@ -71,11 +74,14 @@ class Params:
     hdlc_interval: float = 10.0
     dlms_interval: float = 10.0
     bsm_interval: float = 5.0
+    wmbus_interval: float = 120.0
+    """The link's default; the NES meter's clock has minutes only, so one telegram a minute at most
+    can be told apart by its time."""
 
 
-PUSH = ("p1", "kaifa", "hdlc")
+PUSH = ("p1", "kaifa", "hdlc", "wmbus")
 POLLED = ("kamstrup", "bsm")
-KEYED = ("kaifa", "hdlc")
+KEYED = ("kaifa", "hdlc", "wmbus")
 
 
 def config(params: Params) -> Config:
@@ -87,6 +93,8 @@ def config(params: Params) -> Config:
          "poll_interval": params.dlms_interval,
          "objects": ["1:1.1.0.0.1.255:2", "8:0.1.1.0.0.255:2", "3:1.1.1.8.0.255:2", "3:1.1.1.7.0.255:2"]},
         {"name": "bsm", "kind": "bsm", "port": "/soak/bsm", "poll_interval": params.bsm_interval},
+        {"name": "wmbus", "kind": "wmbus", "receiver": "im871a", "port": "/soak/wmbus",
+         "push_interval": params.wmbus_interval},
     ]})
 
 
@@ -258,6 +266,11 @@ async def cut_image_transfer(line: Line, service: Service, rng: random.Random, e
     service.image_cuts += cut
 
 
+def minute_tag(now: datetime) -> str:
+    """The NES meter's clock (EN 13757-3 type F) has no seconds."""
+    return now.replace(second=0).isoformat()
+
+
 def key_fault(schedule: Schedule, name: str) -> Callable[[], Fault | None]:
     def fault() -> Fault | None:
         window = schedule.active(name, trio.current_time())
@@ -277,16 +290,20 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     cfg = config(params)
     service = Service(cfg, state, rng, wallclock)
     for name in KEYED:
-        service.keys.set_key(name, MeterKey(DEMO_KEY))
+        service.keys.set_key(name, MeterKey(NES_DEMO_KEY if name == "wmbus" else DEMO_KEY))
     lines = {s.name: Line(s.name, schedule, random.Random(rng.random())) for s in cfg.link}
-    models = {"p1": P1MeterModel(), "kaifa": KaifaMeterModel(), "hdlc": HdlcPushMeterModel(key=DEMO_KEY)}
+    models = {"p1": P1MeterModel(), "kaifa": KaifaMeterModel(), "hdlc": HdlcPushMeterModel(key=DEMO_KEY),
+              "wmbus": NesMeterModel()}
     telegrams: dict[str, Callable[[datetime], bytes]] = {
         "p1": models["p1"].telegram,
         "kaifa": lambda now: b"".join(models["kaifa"].frames(now)),
         "hdlc": lambda now: b"".join(models["hdlc"].frames(now)),
+        # Radio meters send each telegram twice; the receiver hands over both (simulators/wmbus.py).
+        "wmbus": lambda now: on_air(Receiver.IM871A, models["wmbus"].frame(now), NES_ID) * REPEATS,
     }
-    zones = {"p1": BRUSSELS, "kaifa": VIENNA, "hdlc": VIENNA}
-    intervals = {"p1": params.p1_interval, "kaifa": params.mbus_interval, "hdlc": params.hdlc_interval}
+    zones = {"p1": BRUSSELS, "kaifa": VIENNA, "hdlc": VIENNA, "wmbus": VIENNA}
+    intervals = {"p1": params.p1_interval, "kaifa": params.mbus_interval, "hdlc": params.hdlc_interval,
+                 "wmbus": params.wmbus_interval}
     # An OMNIPOWER, as the demo's: it takes image blocks (kamstrup.py).
     kamstrup = KamstrupMeterModel(wallclock=meter_clock(VIENNA), max_receive_pdu=OMNIPOWER_MAX_RECEIVE_PDU)
     bsm = BsmMeter(wallclock=wallclock, charging=True)
@@ -305,16 +322,18 @@ async def soak(params: Params, state: Path, progress: Callable[[str], None] = la
     rss_start = 0
     with pytest.MonkeyPatch.context() as patch:
         for module in (meterlink.actors.p1, meterlink.actors.mbus, meterlink.actors.hdlc_push, meterlink.actors.dlms,
-                       meterlink.actors.bsm, meterlink.service.image_transfer):
+                       meterlink.actors.bsm, meterlink.actors.wmbus, meterlink.service.image_transfer):
             patch.setattr(module, "open_link", soak_open)
         patch.setattr(meterlink.actors.link, "time", types.SimpleNamespace(time=wallclock))
         async with trio.open_nursery() as nursery:
             for name in PUSH:
                 clock = utc_clock if name == "p1" else meter_clock(zones[name])
-                nursery.start_soon(push_meter, lines[name], intervals[name], telegrams[name], clock,
-                                   local_tag(zones[name]), key_fault(schedule, name))
+                tag = minute_tag if name == "wmbus" else local_tag(zones[name])
+                nursery.start_soon(push_meter, lines[name], intervals[name], telegrams[name], clock, tag,
+                                   key_fault(schedule, name))
                 nursery.start_soon(drive_faults, schedule, lines[name], service,
                                    {"model": models[name]} if name in KEYED else None, random.Random(rng.random()))
+            nursery.start_soon(answer_set_up, lines["wmbus"], partial(answer, Receiver.IM871A))
             nursery.start_soon(serve_polled, lines["kamstrup"], partial(run_kamstrup_meter, model=kamstrup))
             nursery.start_soon(serve_polled, lines["bsm"], partial(run_bsm_meter, meter=bsm))
             for name in POLLED:
