@@ -101,6 +101,12 @@ class LinkStatus:
         self.readings_at_last_drop = self.readings
 
 
+def wall_time() -> float:
+    """The wall clock that stamps readings and drops: `time.time`, looked up at each call rather than
+    bound as a default, so that a run on trio's MockClock (tests/soak) can move it with trio's time."""
+    return time.time()
+
+
 @dataclass(frozen=True)
 class LinkHooks:
     """Where the actor delivers what the machine produced."""
@@ -116,7 +122,7 @@ async def run_link(
     machine: LinkMachine,
     hooks: LinkHooks,
     status: LinkStatus,
-    wallclock: Callable[[], float] = time.time,
+    wallclock: Callable[[], float] = wall_time,
 ) -> None:
     """Run one link until the peer goes away (LinkLost) or the caller cancels."""
     stream = await open_stream()

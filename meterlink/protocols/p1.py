@@ -204,12 +204,14 @@ class P1Framer:
     def _read(self, events: list[FramerEvent]) -> bool:
         buffer = self._buffer
         bang = buffer.find(b"!")
-        restart = buffer.find(b"/", 1, bang if bang >= 0 else len(buffer))
+        end = buffer.find(b"\n", bang) if bang >= 0 else -1
+        # A `/` before the end of the CRC line begins a telegram: noise that held a `/` and a `!` but
+        # no line end must not take the next telegram's first line for its CRC line.
+        restart = buffer.find(b"/", 1, end if end >= 0 else len(buffer))
         if restart > 0:
             events.append(TelegramTruncated(restart))
             del buffer[:restart]
             return True
-        end = buffer.find(b"\n", bang) if bang >= 0 else -1
         if end < 0:
             if len(buffer) > self._max_size:
                 self._drop_oversized(events)

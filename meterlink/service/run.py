@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import random
 import signal
 import socket
 import time
@@ -262,6 +263,24 @@ def supervisor(
     )
 
 
+def supervisor_of_links(children: list[ChildSpec], settings: SupervisorSection,
+                        rng: random.Random | None = None) -> RestartableSupervisor:
+    """The links' supervisor: `max_restarts` within `period` per link.
+
+    Each link's restarts are spaced by its own backoff, so one link alone stays within the limit. A
+    limit shared by all made links that fail together (two meters behind one converter that went
+    away) exceed it, and the supervisor then restarted every link, the healthy ones with them
+    (found by the soak, tests/soak).
+    """
+    return RestartableSupervisor(
+        children,
+        name="links",
+        intensity=Intensity(settings.max_restarts * max(len(children), 1), settings.period),
+        backoff=Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max),
+        rng=rng,
+    )
+
+
 def build_adapter(config: Config, hub: ReadingsHub, links: dict[str, LinkStatus], root: Supervisor, keys: KeyStore,
                   credentials: Credentials) -> Adapter:
     policy = ApiPolicy(
@@ -399,7 +418,7 @@ async def run_service(
         credentials = Credentials(state / "token.hash")
         new_token = ensure_token(credentials, token or config.adapter.token)
         link_children = [link_child(section, LinkHooks(publish), links[section.name], keys) for section in config.link]
-        links_supervisor = supervisor(link_children, "links", config.supervisor, RestartableSupervisor)
+        links_supervisor = supervisor_of_links(link_children, config.supervisor)
         children = [links_supervisor.as_child(), ChildSpec("http", lambda: serve_http(adapter, listener))]
         mqtt = mqtt_settings(config.mqtt)
         output_status: dict[str, Callable[[], MqttStatus]] = {}
