@@ -252,6 +252,7 @@ class Step:
     hub_count: int
     mqtt_count: int
     service_cpu: float  # % of one core over the measured telegrams
+    cpu_per_reading: float  # ms of service CPU per reading published in that time
     rss_start: float  # MB once every link was connected, before the first telegram
     rss_max: float
     rss_end: float
@@ -304,6 +305,8 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
         if args.profile and n == max(args.links):
             command += ["--profile", str(Path(args.profile).resolve())]
         service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=service_log, text=True)
+        if args.service_nice:
+            os.setpriority(os.PRIO_PROCESS, service.pid, args.service_nice)
         line = service.stdout.readline()  # type: ignore[union-attr]
         if "serving http://" not in line:
             raise RuntimeError(f"the service did not start: {line!r}")
@@ -386,6 +389,9 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
     def share(*names: str) -> float:
         return 100 * sum(last_sample.cpu[name] - first_sample.cpu[name] for name in names) / span
 
+    published = sum(1 for at in recorded["stamps"] if first_sample.at <= at <= last_sample.at)
+    service_seconds = last_sample.cpu["service"] - first_sample.cpu["service"]
+
     sims = [name for name in first_sample.cpu if name.startswith("sim")]
     log_lines = (directory / "service.log").read_text().splitlines()
     warnings = [line for line in log_lines if "SIGTERM: shutting down" not in line]
@@ -397,7 +403,7 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
     return Step(
         links=n, telegrams=len(sent), hub=per_second(hub_delays), mqtt=per_second(mqtt_delays),
         hub_count=len(hub_delays), mqtt_count=len(mqtt_delays),
-        service_cpu=share("service"), rss_start=samples[0].rss["service"],
+        service_cpu=share("service"), cpu_per_reading=1000 * service_seconds / max(published, 1), rss_start=samples[0].rss["service"],
         rss_max=max(s.rss["service"] for s in samples), rss_end=samples[-1].rss["service"],
         descriptors=open_descriptors, broker_cpu=share("broker"), simulators_cpu=share(*sims), bench_cpu=share("bench"),
         late=[percentile(late, 50), percentile(late, 99)], reconnects=sum(connections) - n,
@@ -464,12 +470,14 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
     print("## Gateway scale\n")
     print(f"{started}; machine: {info['cpus']} CPUs, {info['memory']}, {info['system']}; RLIMIT_NOFILE {info['nofile']}")
     print(f"versions: {info['versions']}")
+    if args.service_nice:
+        print(f"the service process ran at nice {args.service_nice}, everything else at 0")
     print(f"P1 push links on loopback TCP, 1 telegram/s each; {args.warmup} s warm-up not counted, then "
           f"{args.seconds} telegrams per link; ms from the simulator's send_all of a telegram to the reading "
           f"(nearest-rank percentiles); CPU in % of one core over the measured telegrams\n")
     print("| links | telegrams | hub p50 | hub p99 | hub max | MQTT p50 | MQTT p99 | MQTT max | service CPU % | "
-          "RSS MB start / max / end | fds | broker CPU % | simulators CPU % | subscriber CPU % | load avg start / end |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+          "CPU ms per reading | RSS MB start / max / end | fds | broker CPU % | simulators CPU % | subscriber CPU % | load avg start / end |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     for s in steps:
         def cells(values: list[float], count: int) -> str:
             if not values:
@@ -477,7 +485,7 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
             text = " | ".join(f"{v:.1f}" for v in values)
             return text if count == s.telegrams else text + f" ({count} of {s.telegrams})"
         print(f"| {s.links} | {s.telegrams} | {cells(s.hub, s.hub_count)} | {cells(s.mqtt, s.mqtt_count)} | "
-              f"{s.service_cpu:.0f} | {s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f} | {s.descriptors} | "
+              f"{s.service_cpu:.0f} | {s.cpu_per_reading:.2f} | {s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f} | {s.descriptors} | "
               f"{s.broker_cpu:.0f} | {s.simulators_cpu:.0f} | {s.bench_cpu:.0f} | {s.load[0]} / {s.load[1]} |")
     print()
     for s in steps:
@@ -495,6 +503,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60, help="measured telegrams per link (one a second)")
     parser.add_argument("--warmup", type=int, default=15, help="telegrams per link before measuring")
     parser.add_argument("--sim-processes", type=int, default=4, help="simulator processes sharing the links")
+    parser.add_argument("--service-nice", type=int, default=0,
+                        help="nice value of the service process (negative needs root): a busy shared machine")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-' for stdout, then no table)")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the service at the largest link count into FILE")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -513,7 +523,7 @@ def main() -> int:
             steps.append(run_step(n, args, Path(directory) / f"links{n}"))
             print(f"{n} links done: hub p99 {steps[-1].hub[1:2]} ms, CPU {steps[-1].service_cpu:.0f} %", file=sys.stderr)
     result = {"benchmark": "gateway", "started": started, "machine": machine(),
-              "settings": {"warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
+              "settings": {"service_nice": args.service_nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
               "steps": [asdict(step) for step in steps]}
     if args.json == "-":
         print(json.dumps(result, indent=1))
