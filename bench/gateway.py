@@ -305,8 +305,6 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
         if args.profile and n == max(args.links):
             command += ["--profile", str(Path(args.profile).resolve())]
         service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=service_log, text=True)
-        if args.service_nice:
-            os.setpriority(os.PRIO_PROCESS, service.pid, args.service_nice)
         line = service.stdout.readline()  # type: ignore[union-attr]
         if "serving http://" not in line:
             raise RuntimeError(f"the service did not start: {line!r}")
@@ -470,8 +468,8 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
     print("## Gateway scale\n")
     print(f"{started}; machine: {info['cpus']} CPUs, {info['memory']}, {info['system']}; RLIMIT_NOFILE {info['nofile']}")
     print(f"versions: {info['versions']}")
-    if args.service_nice:
-        print(f"the service process ran at nice {args.service_nice}, everything else at 0")
+    if args.nice:
+        print(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}")
     print(f"P1 push links on loopback TCP, 1 telegram/s each; {args.warmup} s warm-up not counted, then "
           f"{args.seconds} telegrams per link; ms from the simulator's send_all of a telegram to the reading "
           f"(nearest-rank percentiles); CPU in % of one core over the measured telegrams\n")
@@ -503,8 +501,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60, help="measured telegrams per link (one a second)")
     parser.add_argument("--warmup", type=int, default=15, help="telegrams per link before measuring")
     parser.add_argument("--sim-processes", type=int, default=4, help="simulator processes sharing the links")
-    parser.add_argument("--service-nice", type=int, default=0,
-                        help="nice value of the service process (negative needs root): a busy shared machine")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run every process of the benchmark at this nice value (negative needs root): "
+                             "on a machine shared with other work")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-' for stdout, then no table)")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the service at the largest link count into FILE")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -516,6 +515,8 @@ def main() -> int:
     if args.simulate is not None:
         first, count, total, record = args.simulate
         return simulate(int(first), int(count), int(total), Path(record))
+    if args.nice:
+        os.nice(args.nice)  # the children inherit it
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     steps = []
     with tempfile.TemporaryDirectory(prefix="meterlink-gateway-") as directory:
@@ -523,7 +524,7 @@ def main() -> int:
             steps.append(run_step(n, args, Path(directory) / f"links{n}"))
             print(f"{n} links done: hub p99 {steps[-1].hub[1:2]} ms, CPU {steps[-1].service_cpu:.0f} %", file=sys.stderr)
     result = {"benchmark": "gateway", "started": started, "machine": machine(),
-              "settings": {"service_nice": args.service_nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
+              "settings": {"nice": args.nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
               "steps": [asdict(step) for step in steps]}
     if args.json == "-":
         print(json.dumps(result, indent=1))
