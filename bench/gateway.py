@@ -299,7 +299,7 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
         config.write_text(
             f'[adapter]\nstate_dir = "{directory / "state"}"\ntoken = "{TOKEN}"\n'
             f'[http]\nlisten = "{http}"\n'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "meterlink-gateway"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "meterlink-gateway"\nqos = {args.qos}\n'
             + "".join(sections))
         command = [sys.executable, __file__, "--serve", str(config), "--record", str(record)]
         if args.profile and n == max(args.links):
@@ -470,6 +470,7 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
     print(f"versions: {info['versions']}")
     if args.nice:
         print(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}")
+    print(f"service: [mqtt] qos = {args.qos}, discovery on (defaults otherwise)")
     print(f"P1 push links on loopback TCP, 1 telegram/s each; {args.warmup} s warm-up not counted, then "
           f"{args.seconds} telegrams per link; ms from the simulator's send_all of a telegram to the reading "
           f"(nearest-rank percentiles); CPU in % of one core over the measured telegrams\n")
@@ -501,6 +502,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60, help="measured telegrams per link (one a second)")
     parser.add_argument("--warmup", type=int, default=15, help="telegrams per link before measuring")
     parser.add_argument("--sim-processes", type=int, default=4, help="simulator processes sharing the links")
+    parser.add_argument("--qos", type=int, default=1, choices=(0, 1, 2), help="the service's [mqtt] qos (default 1, the service's own default)")
     parser.add_argument("--nice", type=int, default=0,
                         help="run every process of the benchmark at this nice value (negative needs root): "
                              "on a machine shared with other work")
@@ -524,7 +526,7 @@ def main() -> int:
             steps.append(run_step(n, args, Path(directory) / f"links{n}"))
             print(f"{n} links done: hub p99 {steps[-1].hub[1:2]} ms, CPU {steps[-1].service_cpu:.0f} %", file=sys.stderr)
     result = {"benchmark": "gateway", "started": started, "machine": machine(),
-              "settings": {"nice": args.nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
+              "settings": {"qos": args.qos, "nice": args.nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
               "steps": [asdict(step) for step in steps]}
     if args.json == "-":
         print(json.dumps(result, indent=1))
