@@ -80,7 +80,9 @@ def meter_id(g: int) -> str:
 
 
 def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> int:
-    """run_service with an extra output that stamps each reading right after hub.publish."""
+    """run_service with an extra output that stamps each reading right after hub.publish, and the
+    collector's pauses."""
+    import gc
     import logging
 
     from meterlink.service.config import load_config
@@ -95,6 +97,16 @@ def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> in
         links.append(int(reading.link[1:]))
         captures.append(captured.setdefault(reading.captured_at, len(captured)))
 
+    pauses: list[tuple[float, int, float]] = []  # (time.monotonic() at the end, generation, seconds)
+    began = [0.0]
+
+    def collecting(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.monotonic()
+        else:
+            pauses.append((time.monotonic(), info["generation"], time.monotonic() - began[0]))
+
+    gc.callbacks.append(collecting)
     outputs = Outputs(extra=[stamp])
     config = load_config(config_path)
     profiler = None
@@ -110,7 +122,8 @@ def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> in
             profiler.disable()
             profiler.dump_stats(profile_path)
         record_path.write_text(json.dumps({"stamps": stamps.tolist(), "links": links.tolist(),
-                                           "captures": captures.tolist(), "captured": list(captured)}))
+                                           "captures": captures.tolist(), "captured": list(captured),
+                                           "gc": pauses}))
     return 0
 
 
@@ -221,12 +234,27 @@ class Subscriber:
 class Sample:
     at: float  # time.monotonic()
     cpu: dict[str, float]  # process -> CPU seconds (user + system) so far
+    waited: float  # the service's main thread: seconds ready to run but not running, so far
     rss: dict[str, float]  # process -> MB
+
+
+def autogroup_nice(pid: int, nice: int) -> None:
+    """Under autogroup scheduling a nice value ranks processes only within their session; this
+    ranks the session's group against the other sessions' (root for a negative value)."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass  # no autogroup scheduling here: the process's own nice value counts
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of stat)
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's main thread was ready to run but waited for a CPU (/proc/PID/schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def rss_mb(pid: int) -> float:
@@ -252,6 +280,7 @@ class Step:
     hub_count: int
     mqtt_count: int
     service_cpu: float  # % of one core over the measured telegrams
+    service_waited: float  # % of that time the service was ready to run and waited for a CPU
     cpu_per_reading: float  # ms of service CPU per reading published in that time
     rss_start: float  # MB once every link was connected, before the first telegram
     rss_max: float
@@ -260,6 +289,8 @@ class Step:
     broker_cpu: float
     simulators_cpu: float
     bench_cpu: float  # this process (the subscriber)
+    full_collections: int  # the service's generation-2 garbage collections over the measured telegrams
+    longest_pause: float  # ms, the longest collection of any generation in that time
     late: list[float]  # p50, p99 ms the simulators' send_all returned after schedule
     reconnects: int  # link connections beyond one each
     load: list[str]  # load average at the start and the end
@@ -289,7 +320,7 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
             first, count = bounds[i], bounds[i + 1] - bounds[i]
             simulators.append(subprocess.Popen(
                 [sys.executable, __file__, "--simulate", str(first), str(count), str(n), str(directory / f"sim{i}.json")],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True))
         for sim in simulators:
             ports += json.loads(sim.stdout.readline())  # type: ignore[union-attr]
         http = f"127.0.0.1:{free_port()}"
@@ -304,7 +335,13 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
         command = [sys.executable, __file__, "--serve", str(config), "--record", str(record)]
         if args.profile and n == max(args.links):
             command += ["--profile", str(Path(args.profile).resolve())]
-        service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=service_log, text=True)
+        # A session of its own, as a systemd service has a cgroup of its own: with autogroup
+        # scheduling (Linux's default) each session shares the CPUs fairly with the others.
+        service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=service_log, text=True,
+                                   start_new_session=True)
+        if args.nice:
+            for pid in (service.pid, *(sim.pid for sim in simulators)):
+                autogroup_nice(pid, args.nice)
         line = service.stdout.readline()  # type: ignore[union-attr]
         if "serving http://" not in line:
             raise RuntimeError(f"the service did not start: {line!r}")
@@ -317,7 +354,7 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
 
         def sample() -> None:
             samples.append(Sample(time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()} |
-                                  {"bench": time.process_time()},
+                                  {"bench": time.process_time()}, runqueue_wait(service.pid),
                                   {name: rss_mb(pid) for name, pid in pids.items()}))
 
         load_start = load_average()
@@ -387,6 +424,8 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
     def share(*names: str) -> float:
         return 100 * sum(last_sample.cpu[name] - first_sample.cpu[name] for name in names) / span
 
+    pauses = [(generation, seconds) for at, generation, seconds in recorded.get("gc", [])
+              if first_sample.at <= at <= last_sample.at]
     published = sum(1 for at in recorded["stamps"] if first_sample.at <= at <= last_sample.at)
     service_seconds = last_sample.cpu["service"] - first_sample.cpu["service"]
 
@@ -401,9 +440,12 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
     return Step(
         links=n, telegrams=len(sent), hub=per_second(hub_delays), mqtt=per_second(mqtt_delays),
         hub_count=len(hub_delays), mqtt_count=len(mqtt_delays),
-        service_cpu=share("service"), cpu_per_reading=1000 * service_seconds / max(published, 1), rss_start=samples[0].rss["service"],
+        service_cpu=share("service"), service_waited=100 * (last_sample.waited - first_sample.waited) / span,
+        cpu_per_reading=1000 * service_seconds / max(published, 1), rss_start=samples[0].rss["service"],
         rss_max=max(s.rss["service"] for s in samples), rss_end=samples[-1].rss["service"],
         descriptors=open_descriptors, broker_cpu=share("broker"), simulators_cpu=share(*sims), bench_cpu=share("bench"),
+        full_collections=sum(1 for generation, _ in pauses if generation == 2),
+        longest_pause=1000 * max((seconds for _, seconds in pauses), default=0.0),
         late=[percentile(late, 50), percentile(late, 99)], reconnects=sum(connections) - n,
         load=[load_start, load_end], service_warnings=len(warnings),
         mqtt_messages_per_s=2 * len(mqtt_delays) / args.seconds, mqtt_bytes_per_s=reading_bytes / args.seconds,
@@ -469,14 +511,15 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
     print(f"{started}; machine: {info['cpus']} CPUs, {info['memory']}, {info['system']}; RLIMIT_NOFILE {info['nofile']}")
     print(f"versions: {info['versions']}")
     if args.nice:
-        print(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}")
+        print(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}, "
+              f"the service and each simulator in a session of its own whose autogroup had nice {args.nice}")
     print(f"service: [mqtt] qos = {args.qos}, discovery on (defaults otherwise)")
     print(f"P1 push links on loopback TCP, 1 telegram/s each; {args.warmup} s warm-up not counted, then "
           f"{args.seconds} telegrams per link; ms from the simulator's send_all of a telegram to the reading "
           f"(nearest-rank percentiles); CPU in % of one core over the measured telegrams\n")
-    print("| links | telegrams | hub p50 | hub p99 | hub max | MQTT p50 | MQTT p99 | MQTT max | service CPU % | "
+    print("| links | telegrams | hub p50 | hub p99 | hub max | MQTT p50 | MQTT p99 | MQTT max | service CPU % | service waited for a CPU % | "
           "CPU ms per reading | RSS MB start / max / end | fds | broker CPU % | simulators CPU % | subscriber CPU % | load avg start / end |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     for s in steps:
         def cells(values: list[float], count: int) -> str:
             if not values:
@@ -484,12 +527,13 @@ def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
             text = " | ".join(f"{v:.1f}" for v in values)
             return text if count == s.telegrams else text + f" ({count} of {s.telegrams})"
         print(f"| {s.links} | {s.telegrams} | {cells(s.hub, s.hub_count)} | {cells(s.mqtt, s.mqtt_count)} | "
-              f"{s.service_cpu:.0f} | {s.cpu_per_reading:.2f} | {s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f} | {s.descriptors} | "
+              f"{s.service_cpu:.0f} | {s.service_waited:.0f} | {s.cpu_per_reading:.2f} | {s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f} | {s.descriptors} | "
               f"{s.broker_cpu:.0f} | {s.simulators_cpu:.0f} | {s.bench_cpu:.0f} | {s.load[0]} / {s.load[1]} |")
     print()
     for s in steps:
         print(f"- {s.links} links: sends began p50 {s.late[0]:.1f} ms / p99 {s.late[1]:.1f} ms after schedule; "
               f"{s.reconnects} link reconnects; {s.service_warnings} service log lines; "
+              f"service GC: {s.full_collections} full collections, longest pause {s.longest_pause:.0f} ms; "
               f"MQTT out {s.mqtt_messages_per_s:.0f} reading+state messages/s, reading payloads "
               f"{s.mqtt_bytes_per_s / 1000:.0f} kB/s; {s.retained_topics} retained topics at the end"
               + (f"; {s.note}" if s.note else ""))
