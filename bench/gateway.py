@@ -302,8 +302,8 @@ class Step:
     service_warnings: int
     mqtt_readings_per_s: float  # measured readings that reached the MQTT subscriber, per second
     mqtt_bytes_per_s: float  # their payloads
-    retained_topics: int  # retained topics a fresh subscriber got at the end (short of the broker's
-    # count at more than ~100 links: Mosquitto drops part of such a burst to one QoS 0 subscriber)
+    retained_topics: int  # retained topics a fresh subscriber got at the end (exact at 100 links, short
+    # of the broker's count at 300 and more; not looked into, probably Mosquitto's queue limit)
     note: str = ""
 
 
