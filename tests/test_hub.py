@@ -40,6 +40,27 @@ def test_latest_and_window_per_meter():
     assert hub.window(MeterKey("p1", "unknown")) == []
 
 
+def test_many_meters_expire_by_their_own_readings():
+    """Expiry works from the oldest reading published, not by visiting every meter: a meter heard
+    every few seconds keeps its last 60 s, a meter gone silent goes, a meter forgotten to make room
+    stays gone, whatever order they were last heard in."""
+    clock = Clock()
+    hub = ReadingsHub(clock=clock, max_meters={"p1": 2})
+    for second in range(100):
+        clock.now = 1000.0 + second
+        hub.publish(reading(clock.now, meter="EVERY", link="mbus"))
+        if second % 7 == 0:
+            hub.publish(reading(clock.now, meter="SEVENTH", link="mbus"))
+        if second < 30:
+            hub.publish(reading(clock.now, meter="EARLY", link="dlms"))
+        if second in (10, 20, 25):  # a third meter on p1: A goes to make room
+            hub.publish(reading(clock.now, meter={10: "A", 20: "B", 25: "C"}[second]))
+    assert hub.meters() == [MeterKey("mbus", "EVERY"), MeterKey("mbus", "SEVENTH")]
+    assert [r.received_at for r in hub.window(MeterKey("mbus", "EVERY"))] == [1000.0 + s for s in range(39, 100)]
+    assert [r.received_at for r in hub.window(MeterKey("mbus", "SEVENTH"))] == [1000.0 + s for s in range(42, 100, 7)]
+    assert hub.window(MeterKey("dlms", "EARLY")) == [] and hub.latest(MeterKey("p1", "A")) is None
+
+
 async def test_a_subscriber_that_stops_reading_does_not_delay_the_others():
     hub = ReadingsHub(clock=Clock())
     stalled = hub.subscribe(size=4)

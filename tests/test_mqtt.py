@@ -204,6 +204,32 @@ async def test_discovery_for_a_p1_meter(broker: Mosquitto, subscriber: Subscribe
     assert [m.retain for m in retained] == [True]
 
 
+async def test_discovery_again_only_when_a_meters_sensors_change(broker: Mosquitto, subscriber: Subscriber) -> None:
+    """A meter's readings are not examined for sensors again while they keep their shape (a
+    gateway's 1,000 readings a second), but a value that turns up later still gets its config."""
+    hub = ReadingsHub()
+    publisher = MqttPublisher(settings(broker), hub, {"p1": LinkStatus("p1", "p1")})
+    first, second, third = numbered(3)
+    extra = Value("1-0:14.7.0.255", 49.98, "Hz", 4998, -2)  # frequency: not in the telegram
+    third = replace(third, values=(*third.values, extra))
+
+    def configs() -> list[str]:
+        return [m.topic for m in subscriber.messages if m.topic.startswith("homeassistant/sensor/")]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher.run)
+        hub.publish(first)
+        await until(lambda: len(subscriber.on(STATE_TOPIC)) == 1)
+        announced = len(configs())
+        hub.publish(second)
+        await until(lambda: len(subscriber.on(STATE_TOPIC)) == 2)
+        assert len(configs()) == announced  # same shape: nothing announced again
+        hub.publish(third)
+        await until(lambda: len(subscriber.on(STATE_TOPIC)) == 3)
+        nursery.cancel_scope.cancel()
+    assert configs()[announced:] == [CONFIG.format("1-0_14_7_0")]
+
+
 @pytest.mark.parametrize("qos, retain_state", [(0, False), (1, True), (2, False)])
 async def test_readings_as_json_with_the_configured_qos(
     broker: Mosquitto, subscriber: Subscriber, qos: int, retain_state: bool

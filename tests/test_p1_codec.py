@@ -215,3 +215,25 @@ def test_built_telegrams_round_trip(objects):
     assert frame.crc is CrcStatus.OK
     got = [(v.obis, v.raw, v.scaler) for v in frame.telegram.values]
     assert got == [(f"{code}.255", raw, -digits) for code, raw, digits in objects]
+
+
+def test_a_line_sent_again_unchanged_is_the_last_telegrams_object(data_file):
+    """The framer keeps the objects of the meter's last telegram (a gateway holds 60 s of readings
+    of every meter): a line sent again is the same Value, a changed line is parsed afresh, and every
+    telegram reads exactly as without that memory."""
+    text = data_file("emucs_p1_1phase.txt").decode("latin-1")
+    header = text[1 : text.index("\r\n")]
+    lines = text.split("\r\n\r\n", 1)[1].split("\r\n!")[0].split("\r\n")
+    changed = [line.replace("(02.351*kW)", "(02.352*kW)") for line in lines]
+    broken = [line.replace(".915*kWh", ".9x5*kWh") for line in changed]  # 1-0:1.8.1 does not parse
+    framer = P1Framer()
+    telegrams = [framer.feed(telegram_bytes(header, body))[-1].telegram for body in (lines, lines, changed, broken)]
+    for body, telegram in zip((lines, lines, changed, broken), telegrams):
+        raw = telegram_bytes(header, body)
+        assert telegram == parse_telegram(raw[: raw.rindex(b"!")])
+    first, again, moved, bad = telegrams
+    assert [line.obis for line in bad.skipped] == ["1-0:1.8.1.255"] and not moved.skipped
+    assert all(a is b for a, b in zip(first.values, again.values))
+    power = next(i for i, value in enumerate(first.values) if value.obis == "1-0:1.4.0.255")
+    assert moved.values[power].value == 2.352 and moved.values[power] is not again.values[power]
+    assert [value is old for value, old in zip(moved.values, again.values)].count(False) == 1

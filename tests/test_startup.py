@@ -232,3 +232,24 @@ def test_version() -> None:
     result = meterlink("--version")
     assert result.returncode == 0
     assert result.stdout.decode().startswith("meterlink 0.")
+
+
+@pytest.mark.parametrize("soft, hard, expected_soft, short", [
+    (300, 4000, 1256, False),   # raised as far as 1,000 links need
+    (300, 900, 900, True),      # up to the hard limit, and a line saying so
+    (2000, 4000, 2000, False),  # enough already: left alone
+])
+def test_a_gateway_raises_its_open_file_limit_for_its_links(soft: int, hard: int, expected_soft: int, short: bool) -> None:
+    """1,000 links are 1,000 sockets; the usual soft limit is 1024."""
+    code = ("import resource; from meterlink.service.startup import raise_descriptor_limit; "
+            "line = raise_descriptor_limit(1000); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0]); print(line)")
+
+    def limit() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    done = subprocess.run([METERLINK[0], "-c", code], capture_output=True, text=True, preexec_fn=limit, check=True)
+    new_soft, line = done.stdout.splitlines()
+    assert int(new_soft) == expected_soft
+    assert (line != "None") == short and (not short or "hard limit is 900" in line)

@@ -138,6 +138,7 @@ class P1Framer:
         self._apdu_size: int | None = None
         """The size of the encrypted telegram being read; None while reading a plain one."""
         self._max_size = max_size
+        self._memo = ObjectMemo()
 
     def reset(self) -> None:
         """Forget a partial telegram; the next bytes are hunted for `/` or an APDU."""
@@ -220,7 +221,7 @@ class P1Framer:
         if end + 1 > self._max_size:
             self._drop_oversized(events)
             return True
-        events.append(check_telegram(bytes(buffer[: end + 1])))
+        events.append(check_telegram(bytes(buffer[: end + 1]), self._memo))
         del buffer[: end + 1]
         self._in_telegram = False
         return True
@@ -235,8 +236,9 @@ _CRC_LINE = re.compile(rb"!([0-9A-Fa-f]{1,4})?\r?\n\Z")
 """Four hex digits, or fewer where a meter leaves out leading zeros (`!B9F`, NWA heat interfaces)."""
 
 
-def check_telegram(raw: bytes) -> TelegramFramed:
-    """Check the CRC of one telegram (`/` ... `!XXXX` CRLF) and parse it when the CRC allows."""
+def check_telegram(raw: bytes, memo: ObjectMemo | None = None) -> TelegramFramed:
+    """Check the CRC of one telegram (`/` ... `!XXXX` CRLF) and parse it when the CRC allows
+    (with the objects of the meter's last telegram in `memo`, where given)."""
     bang = raw.rfind(b"!")
     crc_line = _CRC_LINE.match(raw, bang)
     if crc_line is None:
@@ -249,7 +251,7 @@ def check_telegram(raw: bytes) -> TelegramFramed:
     else:
         return TelegramFramed(raw, CrcStatus.MISMATCH, None, None)
     try:
-        return TelegramFramed(raw, status, parse_telegram(raw[:bang]), None)
+        return TelegramFramed(raw, status, parse_telegram(raw[:bang], memo), None)
     except P1Error as error:
         return TelegramFramed(raw, status, None, error)
 
@@ -356,7 +358,30 @@ TEXT_OBJECTS = ("96.1.",)
 12 digits (`0-1:96.1.0(000000000000)`) are no time stamp."""
 
 
-def parse_telegram(body: bytes) -> P1Telegram:
+class ObjectMemo:
+    """The objects of a meter's last telegram by the text of their lines.
+
+    Most lines come again unchanged from one telegram to the next (identifiers, device types, the
+    tariff, registers that did not move, the max-demand history), and a line's text alone makes its
+    Value: such a line is the last telegram's Value again, parsed once, and kept once in the hub's
+    60 s of readings. Holds one telegram's objects at most.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, Value] = {}
+        self._this: dict[str, Value] = {}
+
+    def get(self, text: str) -> Value | None:
+        return self._last.get(text)
+
+    def keep(self, text: str, value: Value) -> None:
+        self._this[text] = value
+
+    def telegram_done(self) -> None:
+        self._last, self._this = self._this, {}
+
+
+def parse_telegram(body: bytes, memo: ObjectMemo | None = None) -> P1Telegram:
     """Parse a telegram from `/` up to (not including) `!`.
 
     A data line that does not parse is skipped and named in `P1Telegram.skipped`; only an
@@ -376,22 +401,32 @@ def parse_telegram(body: bytes) -> P1Telegram:
             pending = (pending[0], pending[1] + text)
             continue
         if pending is not None:
-            _read_object(*pending, values, skipped)
+            _read_object(*pending, values, skipped, memo)
             pending = None
         if text:
             pending = (number, text)
     if pending is not None:
-        _read_object(*pending, values, skipped)
+        _read_object(*pending, values, skipped, memo)
+    if memo is not None:
+        memo.telegram_done()
     return P1Telegram(header.group(1).decode("ascii"), tuple(values), tuple(skipped))
 
 
-def _read_object(line: int, text: str, values: list[Value], skipped: list[SkippedLine]) -> None:
+def _read_object(line: int, text: str, values: list[Value], skipped: list[SkippedLine], memo: ObjectMemo | None) -> None:
+    known = memo.get(text) if memo is not None else None
+    if known is not None:
+        values.append(known)
+        memo.keep(text, known)  # type: ignore[union-attr]
+        return
     match = _OBJECT.match(text)
     try:
         if match is None:
             raise P1Error("not an OBIS code followed by values in brackets")
         code, billing, groups = match.groups()
-        values.append(_parse_object(code, billing, groups[1:-1].split(")(")))
+        value = _parse_object(code, billing, groups[1:-1].split(")("))
+        values.append(value)
+        if memo is not None:
+            memo.keep(text, value)
     except P1Error as error:
         leading = _LEADING_CODE.match(text)
         obis = _full_code(*leading.groups()) if leading else None

@@ -38,6 +38,7 @@ where we tell trio (`notify_closing`) so no task waits on a closed descriptor.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -137,6 +138,7 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text) or "_"
 
 
+@functools.lru_cache(maxsize=4096)  # meters state the same few dozen codes in every reading
 def obis_key(obis: str) -> str:
     """`1-0:1.8.0.255` -> `1-0_1_8_0`; `1-0:1.8.0.101` -> `1-0_1_8_0_101`."""
     return safe_name(obis.removesuffix(".255").replace(":", "_").replace(".", "_"))
@@ -221,6 +223,14 @@ def sensors(reading: Reading) -> list[Sensor]:
             media[value.obis.split(":")[0]] = _MEDIA.get(value.value)
     found = [_sensor(value, media) for value in named]
     return [sensor for sensor in found if sensor is not None]
+
+
+def sensor_shape(reading: Reading) -> tuple[Any, ...]:
+    """What `sensors` reads of a reading: each named value's OBIS code, unit and type, and the
+    device types (0-n:24.1.0) that make a volume gas or water. Equal shapes give equal sensors, so
+    a meter whose readings keep their shape is not examined again for every reading."""
+    return tuple((v.obis, v.unit, v.value if ":24.1.0." in v.obis else type(v.value))
+                 for v in reading.values if v.obis is not None)
 
 
 def _sensor(value: Value, media: dict[str, str | None]) -> Sensor | None:
@@ -423,6 +433,8 @@ class MqttPublisher:
         self._connack = trio.Event()
         self._connack_reason: str | None = None
         self._announced: dict[MeterKey, set[str]] = {}
+        self._shapes: dict[MeterKey, tuple[Any, ...]] = {}
+        """The sensor shape of each meter's last announced reading (`sensor_shape`)."""
         self._link_states: dict[str, dict[str, Any]] = {}
         self._rng = random.Random()
         self._connected = False
@@ -615,6 +627,7 @@ class MqttPublisher:
         """After every (re)connect: availability, link states and discovery again (a broker may forget)."""
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         self._announced.clear()
+        self._shapes.clear()
         self._link_states.clear()
         if self.settings.discovery:
             for status in self._links.values():
@@ -629,6 +642,9 @@ class MqttPublisher:
     def _announce(self, client: paho.Client, reading: Reading) -> None:
         """Discovery for the sensors of this meter not yet announced on this connection."""
         key = MeterKey(reading.link, reading.meter_id)
+        shape = sensor_shape(reading)
+        if self._shapes.get(key) == shape:
+            return  # the sensors of the meter's last reading: announced already
         if key not in self._announced:
             self._forget_gone_meters()
         announced = self._announced.setdefault(key, set())
@@ -638,12 +654,14 @@ class MqttPublisher:
                 config = sensor_config(self.topics, reading, sensor, link)
                 client.publish(self.topics.sensor_config(reading, sensor), json.dumps(config), qos=1, retain=True)
                 announced.add(sensor.key)
+        self._shapes[key] = shape
 
     def _forget_gone_meters(self) -> None:
         """Remember announcements only for the hub's meters, or a meter whose id changes with every
         telegram grows this without bound; a meter that comes back is announced again (retained)."""
         kept = set(self._hub.meters())
         self._announced = {key: done for key, done in self._announced.items() if key in kept}
+        self._shapes = {key: shape for key, shape in self._shapes.items() if key in kept}
 
     def _publish_links(self, client: paho.Client) -> None:
         for status in self._links.values():

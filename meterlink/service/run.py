@@ -53,7 +53,7 @@ from .ledclass import LedClass
 from .leds import LedActor, observe
 from .network import NetworkController, WindowStore, device_access_point
 from .nmcli import find_networkmanager
-from .startup import StartupError, bind_http, ensure_token, prepare_state_dir
+from .startup import StartupError, bind_http, ensure_token, prepare_state_dir, raise_descriptor_limit
 from .update import Unhealthy, Updater, from_config
 from .wifi import SimulatedWifi, WifiBackend
 
@@ -408,6 +408,9 @@ async def run_service(
                 output(reading)
 
     state = prepare_state_dir(config.adapter.state_dir)
+    short = raise_descriptor_limit(len(config.link))
+    if short is not None:
+        log.error("%s", short)
     with bind_http(config.http.listen) as listener:
         keys = KeyStore(state / "keys.bin", state / "device.key")
         for name, key in outputs.keys.items():

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import socket
 from pathlib import Path
 
 from .secrets import Credentials, SecretsError
 
 LISTEN_BACKLOG = 100
+SPARE_DESCRIPTORS = 256
+"""Descriptors beyond one per link: the HTTP server and its clients, MQTT, state files, detection."""
 
 
 class StartupError(Exception):
@@ -74,3 +77,24 @@ def ensure_token(credentials: Credentials, configured: str | None) -> str | None
         return credentials.ensure(configured)
     except SecretsError as error:
         raise StartupError(str(error)) from None
+
+
+def raise_descriptor_limit(links: int) -> str | None:
+    """Make room for one open descriptor per link and `SPARE_DESCRIPTORS` more.
+
+    A gateway's links are sockets (bench/README.md, "Gateway scale": 1,000 links hold 1,011), and
+    the usual soft limit is 1024 (systemd's default LimitNOFILE=1024:524288). The soft limit is raised
+    towards the hard one as far as needed; where the hard limit is too low the start goes on (the
+    links beyond it fail and are retried) with the line returned here for the log.
+    """
+    needed = links + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    room = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if room > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (room, hard))
+    if room < needed:
+        return (f"{links} links need about {needed} open files, the hard limit is {hard}: "
+                f"raise it (systemd LimitNOFILE=, ulimit -Hn)")
+    return None

@@ -60,6 +60,8 @@ class P1MeterModel:
     """The meter's registers; `telegram` advances them to `now` and renders a telegram."""
 
     seed: int = 1
+    equipment_id: str = EQUIPMENT_ID
+    """0-0:96.1.1, the meter id readings carry: a fleet of simulated meters needs one each."""
     import_t1_wh: float = 34.0
     import_t2_wh: float = 15_758.0
     export_t1_wh: float = 0.0
@@ -88,7 +90,7 @@ class P1MeterModel:
         stamp = p1_timestamp(now)
         lines = [
             "0-0:96.1.4(50217)",
-            f"0-0:96.1.1({EQUIPMENT_ID.encode('ascii').hex().upper()})",
+            f"0-0:96.1.1({self.equipment_id.encode('ascii').hex().upper()})",
             f"0-0:1.0.0({stamp})",
             f"1-0:1.8.1({self.import_t1_wh / 1000:010.3f}*kWh)",
             f"1-0:1.8.2({self.import_t2_wh / 1000:010.3f}*kWh)",
