@@ -37,6 +37,8 @@ from meterlink.protocols.mbus_app import decode_application, parse_records
 from meterlink.protocols.oms import to_reading
 from meterlink.protocols.wmbus import parse_frame
 
+from report import Report, Table, add_json_option, emit
+
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
@@ -87,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--telegrams", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    add_json_option(parser)
     args = parser.parse_args()
     frame, key, plaintext, amis_frame, amis_key = load()
     check(frame, key, plaintext)
@@ -98,16 +101,15 @@ def main() -> None:
          rate(lambda: pymbusparser.parse_records(plaintext), n, r)),
         ("AMIS SND_UD CI 0x5B, frame to reading", rate(lambda: ours_amis(amis_frame, amis_key), n, r), None),
     ]
-    print(f"python {platform.python_version()}, pymbusparser {pymbusparser.__version__}, {platform.machine()}, "
-          f"{n} telegrams x {r} rounds (median)\n")
-    print("| what | meterlink /s | pymbusparser /s | ratio |")
-    print("|---|---:|---:|---:|")
-    for what, ours, theirs in rows:
-        if theirs is None:
-            print(f"| {what} | {ours:,.0f} | (does not decrypt CI 0x5B) | |")
-        else:
-            print(f"| {what} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} |")
-
+    table = Table(f"{n} telegrams x {r} rounds (median), meterlink's rounds first, then pymbusparser's:",
+                  ["what", "meterlink /s", "pymbusparser /s", "meterlink / pymbusparser"],
+                  [[what, f"{ours:,.0f}", "(does not decrypt CI 0x5B)", ""] if theirs is None else
+                   [what, f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}"] for what, ours, theirs in rows], numeric=3)
+    emit(Report("oms", "OMS benchmark", [("packages", f"pymbusparser {pymbusparser.__version__}"),
+                                         ("Python", f"{platform.python_version()} on {platform.machine()}")],
+                ["checked: both give the same values for the Elf 2 telegram and the same record headers for the AMIS plaintext; "
+                 "pymbusparser does not report a complete decode with a wrong key"],
+                [table]), args.json)
 
 if __name__ == "__main__":
     main()
