@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""HDLC frames and DLMS GET round trips per second: meterlink against dlms-cosem, same frames, same run.
+"""HDLC frames and DLMS GET round trips per second: meterlink against dlms-cosem (and Gurux for the round
+trip), same frames, same run.
 
 The frames are the seed's public-association session with a Kamstrup K351C (seed 002 ch. 4.1):
 the client reads attribute 2 of Data object 1.1.0.0.1.255 and the meter answers with the
@@ -16,8 +17,9 @@ the client reads attribute 2 of Data object 1.1.0.0.1.255 and the meter answers 
                    meterlink DlmsClient (the state machine the actor runs: `idle` event -> Send
                    action; HdlcFramer.feed -> DlmsClient.handle per event -> Publish action),
                    meterlink's codec alone (the same steps without the machine), dlms-cosem's
-                   sans-IO DlmsConnection + HdlcConnection, and dlms-cosem's own DlmsClient.get over
-                   its SerialHdlcTransport with the serial port replaced by an in-memory meter.
+                   sans-IO DlmsConnection + HdlcConnection, dlms-cosem's own DlmsClient.get over
+                   its SerialHdlcTransport with the serial port replaced by an in-memory meter, and
+                   Gurux's GXDLMSClient (read -> request frame; getData + updateValue -> value).
 
 Before timing, the script checks (untimed) that both libraries decode the response frame to the
 same fields, reject a frame with a broken HCS or FCS, encode the request frames of all eight
@@ -26,8 +28,8 @@ round-trip variant sends the seed's request bytes and gets the value 12345679. I
 round trips the simulated meter answers by looking the request's bytes up in a table of the
 eight request frames, so a request that differs from the expected bytes stops the run.
 
-Timings are reported, never asserted. dlms-cosem (BSL-licensed) is a benchmark peer only; meterlink
-and its tests never import it.
+Timings are reported, never asserted. dlms-cosem (BSL-licensed) and gurux-dlms (GPL-2.0) are
+benchmark peers only; meterlink never imports them.
 
     .venv/bin/python bench/hdlc.py [--rounds 7] [--seconds 0.25] [--profile]
 """
@@ -59,6 +61,9 @@ from dlms_cosem.hdlc.state import NEED_DATA
 from dlms_cosem.protocol import xdlms as cosem_xdlms
 from dlms_cosem.protocol.xdlms.invoke_id_and_priority import InvokeIdAndPriority
 from dlms_cosem.utils import parse_as_dlms_data
+from gurux_dlms import GXDLMSClient, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType
+from gurux_dlms.objects import GXDLMSData
 
 from meterlink.machines.base import Publish, Send
 from meterlink.machines.dlms import DlmsClient
@@ -317,6 +322,38 @@ class CoClientRoundTrip:
         return done
 
 
+class GxClientRoundTrip:
+    """Gurux's DLMS client as its users drive it: `read(object, 2)` gives the request frame, the meter
+    answers, `getData` checks the frame and parses the GET response, `updateValue` sets the value.
+    Associated first with the seed's UA and AARE answering its SNRM and AARQ."""
+
+    def __init__(self) -> None:
+        client = GXDLMSClient(True, CLIENT_SAP, SERVER_LOGICAL, Authentication.NONE, None, InterfaceType.HDLC)
+        self.setup = [bytes(client.snrmRequest())]
+        reply = GXReplyData()
+        client.getData(SEED_UA, reply)
+        client.parseUAResponse(reply.data)
+        self.setup += [bytes(frame) for frame in client.aarqRequest()]
+        reply = GXReplyData()
+        client.getData(SEED_AARE, reply)
+        client.parseAareResponse(reply.data)
+        self.client, self.object = client, GXDLMSData("1.1.0.0.1.255")
+
+    def get(self) -> tuple[bytes, object]:
+        (request,) = self.client.read(self.object, 2)
+        reply = GXReplyData()
+        self.client.getData(METER_C1[bytes(request)], reply)
+        self.client.updateValue(self.object, 2, reply.value)
+        return bytes(request), self.object.value
+
+    def run(self, n: int) -> int:
+        done = 0
+        for _ in range(n):
+            if self.get()[1] == VALUE:
+                done += 1
+        return done
+
+
 # --- the frame variants: each does n iterations and returns how many succeeded --------------------
 
 REQ_INFORMATION = LLC_REQUEST + GET_APDU
@@ -453,10 +490,18 @@ def verify() -> list[str]:
     client = CoClientRoundTrip()
     check(client.port.written[0] != SEED_SNRM and len(client.port.written) == 2, "dlms-cosem DlmsClient: unexpected setup")
     check(client.run(16) == 16, "dlms-cosem DlmsClient.get lost a value")
+    gurux = GxClientRoundTrip()
+    check(gurux.get() == (request_frame(1, 1, bytes.fromhex("C001C1") + GET_APDU[3:]), VALUE),
+          "Gurux's first GET is not the seed's request with invoke-id-and-priority C1, or its value is not 12345679")
+    check(gurux.run(16) == 16, "Gurux GXDLMSClient lost a value")
     notes.append("every round-trip variant: 16 further GETs (two turns of N(S)/N(R)), each request byte-equal to the expected "
                  "frame (the meter is a lookup table), each answer decoded to 12345679")
-    notes.append("dlms-cosem's DlmsClient.get sends invoke-id-and-priority C1 (service class confirmed) where the seed and "
-                 "meterlink send 81: its meter table answers C1 requests (same length, other HCS/FCS)")
+    notes.append("dlms-cosem's DlmsClient.get and Gurux's GXDLMSClient send invoke-id-and-priority C1 (service class "
+                 "confirmed) where the seed and meterlink send 81: their meter table answers C1 requests (same length, "
+                 "other HCS/FCS); otherwise Gurux's first GET is byte-equal to the seed's")
+    notes.append(f"Gurux before the GET (untimed): its SNRM carries no parameters ({gurux.setup[0].hex().upper()}), its AARQ "
+                 f"proposes conformance {gurux.setup[1][-8:-5].hex().upper()} (the seed's 00181D); the meter answers with the "
+                 "seed's UA and AARE")
     external, raised = count_events(MlMachineRoundTrip())
     sent = external + raised
     notes.append(f"meterlink DlmsClient per GET round trip: {len(sent)} machine events, {len(external)} from outside "
@@ -637,8 +682,9 @@ VARIANTS: list[tuple[str, str, str, Callable[[], Callable[[int], int]]]] = [
     ("GET round trip", "meterlink codec, no machine", "GetRequestNormal -> Frame -> bytes; framer -> parse_apdu -> value", lambda: MlCodecRoundTrip().run),
     ("GET round trip", "dlms-cosem DlmsConnection + HdlcConnection (sans-IO)", "GetRequestNormal -> bytes; bytes -> value", lambda: CoSansIoRoundTrip().run),
     ("GET round trip", "dlms-cosem DlmsClient.get (in-memory serial port)", "get(attribute) -> parse_as_dlms_data", lambda: CoClientRoundTrip().run),
+    ("GET round trip", "Gurux GXDLMSClient read + getData + updateValue", "read(object, 2) -> request bytes; response bytes -> value", lambda: GxClientRoundTrip().run),
 ]
-PAIRS = [(0, 2), (1, 2), (3, 4), (5, 7), (6, 7), (8, 10), (9, 10), (8, 11)]  # meterlink variant -> dlms-cosem variant
+PAIRS = [(0, 2), (1, 2), (3, 4), (5, 7), (6, 7), (8, 10), (9, 10), (8, 11), (8, 12), (9, 12)]  # meterlink variant -> peer variant
 
 
 def main() -> int:
@@ -675,8 +721,8 @@ def main() -> int:
         median = statistics.median(values)
         rows.append([group, name, unit, f"{max(values):,.0f}", f"{median:,.0f}", f"{min(values):,.0f}", f"{1e6 / median:,.1f}"])
     throughput = Table("", ["group", "variant", "one iteration", "best /s", "median /s", "worst /s", "median µs"], rows, numeric=4)
-    against = Table("meterlink / dlms-cosem (target: 3x):",
-                    ["meterlink", "against dlms-cosem", "best / best", "median / median", "median of per-round ratios",
+    against = Table("meterlink / peer (target: 3x dlms-cosem):",
+                    ["meterlink", "against", "best / best", "median / median", "median of per-round ratios",
                      "per-round range"],
                     [[VARIANTS[mine][1], VARIANTS[theirs][1], f"{max(rates[mine]) / max(rates[theirs]):.2f}x",
                       f"{statistics.median(rates[mine]) / statistics.median(rates[theirs]):.2f}x",

@@ -59,7 +59,8 @@ BENCHES = (
     Bench("latency", "Latency", "last byte of a telegram to the reading in the hub, on the SSE stream and on MQTT",
           ("--telegrams", "30", "--slow", "3", "--warmup", "3")),
     Bench("hdlc", "HDLC / DLMS client", "HDLC frames encoded + decoded/s and DLMS GET round trips/s (codec and "
-          "`DlmsClient` state machine), meterlink against dlms-cosem", ("--rounds", "1", "--seconds", "0.02", "--passes", "1")),
+          "`DlmsClient` state machine), meterlink against dlms-cosem, and Gurux for the round trip",
+          ("--rounds", "1", "--seconds", "0.02", "--passes", "1")),
     Bench("hdlc_push", "HDLC push", "HDLC push notifications/s (frames, segments or general-block-transfer, decrypt, "
           "A-XDR, mapping), meterlink's `HdlcPushReader` and its codec alone against dlms-cosem",
           ("--telegrams", "20", "--rounds", "1")),
