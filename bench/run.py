@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the benchmarks and write their tables into bench/README.md (issue 23 item 3).
 
-    bash dev.sh bench                          every benchmark, full length (about 15 minutes)
+    bash dev.sh bench                          every benchmark, full length (about 13 minutes on a busy 2-core machine)
     bash dev.sh bench --quick                  every benchmark, few and short rounds: a smoke check
     bash dev.sh bench p1_decode mbus_decode    only these
 
