@@ -76,7 +76,8 @@ def source_state(source: Path, paths: list[str]) -> str:
                                text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return f"{source} (not a git work tree)"
-    return f"{source} at {commit}" + (f" with uncommitted changes in {', '.join(paths)}" if dirty.strip() else "")
+    changed = [line[3:] for line in dirty.splitlines()]
+    return f"{source} at {commit}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 def describe(source: Path, paths: list[str], packages: tuple[str, ...]) -> list[tuple[str, str]]:
