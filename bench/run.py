@@ -117,7 +117,7 @@ def machine(started: datetime, quick: bool) -> str:
         f"- load average at start: {load_average()} (1, 5, 15 minutes)",
         f"- Python: {platform.python_implementation()} {platform.python_version()} on {platform.system()} {platform.release()}",
         f"- libraries: {versions(PACKAGES)}",
-        f"- meterlink source: {source_state(ROOT, ['meterlink', 'bench'])}",
+        f"- meterlink source: {source_state(ROOT, ['meterlink', 'bench/*.py'])}",
     ])
 
 
