@@ -2,10 +2,13 @@
 # Set-up and the two everyday jobs, from a clean clone on a Debian machine with Python >= 3.11:
 #   bash dev.sh demo   install what is missing, then run `meterlink demo`
 #   bash dev.sh test   install what is missing (system packages too), then run the whole test suite
+#   bash dev.sh bench  install what is missing, run every benchmark and rewrite bench/README.md's figures
+#                      (`bench --quick`: few, short rounds, a smoke check; `bench p1_decode mbus_decode`: only these)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 SYSTEM_PACKAGES_FOR_TESTS=(graphviz mosquitto chromium spin gcc)   # diagrams/*.svg, the MQTT tests' broker, the browser test, SPIN model checking (tests/test_spin.py)
+SYSTEM_PACKAGES_FOR_BENCH=(mosquitto)                     # bench/latency.py's and bench/gateway.py's broker
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -56,8 +59,14 @@ case "${1:-}" in
         .venv/bin/meterlink diagrams --check
         exec .venv/bin/python -m pytest --transition-coverage "$@"
         ;;
+    bench)
+        apt_install "${SYSTEM_PACKAGES_FOR_BENCH[@]}"
+        venv
+        shift
+        exec .venv/bin/python bench/run.py "$@"
+        ;;
     *)
-        echo "usage: bash dev.sh demo|test [args]" >&2
+        echo "usage: bash dev.sh demo|test|bench [args]" >&2
         exit 2
         ;;
 esac

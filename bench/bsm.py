@@ -64,7 +64,7 @@ from meterlink.protocols.sunspec import BASE_ADDRESS, ModbusRtuClient, Registers
 from meterlink.simulators.bsm import CHAIN
 from meterlink.transports import open_link
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNED = json.loads((ROOT / "tests" / "data" / "bsm_python_signed.json").read_text())
@@ -266,21 +266,21 @@ def check_round_trips(variants: dict[str, Callable[[float], tuple[float, tuple[i
 # --- report ---------------------------------------------------------------------------------------
 
 
-def table(results: dict[str, list[float]], unit: str) -> list[str]:
-    lines = [f"| variant | best {unit} | median {unit} | worst {unit} | median µs each |", "|---|---:|---:|---:|---:|"]
+def table(title: str, results: dict[str, list[float]], unit: str) -> Table:
+    rows = []
     for name, rates in results.items():
         median = statistics.median(rates)
-        lines.append(f"| {name} | {max(rates):,.0f} | {median:,.0f} | {min(rates):,.0f} | {1e6 / median:,.0f} |")
-    return lines
+        rows.append([name, f"{max(rates):,.0f}", f"{median:,.0f}", f"{min(rates):,.0f}", f"{1e6 / median:,.0f}"])
+    return Table(title, ["variant", f"best {unit}", f"median {unit}", f"worst {unit}", "median µs each"], rows, numeric=4)
 
 
-def ratios(results: dict[str, list[float]], pairs: list[tuple[str, str]]) -> list[str]:
-    lines = ["| meterlink against | median / median | median of per-round ratios | per-round range |", "|---|---:|---:|---:|"]
+def ratios(results: dict[str, list[float]], pairs: list[tuple[str, str]]) -> Table:
+    rows = []
     for ours, theirs in pairs:
         per_round = [a / b for a, b in zip(results[ours], results[theirs])]
-        lines.append(f"| {ours} vs {theirs} | {statistics.median(results[ours]) / statistics.median(results[theirs]):.2f}x "
-                     f"| {statistics.median(per_round):.2f}x | {min(per_round):.2f}x-{max(per_round):.2f}x |")
-    return lines
+        rows.append([f"{ours} vs {theirs}", f"{statistics.median(results[ours]) / statistics.median(results[theirs]):.2f}x",
+                     f"{statistics.median(per_round):.2f}x", f"{min(per_round):.2f}x-{max(per_round):.2f}x"])
+    return Table("", ["meterlink against", "median / median", "median of per-round ratios", "per-round range"], rows, numeric=3)
 
 
 def measure(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -296,24 +296,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.4, help="per variant and round")
+    add_json_option(parser)
     args = parser.parse_args()
 
-    for label, text in describe(ROOT, ["meterlink/protocols", "meterlink/machines/bsm.py", "meterlink/actors"],
-                                ("cryptography", "pymodbus", "trio", "python-statemachine")):
-        print(f"- {label}: {text}")
-    print(f"- run at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {args.rounds} rounds of {args.seconds} s per variant\n")
-
+    info = describe(ROOT, ["meterlink/protocols", "meterlink/machines/bsm.py", "meterlink/actors"],
+                    ("cryptography", "pymodbus", "trio", "python-statemachine"))
+    notes = [f"{args.rounds} rounds of {args.seconds} s per variant"]
     checks = verification_variants()
     verify = measure({name: (lambda f=f: rate(f, args.seconds)) for name, f in checks.items()}, args.rounds)
-    print("Snapshot and OCMF verifications per second (real bsm-python signatures):\n")
-    print("\n".join(table(verify, "/s")))
-    print()
-    print("\n".join(ratios(verify, [
-        ("meterlink Snapshot.verify", "cryptography, key loaded each time"),
-        ("meterlink Snapshot.verify", "cryptography, key loaded once"),
-        ("meterlink bsm verify path (JSON text)", "cryptography, key loaded once"),
-        ("meterlink OCMF parse + verify", "cryptography OCMF verify (key once)"),
-    ])))
+    tables = [
+        table("Snapshot and OCMF verifications per second (real bsm-python signatures):", verify, "/s"),
+        ratios(verify, [
+            ("meterlink Snapshot.verify", "cryptography, key loaded each time"),
+            ("meterlink Snapshot.verify", "cryptography, key loaded once"),
+            ("meterlink bsm verify path (JSON text)", "cryptography, key loaded once"),
+            ("meterlink OCMF parse + verify", "cryptography OCMF verify (key once)"),
+        ]),
+    ]
 
     simulator = subprocess.Popen([sys.executable, "-m", "meterlink.cli", "simulate", "bsm", "--listen", "tcp://127.0.0.1:0"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
@@ -326,9 +325,6 @@ def main() -> None:
     finally:
         simulator.terminate()
         simulator.wait()
-    print(f"\nModbus RTU round trips per second against `meterlink simulate bsm` over TCP ({url}):\n")
-    print("\n".join(table(timed, "/s")))
-    print()
     pairs = []
     for label in READS:
         pairs += [(f"meterlink codec over trio, {label}", f"pymodbus async client (RTU framer), {label}"),
@@ -336,7 +332,9 @@ def main() -> None:
     ac = f"{AC_LENGTH} registers (AC meter model)"
     pairs += [("meterlink BsmClient actor (AC model reads)", f"pymodbus async client (RTU framer), {ac}"),
               ("meterlink BsmClient actor (AC model reads)", f"meterlink codec over trio, {ac}")]
-    print("\n".join(ratios(timed, pairs)))
+    tables += [table("Modbus RTU round trips per second against `meterlink simulate bsm` over TCP (loopback):", timed, "/s"),
+               ratios(timed, pairs)]
+    emit(Report("bsm", f"BSM-WS36A benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", info, notes, tables), args.json)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from meterlink.protocols.hdlc import HdlcFramer
 from meterlink.protocols.mbus import MBusFramer
 from meterlink.simulators.kaifa import DEMO_KEY
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 
 READ = 4096
 """Bytes per read in the actor-like runs (trio streams hand over what has arrived, up to a limit)."""
@@ -47,17 +47,24 @@ READ = 4096
 @dataclass(frozen=True)
 class Flood:
     command: list[str]
-    what: str
-    data: bytes
+    pattern: bytes
+    size: int
+    """Bytes of `pattern` repeated (at scale 1)."""
     framer: Callable[[], object]
     machine: Callable[[], object]
 
+    def scaled(self, scale: float) -> tuple[str, bytes]:
+        """What the flood is, in words, and its bytes, `scale` times the full size."""
+        size = int(self.size * scale) // len(self.pattern) * len(self.pattern)
+        amount = f"{size // 1_000_000} MB" if size % 1_000_000 == 0 else f"{size // 1000} kB" if size % 1000 == 0 else f"{size:,} bytes"
+        return f"{amount} of {self.pattern.hex(' ').upper()}", self.pattern * (size // len(self.pattern))
+
 
 FLOODS = [
-    Flood(["decode", "mbus", "--key", DEMO_KEY.hex()], "100 kB of E5", b"\xe5" * 100_000, MBusFramer, MBusAdapter),
-    Flood(["decode", "mbus", "--key", DEMO_KEY.hex()], "100 kB of 68", b"\x68" * 100_000, MBusFramer, MBusAdapter),
-    Flood(["decode", "hdlc", "--annotate"], "1 MB of 7E A0", b"\x7e\xa0" * 500_000, HdlcFramer, DlmsClient),
-    Flood(["decode", "hdlc", "--annotate"], "1 MB of 7E 00", b"\x7e\x00" * 500_000, HdlcFramer, DlmsClient),
+    Flood(["decode", "mbus", "--key", DEMO_KEY.hex()], b"\xe5", 100_000, MBusFramer, MBusAdapter),
+    Flood(["decode", "mbus", "--key", DEMO_KEY.hex()], b"\x68", 100_000, MBusFramer, MBusAdapter),
+    Flood(["decode", "hdlc", "--annotate"], b"\x7e\xa0", 1_000_000, HdlcFramer, DlmsClient),
+    Flood(["decode", "hdlc", "--annotate"], b"\x7e\x00", 1_000_000, HdlcFramer, DlmsClient),
 ]
 
 
@@ -81,13 +88,13 @@ def run_command(flood: Flood, path: Path) -> Run:
     return Run(seconds, len(done.stdout.splitlines()), len(done.stderr.splitlines()), done.returncode)
 
 
-def machine_events(flood: Flood, read: int) -> tuple[int, float]:
-    """(events handed to the machine, seconds of framer + machine) with the flood in reads of `read` bytes."""
+def machine_events(flood: Flood, data: bytes, read: int) -> tuple[int, float]:
+    """(events handed to the machine, seconds of framer + machine) with `data` in reads of `read` bytes."""
     framer, machine = flood.framer(), flood.machine()
     events = 0
     start = time.perf_counter()
-    for offset in range(0, len(flood.data), read):
-        for event in framer.feed(flood.data[offset : offset + read]):
+    for offset in range(0, len(data), read):
+        for event in framer.feed(data[offset : offset + read]):
             machine.handle(event, None)
             events += 1
         machine.take_actions()
@@ -97,31 +104,35 @@ def machine_events(flood: Flood, read: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of each command; the best is reported")
+    parser.add_argument("--scale", type=float, default=1.0, help="flood sizes times this (default 1: 100 kB and 1 MB)")
+    add_json_option(parser)
     options = parser.parse_args()
     source = Path(meterlink.__path__[0]).parent
-    print(f"# Floods benchmark, {datetime.now():%Y-%m-%d %H:%M}\n")
-    for label, text in describe(source, ["meterlink/"], ("python-statemachine",)):
-        print(f"- {label}: {text}")
-    print(f"\ncommands: best of {options.rounds} runs, a new process each (start-up included)\n")
-    print("| command | input | s | lines out | lines err | exit |")
-    print("|---|---|---:|---:|---:|---:|")
+    info = describe(source, ["meterlink/"], ("python-statemachine",))
+    floods = [(flood, *flood.scaled(options.scale)) for flood in FLOODS]
+    commands = []
     with tempfile.TemporaryDirectory() as tmp:
-        for flood in FLOODS:
+        for flood, what, data in floods:
             path = Path(tmp) / "flood.bin"
-            path.write_bytes(flood.data)
+            path.write_bytes(data)
             runs = [run_command(flood, path) for _ in range(options.rounds)]
             best = min(runs, key=lambda run: run.seconds)
-            print(f"| `meterlink {' '.join(flood.command[:2])}` | {flood.what} | {best.seconds:.2f} | "
-                  f"{best.stdout_lines:,} | {best.stderr_lines:,} | {best.exit_code} |")
-    print(f"\nframer + machine in this process (one run each): events handed to the machine, seconds\n")
-    print("| framer, machine | input | events, one read | s | events, reads of 4 KiB | s |")
-    print("|---|---|---:|---:|---:|---:|")
-    for flood in FLOODS:
-        whole, whole_s = machine_events(flood, len(flood.data))
-        chunked, chunked_s = machine_events(flood, READ)
+            commands.append([f"`meterlink {' '.join(flood.command[:2])}`", what, f"{best.seconds:.2f}",
+                             f"{best.stdout_lines:,}", f"{best.stderr_lines:,}", str(best.exit_code)])
+    machines = []
+    for flood, what, data in floods:
+        whole, whole_s = machine_events(flood, data, len(data))
+        chunked, chunked_s = machine_events(flood, data, READ)
         names = f"{flood.framer.__name__}, {flood.machine.__name__}"
-        print(f"| {names} | {flood.what} | {whole:,} | {whole_s:.2f} | {chunked:,} | {chunked_s:.2f} |")
-    print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        machines.append([names, what, f"{whole:,}", f"{whole_s:.2f}", f"{chunked:,}", f"{chunked_s:.2f}"])
+    tables = [
+        Table(f"Commands: best of {options.rounds} runs, a new process each (start-up included):",
+              ["command", "input", "s", "lines out", "lines err", "exit"], commands, numeric=4),
+        Table("Framer + machine in this process (one run each): events handed to the machine, seconds:",
+              ["framer, machine", "input", "events, one read", "s", "events, reads of 4 KiB", "s"], machines, numeric=4),
+    ]
+    notes = [f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}"]
+    emit(Report("floods", f"Floods benchmark, {datetime.now():%Y-%m-%d %H:%M}", info, notes, tables), options.json)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ default) sessions share the CPUs fairly, as a systemd service's cgroup would. On
 with other work, `--nice -10` (root) raises them, their sessions' groups included.
 
     .venv/bin/python bench/gateway.py                          # 100, 300, 1000 links; about 5 min
-    .venv/bin/python bench/gateway.py --links 100,300,500,1000 --nice -10 --json gateway.json
+    .venv/bin/python bench/gateway.py --links 100,300,500,1000 --nice -10 --dump gateway.json
     .venv/bin/python bench/gateway.py --links 300 --profile service.prof     # cProfile of the service
 """
 
@@ -60,7 +60,8 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from latency import Mosquitto, cpu_model, free_port, percentile, versions  # noqa: E402
+from latency import Mosquitto, free_port, percentile, tool_versions  # noqa: E402
+from report import Report, Table, add_json_option, cpu_model, emit, load_average  # noqa: E402
 
 TOKEN = "bench-gateway-token"
 BASE = datetime(2026, 1, 10, tzinfo=timezone.utc)
@@ -501,48 +502,49 @@ def retained_count(port: int) -> int:
 # --- the report ------------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    return {
-        "cpus": f"{os.cpu_count()} ({cpu_model()})",
-        "system": f"{platform.system()} {platform.release()}, CPython {platform.python_version()}",
-        "memory": f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.1f} GiB",
-        "nofile": "soft %d, hard %d" % resource.getrlimit(resource.RLIMIT_NOFILE),
-        "versions": versions(),
-    }
+def machine(started: str) -> list[tuple[str, str]]:
+    return [
+        ("started", started),
+        ("CPU", f"{os.cpu_count()} logical CPUs ({cpu_model()}), load average at start {load_average()}"),
+        ("memory", f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.1f} GiB"),
+        ("Python", f"CPython {platform.python_version()}, {platform.system()} {platform.release()}"),
+        ("RLIMIT_NOFILE", "soft %d, hard %d" % resource.getrlimit(resource.RLIMIT_NOFILE)),
+        ("versions", tool_versions()),
+    ]
 
 
-def report(steps: list[Step], args: argparse.Namespace, started: str) -> None:
-    info = machine()
-    print("## Gateway scale\n")
-    print(f"{started}; machine: {info['cpus']} CPUs, {info['memory']}, {info['system']}; RLIMIT_NOFILE {info['nofile']}")
-    print(f"versions: {info['versions']}")
+def report(steps: list[Step], args: argparse.Namespace, started: str) -> Report:
+    notes = [f"service: [mqtt] qos = {args.qos}, discovery on (defaults otherwise); P1 push links on loopback TCP, "
+             f"1 telegram/s each; {args.warmup} s warm-up not counted, then {args.seconds} telegrams per link; ms from "
+             "the simulator's send_all of a telegram to the reading (nearest-rank percentiles); CPU in % of one core "
+             "over the measured telegrams"]
     if args.nice:
-        print(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}, "
-              f"the service and each simulator in a session of its own whose autogroup had nice {args.nice}")
-    print(f"service: [mqtt] qos = {args.qos}, discovery on (defaults otherwise)")
-    print(f"P1 push links on loopback TCP, 1 telegram/s each; {args.warmup} s warm-up not counted, then "
-          f"{args.seconds} telegrams per link; ms from the simulator's send_all of a telegram to the reading "
-          f"(nearest-rank percentiles); CPU in % of one core over the measured telegrams\n")
-    print("| links | telegrams | hub p50 | hub p99 | hub max | MQTT p50 | MQTT p99 | MQTT max | service CPU % | service waited for a CPU % | "
-          "CPU ms per reading | RSS MB start / max / end | fds | broker CPU % | simulators CPU % | subscriber CPU % | load avg start / end |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+        notes.append(f"every process of the benchmark (service, simulators, broker, subscriber) ran at nice {args.nice}, "
+                     f"the service and each simulator in a session of its own whose autogroup had nice {args.nice}")
+
+    def cells(s: Step, values: list[float], count: int) -> list[str]:
+        if not values:
+            return ["-", "-", "-"]
+        shown = [f"{v:.1f}" for v in values]
+        if count != s.telegrams:
+            shown[-1] += f" ({count} of {s.telegrams})"
+        return shown
+
+    rows = [[str(s.links), str(s.telegrams), *cells(s, s.hub, s.hub_count), *cells(s, s.mqtt, s.mqtt_count),
+             f"{s.service_cpu:.0f}", f"{s.service_waited:.0f}", f"{s.cpu_per_reading:.2f}",
+             f"{s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f}", str(s.descriptors), f"{s.broker_cpu:.0f}",
+             f"{s.simulators_cpu:.0f}", f"{s.bench_cpu:.0f}", f"{s.load[0]} / {s.load[1]}"] for s in steps]
+    table = Table("", ["links", "telegrams", "hub p50", "hub p99", "hub max", "MQTT p50", "MQTT p99", "MQTT max",
+                       "service CPU %", "service waited for a CPU %", "CPU ms per reading", "RSS MB start / max / end",
+                       "fds", "broker CPU %", "simulators CPU %", "subscriber CPU %", "load avg start / end"], rows, 0)
     for s in steps:
-        def cells(values: list[float], count: int) -> str:
-            if not values:
-                return "- | - | -"
-            text = " | ".join(f"{v:.1f}" for v in values)
-            return text if count == s.telegrams else text + f" ({count} of {s.telegrams})"
-        print(f"| {s.links} | {s.telegrams} | {cells(s.hub, s.hub_count)} | {cells(s.mqtt, s.mqtt_count)} | "
-              f"{s.service_cpu:.0f} | {s.service_waited:.0f} | {s.cpu_per_reading:.2f} | {s.rss_start:.0f} / {s.rss_max:.0f} / {s.rss_end:.0f} | {s.descriptors} | "
-              f"{s.broker_cpu:.0f} | {s.simulators_cpu:.0f} | {s.bench_cpu:.0f} | {s.load[0]} / {s.load[1]} |")
-    print()
-    for s in steps:
-        print(f"- {s.links} links: sends began p50 {s.late[0]:.1f} ms / p99 {s.late[1]:.1f} ms after schedule; "
-              f"{s.reconnects} link reconnects; {s.service_warnings} service log lines; "
-              f"service GC: {s.full_collections} full collections, longest pause {s.longest_pause:.0f} ms; "
-              f"{s.mqtt_readings_per_s:.0f} readings/s reached the MQTT subscriber, payloads "
-              f"{s.mqtt_bytes_per_s / 1000:.0f} kB/s; a fresh subscriber got {s.retained_topics} retained topics at the end"
-              + (f"; {s.note}" if s.note else ""))
+        notes.append(f"{s.links} links: sends began p50 {s.late[0]:.1f} ms / p99 {s.late[1]:.1f} ms after schedule; "
+                     f"{s.reconnects} link reconnects; {s.service_warnings} service log lines; "
+                     f"service GC: {s.full_collections} full collections, longest pause {s.longest_pause:.0f} ms; "
+                     f"{s.mqtt_readings_per_s:.0f} readings/s reached the MQTT subscriber, payloads "
+                     f"{s.mqtt_bytes_per_s / 1000:.0f} kB/s; a fresh subscriber got {s.retained_topics} retained topics at the end"
+                     + (f"; {s.note}" if s.note else ""))
+    return Report("gateway", "Gateway scale", machine(started), notes, [table])
 
 
 def main() -> int:
@@ -556,7 +558,8 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=0,
                         help="run every process of the benchmark at this nice value (negative needs root): "
                              "on a machine shared with other work")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-' for stdout, then no table)")
+    parser.add_argument("--dump", metavar="FILE", help="also write every step's figures as JSON")
+    add_json_option(parser)
     parser.add_argument("--profile", metavar="FILE", help="cProfile the service at the largest link count into FILE")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
@@ -575,15 +578,9 @@ def main() -> int:
         for n in args.links:
             steps.append(run_step(n, args, Path(directory) / f"links{n}"))
             print(f"{n} links done: hub p99 {steps[-1].hub[1:2]} ms, CPU {steps[-1].service_cpu:.0f} %", file=sys.stderr)
-    result = {"benchmark": "gateway", "started": started, "machine": machine(),
-              "settings": {"qos": args.qos, "nice": args.nice, "warmup": args.warmup, "seconds": args.seconds, "sim_processes": args.sim_processes},
-              "steps": [asdict(step) for step in steps]}
-    if args.json == "-":
-        print(json.dumps(result, indent=1))
-        return 0
-    report(steps, args, started)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+    emit(report(steps, args, started), args.json)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"started": started, "steps": [asdict(step) for step in steps]}, indent=1))
     return 0
 
 

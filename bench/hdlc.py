@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""HDLC frames and DLMS GET round trips per second: meterlink against dlms-cosem, same frames, same run.
+"""HDLC frames and DLMS GET round trips per second: meterlink against dlms-cosem (and Gurux for the round
+trip), same frames, same run.
 
 The frames are the seed's public-association session with a Kamstrup K351C (seed 002 ch. 4.1):
 the client reads attribute 2 of Data object 1.1.0.0.1.255 and the meter answers with the
@@ -16,8 +17,9 @@ the client reads attribute 2 of Data object 1.1.0.0.1.255 and the meter answers 
                    meterlink DlmsClient (the state machine the actor runs: `idle` event -> Send
                    action; HdlcFramer.feed -> DlmsClient.handle per event -> Publish action),
                    meterlink's codec alone (the same steps without the machine), dlms-cosem's
-                   sans-IO DlmsConnection + HdlcConnection, and dlms-cosem's own DlmsClient.get over
-                   its SerialHdlcTransport with the serial port replaced by an in-memory meter.
+                   sans-IO DlmsConnection + HdlcConnection, dlms-cosem's own DlmsClient.get over
+                   its SerialHdlcTransport with the serial port replaced by an in-memory meter, and
+                   Gurux's GXDLMSClient (read -> request frame; getData + updateValue -> value).
 
 Before timing, the script checks (untimed) that both libraries decode the response frame to the
 same fields, reject a frame with a broken HCS or FCS, encode the request frames of all eight
@@ -26,8 +28,8 @@ round-trip variant sends the seed's request bytes and gets the value 12345679. I
 round trips the simulated meter answers by looking the request's bytes up in a table of the
 eight request frames, so a request that differs from the expected bytes stops the run.
 
-Timings are reported, never asserted. dlms-cosem (BSL-licensed) is a benchmark peer only; meterlink
-and its tests never import it.
+Timings are reported, never asserted. dlms-cosem (BSL-licensed) and gurux-dlms (GPL-2.0) are
+benchmark peers only; meterlink never imports them.
 
     .venv/bin/python bench/hdlc.py [--rounds 7] [--seconds 0.25] [--profile]
 """
@@ -59,6 +61,9 @@ from dlms_cosem.hdlc.state import NEED_DATA
 from dlms_cosem.protocol import xdlms as cosem_xdlms
 from dlms_cosem.protocol.xdlms.invoke_id_and_priority import InvokeIdAndPriority
 from dlms_cosem.utils import parse_as_dlms_data
+from gurux_dlms import GXDLMSClient, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType
+from gurux_dlms.objects import GXDLMSData
 
 from meterlink.machines.base import Publish, Send
 from meterlink.machines.dlms import DlmsClient
@@ -72,7 +77,7 @@ from meterlink.protocols.hdlc import HdlcFramer, parse_frame
 from meterlink.protocols.obis import Obis
 from meterlink.protocols.readings import Reading
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 
 # --- the seed's frames (seed 002 ch. 4.1, "Read Meter number without security": Kamstrup K351C,
 # client SAP 16, server logical device 1, no security). Every HCS and FCS in them checks. -------
@@ -317,6 +322,38 @@ class CoClientRoundTrip:
         return done
 
 
+class GxClientRoundTrip:
+    """Gurux's DLMS client as its users drive it: `read(object, 2)` gives the request frame, the meter
+    answers, `getData` checks the frame and parses the GET response, `updateValue` sets the value.
+    Associated first with the seed's UA and AARE answering its SNRM and AARQ."""
+
+    def __init__(self) -> None:
+        client = GXDLMSClient(True, CLIENT_SAP, SERVER_LOGICAL, Authentication.NONE, None, InterfaceType.HDLC)
+        self.setup = [bytes(client.snrmRequest())]
+        reply = GXReplyData()
+        client.getData(SEED_UA, reply)
+        client.parseUAResponse(reply.data)
+        self.setup += [bytes(frame) for frame in client.aarqRequest()]
+        reply = GXReplyData()
+        client.getData(SEED_AARE, reply)
+        client.parseAareResponse(reply.data)
+        self.client, self.object = client, GXDLMSData("1.1.0.0.1.255")
+
+    def get(self) -> tuple[bytes, object]:
+        (request,) = self.client.read(self.object, 2)
+        reply = GXReplyData()
+        self.client.getData(METER_C1[bytes(request)], reply)
+        self.client.updateValue(self.object, 2, reply.value)
+        return bytes(request), self.object.value
+
+    def run(self, n: int) -> int:
+        done = 0
+        for _ in range(n):
+            if self.get()[1] == VALUE:
+                done += 1
+        return done
+
+
 # --- the frame variants: each does n iterations and returns how many succeeded --------------------
 
 REQ_INFORMATION = LLC_REQUEST + GET_APDU
@@ -453,10 +490,18 @@ def verify() -> list[str]:
     client = CoClientRoundTrip()
     check(client.port.written[0] != SEED_SNRM and len(client.port.written) == 2, "dlms-cosem DlmsClient: unexpected setup")
     check(client.run(16) == 16, "dlms-cosem DlmsClient.get lost a value")
+    gurux = GxClientRoundTrip()
+    check(gurux.get() == (request_frame(1, 1, bytes.fromhex("C001C1") + GET_APDU[3:]), VALUE),
+          "Gurux's first GET is not the seed's request with invoke-id-and-priority C1, or its value is not 12345679")
+    check(gurux.run(16) == 16, "Gurux GXDLMSClient lost a value")
     notes.append("every round-trip variant: 16 further GETs (two turns of N(S)/N(R)), each request byte-equal to the expected "
                  "frame (the meter is a lookup table), each answer decoded to 12345679")
-    notes.append("dlms-cosem's DlmsClient.get sends invoke-id-and-priority C1 (service class confirmed) where the seed and "
-                 "meterlink send 81: its meter table answers C1 requests (same length, other HCS/FCS)")
+    notes.append("dlms-cosem's DlmsClient.get and Gurux's GXDLMSClient send invoke-id-and-priority C1 (service class "
+                 "confirmed) where the seed and meterlink send 81: their meter table answers C1 requests (same length, "
+                 "other HCS/FCS); otherwise Gurux's first GET is byte-equal to the seed's")
+    notes.append(f"Gurux before the GET (untimed): its SNRM carries no parameters ({gurux.setup[0].hex().upper()}), its AARQ "
+                 f"proposes conformance {gurux.setup[1][-8:-5].hex().upper()} (the seed's 00181D); the meter answers with the "
+                 "seed's UA and AARE")
     external, raised = count_events(MlMachineRoundTrip())
     sent = external + raised
     notes.append(f"meterlink DlmsClient per GET round trip: {len(sent)} machine events, {len(external)} from outside "
@@ -538,8 +583,12 @@ def loop(body: Callable[[], object]) -> Callable[[int], int]:
     return run
 
 
-def split() -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """Where the time of one GET round trip goes, µs, best of 7 (each step alone, in a loop)."""
+def split(passes: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Where the time of one GET round trip goes, µs, best of `passes` (each step alone, in a loop)."""
+
+    def best(run: Callable[[int], int], n: int) -> float:
+        return best_of(run, n, passes)
+
     framer = HdlcFramer()
     body = SEED_GET_RESPONSE[1:-1]
     apdu = parse_frame(SEED_GET_RESPONSE).information[3:]
@@ -557,18 +606,18 @@ def split() -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         named = meter_name(REF.obis, value)
         return Reading(named[1] if named else None, "dlms", RECEIVED_AT, None, (attribute_value(REF, data),))  # type: ignore[arg-type]
 
-    machine_total = best_of(MlMachineRoundTrip().run, 2000)
-    codec_total = best_of(MlCodecRoundTrip().run, 5000)
+    machine_total = best(MlMachineRoundTrip().run, 2000)
+    codec_total = best(MlCodecRoundTrip().run, 5000)
     codec = [
-        ("GetRequestNormal(descriptor).to_bytes() (APDU encode)", best_of(loop(ml_apdu), 20000)),
-        ("Frame(...).to_bytes() (HDLC encode, HCS + FCS)", best_of(loop(ml_frame), 20000)),
-        ("HdlcFramer.feed(response) -> Frame + Quiet (framing + parse_frame)", best_of(loop(lambda: framer.feed(SEED_GET_RESPONSE)), 20000)),
-        ("parse_apdu(information[3:]) (GET-Response-Normal + A-XDR)", best_of(loop(lambda: parse_apdu(apdu)), 20000)),
+        ("GetRequestNormal(descriptor).to_bytes() (APDU encode)", best(loop(ml_apdu), 20000)),
+        ("Frame(...).to_bytes() (HDLC encode, HCS + FCS)", best(loop(ml_frame), 20000)),
+        ("HdlcFramer.feed(response) -> Frame + Quiet (framing + parse_frame)", best(loop(lambda: framer.feed(SEED_GET_RESPONSE)), 20000)),
+        ("parse_apdu(information[3:]) (GET-Response-Normal + A-XDR)", best(loop(lambda: parse_apdu(apdu)), 20000)),
     ]
-    crc = best_of(loop(lambda: (crc16_x25(body[:4]), crc16_x25(body[:-2]))), 20000)
+    crc = best(loop(lambda: (crc16_x25(body[:4]), crc16_x25(body[:-2]))), 20000)
     codec_sum = sum(micros for _, micros in codec)
-    mapping = best_of(loop(ml_mapping), 20000)
-    event = best_of(loop(lambda: trivial.send("noise", count=1)), 2000)
+    mapping = best(loop(ml_mapping), 20000)
+    event = best(loop(lambda: trivial.send("noise", count=1)), 2000)
     ml_steps = codec[:3] + [("  of which crc16_x25 for HCS and FCS", crc)] + codec[3:] + [
         ("codec steps together", codec_sum),
         ("meterlink codec round trip, measured (no machine)", codec_total),
@@ -585,14 +634,14 @@ def split() -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     def co_apdu() -> bytes:
         return cosem_xdlms.GetRequestNormal(CO_ATTRIBUTE, invoke_id_and_priority=CO_INVOKE).to_bytes()
 
-    co_total = best_of(CoSansIoRoundTrip().run, 2000)
+    co_total = best(CoSansIoRoundTrip().run, 2000)
     co_steps = [
-        ("GetRequestNormal(attribute).to_bytes() (APDU encode)", best_of(loop(co_apdu), 5000)),
-        ("InformationFrame(...).to_bytes() (HDLC encode, HCS + FCS)", best_of(loop(request.to_bytes), 5000)),
+        ("GetRequestNormal(attribute).to_bytes() (APDU encode)", best(loop(co_apdu), 5000)),
+        ("InformationFrame(...).to_bytes() (HDLC encode, HCS + FCS)", best(loop(request.to_bytes), 5000)),
         ("InformationFrame.from_bytes(response) (HDLC decode, HCS + FCS)",
-         best_of(loop(lambda: cosem_frames.InformationFrame.from_bytes(SEED_GET_RESPONSE)), 5000)),
-        ("XDlmsApduFactory.apdu_from_bytes (GET-Response-Normal)", best_of(loop(lambda: XDlmsApduFactory.apdu_from_bytes(cosem_apdu)), 5000)),
-        ("parse_as_dlms_data (A-XDR value)", best_of(loop(lambda: parse_as_dlms_data(cosem_data)), 5000)),
+         best(loop(lambda: cosem_frames.InformationFrame.from_bytes(SEED_GET_RESPONSE)), 5000)),
+        ("XDlmsApduFactory.apdu_from_bytes (GET-Response-Normal)", best(loop(lambda: XDlmsApduFactory.apdu_from_bytes(cosem_apdu)), 5000)),
+        ("parse_as_dlms_data (A-XDR value)", best(loop(lambda: parse_as_dlms_data(cosem_data)), 5000)),
     ]
     co_sum = sum(micros for _, micros in co_steps)
     co_steps += [
@@ -633,15 +682,18 @@ VARIANTS: list[tuple[str, str, str, Callable[[], Callable[[int], int]]]] = [
     ("GET round trip", "meterlink codec, no machine", "GetRequestNormal -> Frame -> bytes; framer -> parse_apdu -> value", lambda: MlCodecRoundTrip().run),
     ("GET round trip", "dlms-cosem DlmsConnection + HdlcConnection (sans-IO)", "GetRequestNormal -> bytes; bytes -> value", lambda: CoSansIoRoundTrip().run),
     ("GET round trip", "dlms-cosem DlmsClient.get (in-memory serial port)", "get(attribute) -> parse_as_dlms_data", lambda: CoClientRoundTrip().run),
+    ("GET round trip", "Gurux GXDLMSClient read + getData + updateValue", "read(object, 2) -> request bytes; response bytes -> value", lambda: GxClientRoundTrip().run),
 ]
-PAIRS = [(0, 2), (1, 2), (3, 4), (5, 7), (6, 7), (8, 10), (9, 10), (8, 11)]  # meterlink variant -> dlms-cosem variant
+PAIRS = [(0, 2), (1, 2), (3, 4), (5, 7), (6, 7), (8, 10), (9, 10), (8, 11), (8, 12), (9, 12)]  # meterlink variant -> peer variant
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="measurements per variant (default 7)")
     parser.add_argument("--seconds", type=float, default=0.25, help="length of one measurement (default 0.25 s)")
+    parser.add_argument("--passes", type=int, default=7, help="passes of each step in the split of a round trip (default 7)")
     parser.add_argument("--profile", action="store_true", help="also print cProfile of the DlmsClient round trip")
+    add_json_option(parser)
     options = parser.parse_args()
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -659,44 +711,35 @@ def main() -> int:
             rates[index].append(measurements[index]())
     collections = sum(stats["collections"] for stats in gc.get_stats()) - collections - options.rounds * len(VARIANTS)
     ratios = {pair: [a / b for a, b in zip(rates[pair[0]], rates[pair[1]])] for pair in PAIRS}
-    ml_steps, co_steps = split()
+    ml_steps, co_steps = split(options.passes)
 
-    print(f"# HDLC / DLMS client benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}\n")
-    for key, value in info:
-        print(f"- {key}: {value}")
-    print()
-    for note in notes:
-        print(f"- checked: {note}")
-    print(f"\n{options.rounds} rounds of {options.seconds:g} s per variant; iterations per second over the rounds; "
-          f"gc on, gc.collect() before each measurement, {collections} automatic collections during the measurements\n")
-    print("| group | variant | one iteration | best /s | median /s | worst /s | median µs |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    notes = [f"checked: {note}" for note in notes]
+    notes.append(f"{options.rounds} rounds of {options.seconds:g} s per variant; iterations per second over the rounds; "
+                 f"gc on, gc.collect() before each measurement, {collections} automatic collections during the measurements")
+    rows = []
     for (group, name, unit, _), values in zip(VARIANTS, rates):
         median = statistics.median(values)
-        print(f"| {group} | {name} | {unit} | {max(values):,.0f} | {median:,.0f} | {min(values):,.0f} | {1e6 / median:,.1f} |")
-    print("\nmeterlink / dlms-cosem (target: 3x)\n")
-    print("| meterlink | against dlms-cosem | best / best | median / median | median of per-round ratios | per-round range |")
-    print("|---|---|---:|---:|---:|---:|")
-    for (mine, theirs), values in ratios.items():
-        print(f"| {VARIANTS[mine][1]} | {VARIANTS[theirs][1]} | {max(rates[mine]) / max(rates[theirs]):.2f}x | "
-              f"{statistics.median(rates[mine]) / statistics.median(rates[theirs]):.2f}x | {statistics.median(values):.2f}x | "
-              f"{min(values):.2f}x-{max(values):.2f}x |")
-    print("\nwhere the time of one GET round trip goes, µs, best of 7 passes (each step alone in a loop)\n")
-    print("| meterlink step | µs |")
-    print("|---|---:|")
-    for label, micros in ml_steps:
-        print(f"| {label} | {micros:,.1f} |")
-    print("\n| dlms-cosem step | µs |")
-    print("|---|---:|")
-    for label, micros in co_steps:
-        print(f"| {label} | {micros:,.1f} |")
-    if options.profile:
-        print("\ncProfile, meterlink DlmsClient, 2000 round trips (sorted by own time)\n")
+        rows.append([group, name, unit, f"{max(values):,.0f}", f"{median:,.0f}", f"{min(values):,.0f}", f"{1e6 / median:,.1f}"])
+    throughput = Table("", ["group", "variant", "one iteration", "best /s", "median /s", "worst /s", "median µs"], rows, numeric=4)
+    against = Table("meterlink / peer (target: 3x dlms-cosem):",
+                    ["meterlink", "against", "best / best", "median / median", "median of per-round ratios",
+                     "per-round range"],
+                    [[VARIANTS[mine][1], VARIANTS[theirs][1], f"{max(rates[mine]) / max(rates[theirs]):.2f}x",
+                      f"{statistics.median(rates[mine]) / statistics.median(rates[theirs]):.2f}x",
+                      f"{statistics.median(values):.2f}x", f"{min(values):.2f}x-{max(values):.2f}x"]
+                     for (mine, theirs), values in ratios.items()], numeric=4)
+    where = [Table(f"Where the time of one GET round trip goes, µs, best of {options.passes} passes (each step alone in a loop):" if who == "meterlink" else "",
+                   [f"{who} step", "µs"], [[label, f"{micros:,.1f}"] for label, micros in steps], numeric=1)
+             for who, steps in (("meterlink", ml_steps), ("dlms-cosem", co_steps))]
+    if options.profile and not options.json:
+        print("cProfile, meterlink DlmsClient, 2000 round trips (sorted by own time)\n")
         print("```")
         print(profile())
-        print("```")
+        print("```\n")
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(f"\n{wall:.1f} s wall, {cpu:.1f} s CPU (a CPU share well under 1 means the process was pushed off its core)")
+    notes.append(f"{wall:.1f} s wall, {cpu:.1f} s CPU (a CPU share well under 1 means the process was pushed off its core)")
+    emit(Report("hdlc", f"HDLC / DLMS client benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", info, notes,
+                [throughput, against, *where]), options.json)
     return 0
 
 

@@ -48,7 +48,7 @@ from meterlink.protocols.hdlc import LLC_RESPONSE, Frame, HdlcFramer
 from meterlink.simulators.hdlc_push import HdlcPushMeterModel, Layout
 from meterlink.simulators.kaifa import DEMO_KEY
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 from mbus_decode import AUTH_KEY, check, obis_text, repeat
 
 KEYS = [CipherKeys(DEMO_KEY, AUTH_KEY)]
@@ -215,6 +215,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--telegrams", type=int, default=300, help="telegrams per set (default 300)")
     parser.add_argument("--rounds", type=int, default=7, help="measurements per variant (default 7)")
+    add_json_option(parser)
     options = parser.parse_args()
     info = describe(Path(decode_push.__code__.co_filename).resolve().parents[3], ["meterlink"],
                     ("meterlink", "dlms-cosem", "cryptography", "python-statemachine"))
@@ -240,26 +241,22 @@ def main() -> int:
         for index in order if round_number % 2 == 0 else order[::-1]:
             rates[index].append(variants[index][2]())
 
-    print(f"# HDLC push benchmark, {datetime.now():%Y-%m-%d %H:%M}\n")
-    for key, value in info:
-        print(f"- {key}: {value}")
-    print()
-    for note in notes:
-        print(f"- checked: {note}")
-    print(f"\n{options.rounds} rounds; telegrams per second, best and median of the rounds\n")
-    print("| set | variant | best /s | median /s |")
-    print("|---|---|---:|---:|")
-    for (group, name, _), values in zip(variants, rates):
-        print(f"| {group} | {name} | {max(values):,.0f} | {statistics.median(values):,.0f} |")
-    print("\nmeterlink / dlms-cosem, per round (same round, neighbouring runs)\n")
-    print("| set | meterlink variant | median ratio | min | max |")
-    print("|---|---|---:|---:|---:|")
+    notes = [f"checked: {note}" for note in notes]
+    notes.append(f"{options.rounds} rounds of {n} telegrams per set and variant; best and median of the rounds")
+    throughput = Table("Telegrams per second:", ["set", "variant", "best /s", "median /s"],
+                       [[group, name, f"{max(values):,.0f}", f"{statistics.median(values):,.0f}"]
+                        for (group, name, _), values in zip(variants, rates)], numeric=2)
+    rows = []
     for first in range(0, len(variants), 3):
         peer = rates[first + 2]
         for mine in (first, first + 1):
             ratios = [a / b for a, b in zip(rates[mine], peer)]
-            print(f"| {variants[mine][0]} | {variants[mine][1]} | {statistics.median(ratios):.2f} | {min(ratios):.2f} | "
-                  f"{max(ratios):.2f} |")
+            rows.append([variants[mine][0], variants[mine][1], variants[first + 2][1], f"{statistics.median(ratios):.2f}",
+                         f"{min(ratios):.2f}", f"{max(ratios):.2f}"])
+    against = Table("meterlink / dlms-cosem, per round (same round, neighbouring runs):",
+                    ["set", "meterlink variant", "against", "median ratio", "min", "max"], rows, numeric=3)
+    emit(Report("hdlc_push", f"HDLC push benchmark, {datetime.now():%Y-%m-%d %H:%M}", info, notes, [throughput, against]),
+         options.json)
     return 0
 
 

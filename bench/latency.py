@@ -57,10 +57,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from importlib import metadata
 from pathlib import Path
 
 import trio
+
+from report import Report, Table, add_json_option, cpu_model, emit, load_average, versions
 
 TOKEN = "bench-latency-token"
 START_TIMEOUT = 20.0
@@ -311,36 +312,18 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-def row(run: str, path: str, delays: list[float], expected: int) -> str:
+def row(run: str, path: str, delays: list[float], expected: int) -> list[str]:
     if not delays:
-        return f"| {run} | {path} | 0 of {expected} | - | - | - | - |"
+        return [run, path, f"0 of {expected}", "-", "-", "-", "-"]
     values = sorted(d * 1000 for d in delays)
     count = f"{len(values)}" if len(values) == expected else f"{len(values)} of {expected}"
-    cells = " | ".join(f"{percentile(values, p):.2f}" for p in (50, 90, 99)) + f" | {values[-1]:.2f}"
-    return f"| {run} | {path} | {count} | {cells} |"
+    return [run, path, count, *(f"{percentile(values, p):.2f}" for p in (50, 90, 99)), f"{values[-1]:.2f}"]
 
 
-def versions() -> str:
-    names = ("meterlink", "trio", "hypercorn", "fastapi", "starlette", "httpx", "paho-mqtt")
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} -")
+def tool_versions() -> str:
     mosquitto = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()
-    found.append(mosquitto[0].replace("mosquitto version", "mosquitto") if mosquitto else "mosquitto ?")
-    return ", ".join(found)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    return ", ".join([versions(("meterlink", "trio", "hypercorn", "fastapi", "starlette", "httpx", "paho-mqtt")),
+                      mosquitto[0].replace("mosquitto version", "mosquitto") if mosquitto else "mosquitto ?"])
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -480,17 +463,10 @@ async def bench(args: argparse.Namespace, directory: Path) -> tuple[list[Run], d
     return runs, {"arrivals": arrivals, **extra}
 
 
-def report(args: argparse.Namespace, runs: list[Run], found: dict) -> None:
+def report(runs: list[Run], found: dict, info: list[tuple[str, str]]) -> Report:
     arrivals = found["arrivals"]
     acks = found["acks"]
-    print("## Latency\n")
-    print(f"machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, {platform.system()} "
-          f"{platform.release()}")
-    print(f"versions: {versions()}")
-    print("milliseconds from the last byte of a telegram written to the link (time.time() after send_all) "
-          "to each point; nearest-rank percentiles; warm-up not counted\n")
-    print("| run | last byte -> | telegrams | p50 | p90 | p99 | max |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    rows = []
     for run in runs[1:]:
         for link in ("p1", "mbus"):
             sent = [s for s in run.sent if s.telegram.link == link]
@@ -504,22 +480,28 @@ def report(args: argparse.Namespace, runs: list[Run], found: dict) -> None:
                     at = arrivals[key].get((link, s.telegram.captured_at))
                     if at is not None:
                         delays.append(at - s.at)
-                print(row(label, path, delays, len(sent)))
+                rows.append(row(label, path, delays, len(sent)))
             if link == "mbus":
                 delays = [acks[s.ack_index] - s.at for s in sent if 0 <= s.ack_index < len(acks)]
-                print(row(label, "0xE5 ack of last frame", delays, len(sent)))
+                rows.append(row(label, "0xE5 ack of last frame", delays, len(sent)))
     timed = [s for run in runs[1:] for s in run.sent]
     late = sorted(s.late * 1000 for s in timed) or [0.0]
     begin, end = min((s.at for s in timed), default=0.0), max((s.at for s in timed), default=0.0) + 0.5  # not the shutdown
     pauses = [(generation, seconds * 1000) for at, generation, seconds in found["gc"] if begin <= at <= end]
     full = [ms for generation, ms in pauses if generation == 2]
-    print(f"\nservice GC during the timed runs: {len(pauses)} collections, the longest {max((ms for _, ms in pauses), default=0):.1f} ms; "
-          f"{len(full)} of generation 2 ({', '.join(f'{ms:.1f}' for ms in full) or '-'} ms)")
-    print(f"client: sends began p50 {percentile(late, 50):.2f} ms, p99 {percentile(late, 99):.2f} ms, "
-          f"max {late[-1]:.2f} ms after their schedule; link connections {found['connections']} (1 each = no restart); "
-          f"service exit code {found['service_exit']}; readings stamped at hub.publish {found['hub_stamps']}, "
-          f"SSE events {found['sse_events']}, MQTT reading messages {found['mqtt_messages']} "
-          f"(sent {sum(len(run.sent) for run in runs)} incl. warm-up)")
+    notes = [
+        f"service GC during the timed runs: {len(pauses)} collections, the longest {max((ms for _, ms in pauses), default=0):.1f} ms; "
+        f"{len(full)} of generation 2 ({', '.join(f'{ms:.1f}' for ms in full) or '-'} ms)",
+        f"client: sends began p50 {percentile(late, 50):.2f} ms, p99 {percentile(late, 99):.2f} ms, "
+        f"max {late[-1]:.2f} ms after their schedule; link connections {found['connections']} (1 each = no restart); "
+        f"service exit code {found['service_exit']}; readings stamped at hub.publish {found['hub_stamps']}, "
+        f"SSE events {found['sse_events']}, MQTT reading messages {found['mqtt_messages']} "
+        f"(sent {sum(len(run.sent) for run in runs)} incl. warm-up)",
+    ]
+    table = Table("Milliseconds from the last byte of a telegram written to the link (time.time() after send_all) to each "
+                  "point; nearest-rank percentiles; warm-up not counted. Requirement: 500 ms; aim: p99 under 10 ms:",
+                  ["run", "last byte ->", "telegrams", "p50", "p90", "p99", "max"], rows, numeric=5)
+    return Report("latency", "Latency", info, notes, [table])
 
 
 def dump(path: Path, runs: list[Run], found: dict) -> None:
@@ -546,12 +528,15 @@ def main() -> int:
     parser.add_argument("--profile", metavar="FILE", help="cProfile the service process into FILE (pstats)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
+    add_json_option(parser)
     args = parser.parse_args()
     if args.serve is not None:
         return serve(args.serve, args.record, Path(args.profile) if args.profile else None)
+    info = [("CPU", f"{os.cpu_count()} logical CPUs ({cpu_model()}), load average at start {load_average()}"),
+            ("Python", f"{platform.python_version()}, {platform.system()} {platform.release()}"), ("versions", tool_versions())]
     with tempfile.TemporaryDirectory(prefix="meterlink-latency-") as directory:
         runs, found = trio.run(bench, args, Path(directory))
-    report(args, runs, found)
+    emit(report(runs, found, info), args.json)
     if args.dump:
         dump(Path(args.dump), runs, found)
     return 0

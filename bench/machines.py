@@ -36,7 +36,7 @@ from meterlink.machines import all_machines  # noqa: E402
 from meterlink.machines.base import LinkMachine  # noqa: E402
 from meterlink.machines.compiled import _spec_names  # noqa: E402
 
-from machine import describe  # noqa: E402
+from report import Report, Table, add_json_option, describe, emit  # noqa: E402
 
 
 def _guard(self: Any) -> bool:
@@ -118,13 +118,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000, help="events per trace (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="replays per engine (default 5)")
+    add_json_option(parser)
     args = parser.parse_args()
-    print(f"# Machine dispatch benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
-    for label, text in describe(ROOT, ["meterlink/machines"], ("python-statemachine",)):
-        print(f"- {label}: {text}")
-    print()
-    print("| machine | events | library µs/event (median, best) | compiled µs/event (median, best) | speed-up (median) |")
-    print("|---|---:|---:|---:|---:|")
+    info = describe(ROOT, ["meterlink/machines"], ("python-statemachine",))
+    rows = []
     for cls in all_machines():
         events = trace(cls, args.events)
         count = sum(len(walk) for walk in events)
@@ -138,8 +135,13 @@ def main() -> int:
             for name in order:
                 times[name].append(replay(engines[name], events)[0] / count * 1e6)
         library, compiled = statistics.median(times["library"]), statistics.median(times["compiled"])
-        print(f"| {cls.__name__} | {count} in {len(events)} walks | {library:.1f} ({min(times['library']):.1f}) | "
-              f"{compiled:.2f} ({min(times['compiled']):.2f}) | {library / compiled:.0f}× |")
+        rows.append([cls.__name__, f"{count} in {len(events)} walks", f"{library:.1f} ({min(times['library']):.1f})",
+                     f"{compiled:.2f} ({min(times['compiled']):.2f})", f"{library / compiled:.0f}×"])
+    table = Table(f"{args.rounds} rounds, the order of the engines flipped each round:",
+                  ["machine", "events", "python-statemachine engine µs/event (median, best)",
+                   "meterlink compiled µs/event (median, best)", "speed-up (median)"], rows, numeric=4)
+    emit(Report("machines", f"Machine dispatch benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", info,
+                tables=[table]), args.json)
     return 0
 
 

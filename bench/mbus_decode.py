@@ -54,7 +54,7 @@ from meterlink.protocols.dlms.security import CipherKeys, decrypt, parse_ciphere
 from meterlink.protocols.mbus import LongFrame, MBusFramer, is_last_segment, segment_payload
 from meterlink.simulators.kaifa import DEMO_KEY, KaifaMeterModel
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 AUTH_KEY = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
@@ -360,6 +360,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--telegrams", type=int, default=1000, help="telegrams per set (default 1000)")
     parser.add_argument("--rounds", type=int, default=7, help="measurements per variant (default 7)")
+    add_json_option(parser)
     options = parser.parse_args()
     info = machine_info()
     tagged = telegrams(options.telegrams, AUTH_KEY)
@@ -398,34 +399,25 @@ def main() -> int:
     lat_tagged = latencies(tagged, TAGGED_KEYS)
     lat_tagless = latencies(tagless, TAGLESS_KEYS)
 
-    print(f"# M-Bus decode benchmark, {datetime.now():%Y-%m-%d %H:%M}\n")
-    for key, value in info:
-        print(f"- {key}: {value}")
-    print()
-    for note in notes:
-        print(f"- checked: {note}")
-    print(f"\n{options.rounds} rounds; telegrams (or plaintexts) per second, best and median of the rounds\n")
-    print("| set | variant | input | best /s | median /s |")
-    print("|---|---|---|---:|---:|")
-    for (group, name, given, _), values in zip(variants, rates):
-        print(f"| {group} | {name} | {given} | {max(values):,.0f} | {statistics.median(values):,.0f} |")
-    print("\nmeterlink / dlms-cosem, per round (same round, neighbouring runs)\n")
-    print("| meterlink variant | against | median ratio | min | max |")
-    print("|---|---|---:|---:|---:|")
-    for mine, values in ratios.items():
-        print(f"| {variants[mine][0]}: {variants[mine][1]} | {variants[pairs[mine]][1]} | "
-              f"{statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
-    print(f"\nwhere the time goes: µs per tagged telegram, best of 5 passes over {min(300, n)} APDUs\n")
-    print("| step | µs |")
-    print("|---|---:|")
-    for label, micros in steps:
-        print(f"| {label} | {micros:,.1f} |")
-    print("\nlatency, last frame's bytes fed -> Publish (MBusAdapter, sans-IO), per telegram\n")
-    print("| telegrams | count | p50 | p99 | max |")
-    print("|---|---:|---:|---:|---:|")
-    for label, values in (("tagged SC 0x31", lat_tagged), ("tagless SC 0x21", lat_tagless)):
-        print(f"| {label} | {len(values)} | {percentile(values, 0.5) * 1e6:,.0f} µs | {percentile(values, 0.99) * 1e6:,.0f} µs | "
-              f"{max(values) * 1e6:,.0f} µs |")
+    notes = [f"checked: {note}" for note in notes]
+    notes.append(f"{options.rounds} rounds of {n} telegrams (or {p} plaintexts) per variant; best and median of the rounds")
+    throughput = Table("Telegrams (or plaintexts) per second:", ["set", "variant", "input", "best /s", "median /s"],
+                       [[group, name, given, f"{max(values):,.0f}", f"{statistics.median(values):,.0f}"]
+                        for (group, name, given, _), values in zip(variants, rates)], numeric=2)
+    against = Table("meterlink / dlms-cosem, per round (same round, neighbouring runs):",
+                    ["meterlink variant", "against", "median ratio", "min", "max"],
+                    [[f"{variants[mine][0]}: {variants[mine][1]}", variants[pairs[mine]][1],
+                      f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}"]
+                     for mine, values in ratios.items()], numeric=3)
+    where = Table(f"Where the time goes: µs per tagged telegram, best of 5 passes over {min(300, n)} APDUs:",
+                  ["step", "µs"], [[label, f"{micros:,.1f}"] for label, micros in steps], numeric=1)
+    latency = Table("Latency, last frame's bytes fed -> Publish (MBusAdapter, sans-IO), per telegram:",
+                    ["telegrams", "count", "p50", "p99", "max"],
+                    [[label, str(len(values)), f"{percentile(values, 0.5) * 1e6:,.0f} µs",
+                      f"{percentile(values, 0.99) * 1e6:,.0f} µs", f"{max(values) * 1e6:,.0f} µs"]
+                     for label, values in (("tagged SC 0x31", lat_tagged), ("tagless SC 0x21", lat_tagless))], numeric=4)
+    emit(Report("mbus_decode", f"M-Bus decode benchmark, {datetime.now():%Y-%m-%d %H:%M}", info, notes,
+                [throughput, against, where, latency]), options.json)
     return 0
 
 

@@ -26,7 +26,10 @@ from meterlink.protocols.c1219 import BT21, BT23, BT28, BT52, decode_bt21, decod
 from meterlink.protocols.mep import ReadRequest, TableData, decode_response, encode_request, encode_response
 from meterlink.simulators.mep import SUMMATION_SOURCES, VALUE_SOURCES, MepMeter
 
+from report import Report, Table, add_json_option, emit
+
 KEY = bytes([1]) * 16
+BAUD = 9600
 GUIDE = [bytes.fromhex(line) for line in (Path(__file__).parent.parent / "tests/data/mep_guide_rc4_examples.txt")
          .read_text().splitlines() if line.strip() and not line.startswith("#")]
 GUIDE_REQUEST, GUIDE_RESPONSE = GUIDE[2], GUIDE[3]
@@ -46,9 +49,10 @@ def rate(work: Callable[[], object], seconds: float, rounds: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.4)
+    add_json_option(parser)
     args = parser.parse_args()
 
     request = ReadRequest(23, 44, 0)
@@ -65,12 +69,22 @@ def main() -> None:
         return mep_reading("MTR3000-0042", SUMMATION_SOURCES, decode_bt23(tables[BT23], dims), VALUE_SOURCES,
                            decode_bt28(tables[BT28], dims), decode_bt52(tables[BT52]), None)
 
-    for name, work in (("request (digest)", lambda: encode_request(request, 0x77635B91, KEY)),
-                       ("guide response, 44 bytes", lambda: decode_response(GUIDE_RESPONSE[2:], sent, KEY)),
-                       ("largest response, 465 bytes", lambda: decode_response(big[2:], big_sent, KEY)),
-                       ("poll decode (BT23, BT28, BT52)", poll)):
-        print(f"{name:32} {rate(work, args.seconds, args.rounds):>10,.0f} /s")
-
+    rows = []
+    for name, work, wire in (("request: C12.18 partial read + sequence number + digest",
+                              lambda: encode_request(request, 0x77635B91, KEY), len(sent.message)),
+                             ("the guide's 44-byte BT23 response, digest checked",
+                              lambda: decode_response(GUIDE_RESPONSE[2:], sent, KEY), len(GUIDE_RESPONSE)),
+                             ("a 465-byte response (the largest), digest checked", lambda: decode_response(big[2:], big_sent, KEY),
+                              len(big)),
+                             ("poll decode: BT23 + BT28 + BT52 into a reading", poll, None)):
+        per_second = rate(work, args.seconds, args.rounds)
+        rows.append([name, f"{per_second:,.0f}", f"{1e3 / per_second:.3f}",
+                     f"{wire * 10 / BAUD * 1e3:,.1f}" if wire is not None else "(no message)"])
+    table = Table(f"Median of {args.rounds} rounds of {args.seconds} s; the yardstick is the message's time on the wire at "
+                  f"{BAUD} 8N1 (no peer library implements MEP):",
+                  ["meterlink variant", "per second", "ms each", f"the message on the wire at {BAUD} 8N1, ms"], rows, numeric=3)
+    emit(Report("mep", "MEP benchmark", notes=["checked: the request and the response digest of the guide's RC4 Example 1 (key 01×16)"],
+                tables=[table]), args.json)
 
 if __name__ == "__main__":
     main()

@@ -46,7 +46,7 @@ from meterlink.protocols import p1 as p1_module
 from meterlink.protocols.p1 import CrcStatus, P1Framer, TelegramFramed
 from meterlink.simulators.p1 import P1MeterModel
 
-from machine import describe
+from report import Report, Table, add_json_option, describe, emit
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 EMUCS_FILES = ("emucs_p1_1phase.txt", "emucs_p1_3phase.txt")
@@ -285,6 +285,7 @@ def main() -> int:
     args.add_argument("--rounds", type=int, default=5, help="measurements per variant (default 5)")
     args.add_argument("--seconds", type=float, default=0.3, help="length of one measurement (default 0.3 s)")
     args.add_argument("--profile", action="store_true", help="also cProfile the meterlink framer+reading path")
+    add_json_option(args)
     options = args.parse_args()
 
     info = machine()  # before the run, so the load average is the one at start
@@ -319,36 +320,31 @@ def main() -> int:
     best = [max(r) for r in rates]
     median = [statistics.median(r) for r in rates]
     worst = [min(r) for r in rates]
-    when = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    print(f"# P1 decode throughput ({when})\n")
-    for key, value in info:
-        print(f"- {key}: {value}")
-    for note in notes:
-        print(f"- checked: {note}")
-    print(f"- {options.rounds} rounds; one measurement = {options.seconds:g} s of passes over the set; "
-          "telegrams/s = telegrams decoded / time.perf_counter() elapsed; gc on\n")
-
-    print("| variant | input | best telegrams/s | median telegrams/s | worst telegrams/s | median µs/telegram |")
-    print("|---|---|---:|---:|---:|---:|")
-    for index, (name, feed, _) in enumerate(variants):
-        print(f"| {name} | {feed} | {best[index]:,.0f} | {median[index]:,.0f} | {worst[index]:,.0f} | {1e6 / median[index]:,.0f} |")
-
-    print("\n| meterlink against dsmr_parser (target: >= 1x, aim 3x) | best / best | median / median "
-          "| median of per-round ratios | per-round range |")
-    print("|---|---:|---:|---:|---:|")
+    notes = [f"checked: {note}" for note in notes]
+    notes.append(f"{options.rounds} rounds; one measurement = {options.seconds:g} s of passes over the set; "
+                 "telegrams/s = telegrams decoded / time.perf_counter() elapsed; gc on")
+    throughput = Table("", ["variant", "input", "best telegrams/s", "median telegrams/s", "worst telegrams/s",
+                            "median µs/telegram"],
+                       [[name, feed, f"{best[index]:,.0f}", f"{median[index]:,.0f}", f"{worst[index]:,.0f}",
+                         f"{1e6 / median[index]:,.0f}"] for index, (name, feed, _) in enumerate(variants)], numeric=4)
     comparisons = [
-        ("framer vs buffer + parse (codec vs codec)", 0, 3),
-        ("framer vs parse only", 0, 2),
-        ("framer + to_reading vs buffer + parse", 1, 3),
-        ("framer + to_reading vs parse only", 1, 2),
-        (f"framer vs buffer + parse, {CHUNK}-byte reads", 4, 5),
+        ("meterlink framer vs dsmr_parser buffer + parse (codec vs codec)", 0, 3),
+        ("meterlink framer vs dsmr_parser parse only", 0, 2),
+        ("meterlink framer + to_reading vs dsmr_parser buffer + parse", 1, 3),
+        ("meterlink framer + to_reading vs dsmr_parser parse only", 1, 2),
+        (f"meterlink framer vs dsmr_parser buffer + parse, {CHUNK}-byte reads", 4, 5),
     ]
+    rows = []
     for label, ours, theirs in comparisons:
         paired = [a / b for a, b in zip(rates[ours], rates[theirs])]
-        print(f"| {label} | {best[ours] / best[theirs]:.2f}x | {median[ours] / median[theirs]:.2f}x "
-              f"| {statistics.median(paired):.2f}x | {min(paired):.2f}x-{max(paired):.2f}x |")
+        rows.append([label, f"{best[ours] / best[theirs]:.2f}x", f"{median[ours] / median[theirs]:.2f}x",
+                     f"{statistics.median(paired):.2f}x", f"{min(paired):.2f}x-{max(paired):.2f}x"])
+    ratios = Table("", ["meterlink against dsmr_parser (target: >= 1x, aim 3x)", "best / best", "median / median",
+                        "median of per-round ratios", "per-round range"], rows, numeric=4)
+    emit(Report("p1_decode", f"P1 decode throughput ({datetime.now().astimezone():%Y-%m-%d %H:%M %Z})", info, notes,
+                [throughput, ratios]), options.json)
 
-    if options.profile:
+    if options.profile and not options.json:
         profile(raws)
     return 0
 
