@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +68,31 @@ class BufferedFramer:
     def pending(self) -> int:
         """Bytes held of a frame that has not ended yet."""
         return len(self._buffer)
+
+
+EventT = TypeVar("EventT")
+
+
+class StartByteFramer(BufferedFramer, Generic[EventT]):
+    """A framer whose frames begin with a start byte: `_next` takes one frame, or a run of bytes
+    skipped to the next start, off the buffer, or says (None) that the frame has not ended."""
+
+    def feed(self, data: bytes) -> list[EventT]:
+        self._buffer += data
+        events: list[EventT] = []
+        while self._buffer:
+            event = self._next()
+            if event is None:
+                break
+            add_event(events, event)
+        return events
+
+    def _next(self) -> EventT | None:
+        raise NotImplementedError
+
+    def _skip_to(self, start: int) -> Noise:
+        """Drop the bytes before the next `start` byte (all of them if there is none)."""
+        skip = self._buffer.find(start)
+        skip = len(self._buffer) if skip < 0 else skip
+        del self._buffer[:skip]
+        return Noise(skip)

@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass
 
 from .errors import ProtocolError
-from .framing import BadFrame, BufferedFramer, Noise, add_event
+from .framing import BadFrame, Noise, StartByteFramer
 
 ACK = 0xE5
 SHORT_START = 0x10
@@ -125,18 +125,8 @@ def encode_long(c: int, a: int, ci: int, data: bytes, length_overflow: bool = Fa
     return bytes((LONG_START, length, length, LONG_START)) + body + bytes((checksum(body), STOP))
 
 
-class MBusFramer(BufferedFramer):
+class MBusFramer(StartByteFramer[FramerEvent]):
     """Sans-IO framing: feed bytes as they arrive, get frames (and noise) out."""
-
-    def feed(self, data: bytes) -> list[FramerEvent]:
-        self._buffer += data
-        events: list[FramerEvent] = []
-        while self._buffer:
-            event = self._next()
-            if event is None:
-                break
-            add_event(events, event)
-        return events
 
     def _next(self) -> FramerEvent | None:
         buffer = self._buffer

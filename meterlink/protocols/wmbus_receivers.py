@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from .crc import crc16_x25
-from .framing import BadFrame, BufferedFramer, Noise, add_event
+from .framing import BadFrame, BufferedFramer, Noise, StartByteFramer, add_event
 from .wmbus import FrameFormat, frame_length
 
 
@@ -95,24 +95,11 @@ def im871a_message(endpoint: int, message: int, payload: bytes, rssi: int | None
     return bytes((IM871A_SOF,)) + body
 
 
-class Im871aFramer(BufferedFramer):
-    def feed(self, data: bytes) -> list[ReceiverEvent]:
-        self._buffer += data
-        events: list[ReceiverEvent] = []
-        while self._buffer:
-            event = self._next()
-            if event is None:
-                break
-            add_event(events, event)
-        return events
-
+class Im871aFramer(StartByteFramer[ReceiverEvent]):
     def _next(self) -> ReceiverEvent | None:
         buffer = self._buffer
         if buffer[0] != IM871A_SOF:
-            skip = buffer.find(IM871A_SOF)
-            skip = len(buffer) if skip < 0 else skip
-            del buffer[:skip]
-            return Noise(skip)
+            return self._skip_to(IM871A_SOF)
         if len(buffer) < 4:
             return None
         control, endpoint, message, length = buffer[1] >> 4, buffer[1] & 0x0F, buffer[2], buffer[3]
@@ -163,24 +150,11 @@ hears T1 meters."""
 _AMB_ANSWERS = {AMB_SET_REQ | 0x80: "set", AMB_SET_MODE_REQ | 0x80: "set_mode"}
 
 
-class Amb8465Framer(BufferedFramer):
-    def feed(self, data: bytes) -> list[ReceiverEvent]:
-        self._buffer += data
-        events: list[ReceiverEvent] = []
-        while self._buffer:
-            event = self._next()
-            if event is None:
-                break
-            add_event(events, event)
-        return events
-
+class Amb8465Framer(StartByteFramer[ReceiverEvent]):
     def _next(self) -> ReceiverEvent | None:
         buffer = self._buffer
         if buffer[0] != AMB_SOF:
-            skip = buffer.find(AMB_SOF)
-            skip = len(buffer) if skip < 0 else skip
-            del buffer[:skip]
-            return Noise(skip)
+            return self._skip_to(AMB_SOF)
         if len(buffer) < 3:
             return None
         command, length = buffer[1], buffer[2]
