@@ -10,25 +10,44 @@ Three kinds of help:
   checksum and wM-Bus block CRCs through the codecs' own encoders (`encode_long`, `with_crcs_a`/`_b`,
   whose checks tests/test_mbus_codec.py and tests/test_wmbus.py prove against the captures), and
   the ciphers (`security.encrypt`, `mbus_app.encrypt_payload`, `mep.digest_update`);
-- `Work`: parser steps counted, not timed (every Python function call while decoding), so a test
-  can assert that work grows linearly with the input.
+- `Work`: parser steps counted, not timed (each line of meterlink run, each call into a library),
+  so a test can assert that work grows linearly with the input.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from meterlink.protocols import errors
 from meterlink.protocols.crc import crc16_arc, crc16_x25
 from meterlink.protocols.hdlc import Frame
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PACKAGE = str(Path(errors.__file__).parent.parent)
+"""meterlink's own code: its lines are the steps `Work` counts."""
+LONG_PROFILE = "fuzz"
+"""`HYPOTHESIS_PROFILE=fuzz pytest tests/test_fuzz_*.py` runs every fuzz test 5000 times (by hand)."""
+settings.register_profile(LONG_PROFILE, max_examples=5000, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE") == LONG_PROFILE:
+    settings.load_profile(LONG_PROFILE)
+
+
+def budget(examples: int) -> settings:
+    """A fuzz test's settings: `examples` in the default run (CI), the long profile's when it is loaded."""
+    long_run = os.environ.get("HYPOTHESIS_PROFILE") == LONG_PROFILE
+    return settings(max_examples=settings.default.max_examples if long_run else examples, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+FUZZ = budget(200)
 """The default-run budget of the capture fuzz tests."""
 
 NASTY = [b"\xb2", b"\xb3", b"\xb9", b"0", b"9", b"(", b")", b"*", b".", b"-", b":", b"\r\n", b"!", b"/",
@@ -135,26 +154,32 @@ def with_fcs(raw: bytes, header_end: int) -> bytes:
 
 
 class Work:
-    """Parser steps counted while inside the `with`: every Python function call (the codec's, the
-    library's it uses). A decoder's work must grow linearly with its input; counting calls instead of
-    timing makes that a deterministic assertion on a shared machine."""
+    """Parser steps counted while inside the `with`: each line of meterlink's code run, and each
+    call into anything else (the libraries a codec uses). A decoder's work must grow linearly with
+    its input; counting steps instead of timing makes that a deterministic assertion on a shared
+    machine."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.steps = 0
 
-    def _count(self, frame: FrameType, event: str, arg: object) -> None:
-        if event == "call":
-            self.calls += 1
+    def _call(self, frame: FrameType, event: str, arg: object) -> Any:
+        self.steps += 1
+        return self._line if frame.f_code.co_filename.startswith(PACKAGE) else None
+
+    def _line(self, frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line":
+            self.steps += 1
+        return self._line
 
     def __enter__(self) -> Work:
-        self._previous = sys.getprofile()
-        sys.setprofile(self._count)
+        self._previous = sys.gettrace()
+        sys.settrace(self._call)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        sys.setprofile(self._previous)
+        sys.settrace(self._previous)
 
     def at_most(self, per_byte: int, size: int, base: int = 2000) -> None:
-        """Fail unless the calls stay within `base` + `per_byte` per input byte."""
-        assert self.calls <= base + per_byte * size, (
-            f"{self.calls} calls for {size} bytes: more than {base} + {per_byte} per byte")
+        """Fail unless the steps stay within `base` + `per_byte` per input byte."""
+        assert self.steps <= base + per_byte * size, (
+            f"{self.steps} steps for {size} bytes: more than {base} + {per_byte} per byte")
