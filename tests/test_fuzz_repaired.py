@@ -312,17 +312,21 @@ RADIO_FRAMES = [parse_wmbus(bytes.fromhex(h)).to_bytes() for h in WMBUSMETERS["f
     frame.to_bytes() for frame in RADIO.values()]
 
 
-def mode5_apdu(apdu: bytes, address: DeviceAddress, key: bytes, changes: list, room: int) -> bytes:
-    """A mode-5 APDU (CI, header, records) with its records mutated (at most `room` bytes of them)
-    and encrypted again with `key`."""
+def with_records(apdu: bytes, address: DeviceAddress, key: bytes, records: bytes) -> bytes:
+    """A mode-5 APDU (CI, header, records) with other records, encrypted with `key` as the meter would."""
     body = without_ell(apdu)
     ell = apdu[: len(apdu) - len(body)]
     transport = parse_transport(body)
-    records = decode_application(apdu, address, [key]).plaintext[2:]  # after 2F 2F
     assert transport.access_number is not None
-    cipher, blocks = encrypt_payload(mutate(records, changes)[:room], address, transport.access_number, key)
+    cipher, blocks = encrypt_payload(records, address, transport.access_number, key)
     header = body[: 1 + transport.header_length - 2]
     return ell + header + configuration_word(5, blocks) + cipher
+
+
+def mode5_apdu(apdu: bytes, address: DeviceAddress, key: bytes, changes: list, room: int) -> bytes:
+    """A mode-5 APDU with its records mutated (at most `room` bytes of them) and encrypted again."""
+    records = decode_application(apdu, address, [key]).plaintext[2:]  # after 2F 2F
+    return with_records(apdu, address, key, mutate(records, changes)[:room])
 
 
 @REPAIRED
