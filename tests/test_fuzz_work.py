@@ -8,7 +8,8 @@ checks per decoder, on the real captures of tests/data:
 - a per-byte ceiling under fuzzing: mutated captures repeated up to 40 times and flooded stay within
   a stated number of steps per input byte.
 
-The ceilings are about three times the worst seen in a 2000-example run (numbers in tests/fuzz/README.md).
+The ceilings are two to four times the worst seen in a 60-example probe per decoder (figures in
+tests/fuzz/README.md, "Work").
 """
 
 from __future__ import annotations
