@@ -26,7 +26,7 @@ from meterlink.machines.mbus import MBusAdapter
 from meterlink.machines.p1 import P1Reader
 from meterlink.machines.wmbus import WMBusReceiver
 from meterlink.protocols.dlms.apdu import parse_apdu
-from meterlink.protocols.dlms.axdr import array, encode_data, structure
+from meterlink.protocols.dlms.axdr import encode_data, structure
 from meterlink.protocols.dlms.describe import describe_capture
 from meterlink.protocols.dlms.notification import parse_notification, to_reading
 from meterlink.protocols.errors import ProtocolError
