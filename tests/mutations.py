@@ -79,21 +79,21 @@ def mutate(seed: bytes, changes: list, start: int = 0, end: int | None = None) -
     """`seed` with `changes` made between `start` and `end` (default: anywhere)."""
     data = bytearray(seed)
     for kind, where, piece, times in changes:
-        limit = max(0, (end if end is not None else len(data)) - start)
-        at = start + where % (limit + 1)
+        stop = end if end is not None else len(data)  # nothing at or after `end` is changed, only inserted before
+        at = start + where % (max(0, stop - start) + 1)
         if kind == "set":
-            data[at : at + len(piece)] = piece
+            data[at : min(at + len(piece), stop)] = piece[: max(0, stop - at)]
         elif kind == "insert":
             data[at:at] = piece
         elif kind == "delete":
-            del data[at : at + len(piece)]
+            del data[at : min(at + len(piece), stop)]
         elif kind == "flood":
             data[at:at] = piece * times
         elif kind == "flip":
-            if at < len(data) and (end is None or at < end):
+            if at < stop:
                 data[at] ^= 1 << (times % 8)
         else:
-            del data[at : end if end is not None else len(data)]
+            del data[at:stop]
         end = None if end is None else end + len(data) - len(seed)
         seed = bytes(data)
     return bytes(data)
