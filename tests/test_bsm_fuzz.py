@@ -14,18 +14,10 @@ from meterlink.protocols.ocmf import parse_ocmf
 from meterlink.protocols.sunspec import ModbusRtuClient, ModelInstance, model_header
 
 from bsm_data import PUBLIC_KEY, SCS_INSTANCE, SIGNED, scs_frames, scs_registers
+from mutations import edits, mutate
 
 FRAMES = [frame for direction, frame in scs_frames() if direction == "<--"]
 OCMF = list(SIGNED["ocmf"].values())
-
-
-def mutated(seed: bytes, data: st.DataObject) -> bytes:
-    out = bytearray(seed)
-    for _ in range(data.draw(st.integers(0, 4))):
-        if out:
-            out[data.draw(st.integers(0, len(out) - 1))] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(out)))
-    return bytes(out[:cut]) + data.draw(st.binary(max_size=8))
 
 
 @settings(max_examples=300, deadline=None)
@@ -33,7 +25,7 @@ def mutated(seed: bytes, data: st.DataObject) -> bytes:
 def test_modbus_frames(data: st.DataObject) -> None:
     client = ModbusRtuClient(42)
     for _ in range(data.draw(st.integers(1, 3))):
-        client.feed(mutated(data.draw(st.sampled_from(FRAMES)), data))  # never raises: bad bytes are BadFrame
+        client.feed(mutate(data.draw(st.sampled_from(FRAMES)), data.draw(edits)))  # never raises: bad bytes are BadFrame
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,7 +59,7 @@ def test_public_key_area(registers: list[int]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_ocmf_strings(data: st.DataObject) -> None:
-    text = mutated(data.draw(st.sampled_from(OCMF)).encode(), data).decode("utf-8", "surrogateescape")
+    text = mutate(data.draw(st.sampled_from(OCMF)).encode(), data.draw(edits)).decode("utf-8", "surrogateescape")
     try:
         parse_ocmf(text).verify(PUBLIC_KEY)
     except ProtocolError:

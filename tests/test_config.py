@@ -52,6 +52,9 @@ def test_the_annotated_example_loads():
         ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "energy_unit": 5}]}, "link[0].energy_unit"),
         ({"link": [{"name": "n", "kind": "mep", "port": "/dev/x", "key": "00" * 16}]}, "meter keys are not kept in this file"),
         ({"link": [{"name": "c", "kind": "bsm", "port": "/dev/x", "energy_unit": 10}]}, "energy_unit: only for kind = \"mep\""),
+        # A quoted TOML key is shown quoted: a newline in it must not fake a line of the report (found by fuzzing).
+        ({"adapter": {"\nx: y": 1}}, 'adapter."\\nx: y": unknown key'),
+        ({"mqtt": {"": 1, "dé jà": 2}}, 'mqtt."": unknown key\ntest.toml: mqtt."d\\u00e9 j\\u00e0": unknown key'),
     ],
 )
 def test_mistakes_name_the_key(document, message):

@@ -1,7 +1,7 @@
 """Fuzzing the decoders of issue 12 with the real captures in tests/data as seeds.
 
-Each test mutates real telegrams and frames (bytes changed, inserted, deleted, runs repeated into
-floods) and feeds them to a decoder: only `ProtocolError` may escape a decoder, framers never
+Each test mutates real telegrams and frames (tests/mutations.py: bytes changed, inserted, deleted,
+flipped, cut, runs repeated into floods) and feeds them to a decoder: only `ProtocolError` may escape a decoder, framers never
 raise and never lose a byte or a frame, and whatever becomes a reading is strict JSON.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from meterlink.machines.base import Publish
 from meterlink.machines.mbus import MBusAdapter
-from meterlink.protocols.crc import crc16_arc
 from meterlink.protocols.dlms.axdr import decode_data
 from meterlink.protocols.dlms.describe import describe_capture
 from meterlink.protocols.dlms.notification import parse_notification, to_reading
@@ -25,11 +24,11 @@ from meterlink.protocols.framing import BadFrame, Noise
 from meterlink.protocols.hdlc import Frame, HdlcFramer, Partial, Quiet, parse_frame
 from meterlink.protocols.mbus import MBusFramer
 from meterlink.protocols.p1 import P1Error, P1Framer, TelegramFramed
+from mutations import FUZZ, cuts, edits, in_chunks, mutate, strict_json, with_crc
 from test_describe_hdlc import assert_shown_as_sent
 from test_mbus_codec import encoded as encoded_frame
 
 DATA = Path(__file__).parent / "data"
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def capture(name: str) -> dict:
@@ -51,58 +50,7 @@ KAMSTRUP = capture("kamstrup_hdlc.json")
 HDLC_FRAMES = [bytes.fromhex(exchange[side]) for session in ("public_association", "lls_profile_blocks")
                for exchange in KAMSTRUP[session]["exchanges"] for side in ("request", "response")]
 
-NASTY = [b"\xb2", b"\xb3", b"\xb9", b"0", b"9", b"(", b")", b"*", b".", b"-", b":", b"\r\n", b"!", b"/",
-         b"1" * 25, b"9" * 4400, b"\x00", b"\xff", b"\x7e", b"\x7e\xa0", b"\xe5", b"\x68", b"\x10", b"\x16",
-         b"\x17\x7f\xc0\x00\x00", b"\x18\xff\xf0" + bytes(6)]
-"""What tends to break decoders: Latin-1 digits, long digit runs, delimiters, frame starts, and
-A-XDR float32 NaN and float64 -infinity (as long as a double-long or a long64 value they replace)."""
-
-edits = st.lists(
-    st.tuples(
-        st.sampled_from(["set", "insert", "delete", "flood"]),
-        st.integers(0, 1 << 16),
-        st.one_of(st.sampled_from(NASTY), st.binary(min_size=1, max_size=6)),
-        st.integers(1, 300),
-    ),
-    max_size=6,
-)
-cuts = st.lists(st.integers(0, 1 << 16), max_size=8)
-
-
-def mutate(seed: bytes, changes: list, start: int = 0, end: int | None = None) -> bytes:
-    """`seed` with `changes` made between `start` and `end` (default: anywhere)."""
-    data = bytearray(seed)
-    for kind, where, piece, times in changes:
-        limit = max(0, (end if end is not None else len(data)) - start)
-        at = start + where % (limit + 1)
-        if kind == "set":
-            data[at : at + len(piece)] = piece
-        elif kind == "insert":
-            data[at:at] = piece
-        elif kind == "delete":
-            del data[at : at + len(piece)]
-        else:
-            data[at:at] = piece * times
-        end = None if end is None else end + len(data) - len(seed)
-        seed = bytes(data)
-    return bytes(data)
-
-
-def in_chunks(framer, data: bytes, chunk_cuts: list[int]) -> list:
-    points = sorted({cut % (len(data) + 1) for cut in chunk_cuts} | {0, len(data)})
-    return [event for a, b in zip(points, points[1:]) for event in framer.feed(data[a:b])]
-
-
-def strict_json(document: object) -> None:
-    json.dumps(document, allow_nan=False)
-
-
 # -- P1 ------------------------------------------------------------------------------------------
-
-
-def with_crc(body: bytes) -> bytes:
-    """A telegram body up to and including '!' with its CRC line, as a meter would send it."""
-    return body + f"{crc16_arc(body):04X}\r\n".encode("ascii")
 
 
 def in_values(body: bytes, changes: list) -> bytes:

@@ -20,7 +20,7 @@ from meterlink.protocols.obis import Obis
 from meterlink.protocols.readings import Reading
 from meterlink.service.meterextension import meter_block
 from meterlink.service.mqtt import obis_key, sensors, state_of
-from test_fuzz_captures import FUZZ, edits, mutate, strict_json
+from mutations import FUZZ, edits, mutate, strict_json
 from test_hdlc_push_captures import CAPTURES, DOC_EXAMPLES, apdu_of
 from test_hdlc_push_captures import plaintext as hdlc_plaintext
 from test_push_mapping import KEYED, capture, plaintext

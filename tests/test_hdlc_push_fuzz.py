@@ -17,7 +17,7 @@ from meterlink.protocols.dlms.gbt import parse_block
 from meterlink.protocols.errors import ProtocolError
 from meterlink.protocols.hdlc import Frame, HdlcFramer
 from meterlink.simulators.hdlc_push import HdlcPushMeterModel, Layout
-from test_fuzz_captures import FUZZ, cuts, edits, in_chunks, mutate, strict_json
+from mutations import FUZZ, cuts, edits, in_chunks, mutate, strict_json
 from test_hdlc_push_machine import BLOCKS, GBT_REAL, KEYRING, REAL, SEGMENTED
 
 SEEDS = [n.data for n in (*REAL, GBT_REAL, *SEGMENTED, *BLOCKS)] + [

@@ -11,18 +11,10 @@ from meterlink.protocols.errors import ProtocolError
 from meterlink.protocols.mep import MepReceiver, ReadRequest, decode_request, decode_response, encode_request, split_messages
 
 from mep_data import KEY, guide_messages
+from mutations import edits, mutate
 
 MESSAGES = guide_messages()
 SENT = encode_request(ReadRequest(23, 44, 0), 0x77635B91, KEY)
-
-
-def mutated(seed: bytes, data: st.DataObject) -> bytes:
-    out = bytearray(seed)
-    for _ in range(data.draw(st.integers(0, 4))):
-        if out:
-            out[data.draw(st.integers(0, len(out) - 1))] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(out)))
-    return bytes(out[:cut]) + data.draw(st.binary(max_size=8))
 
 
 @settings(max_examples=300, deadline=None)
@@ -30,8 +22,8 @@ def mutated(seed: bytes, data: st.DataObject) -> bytes:
 def test_stream_and_messages(data: st.DataObject) -> None:
     receiver = MepReceiver()
     for _ in range(data.draw(st.integers(1, 3))):
-        receiver.feed(mutated(data.draw(st.sampled_from(MESSAGES)), data))  # never raises
-    blob = mutated(data.draw(st.sampled_from(MESSAGES)), data)
+        receiver.feed(mutate(data.draw(st.sampled_from(MESSAGES)), data.draw(edits)))  # never raises
+    blob = mutate(data.draw(st.sampled_from(MESSAGES)), data.draw(edits))
     for decode in (lambda: split_messages(blob), lambda: decode_request(blob, KEY), lambda: decode_response(blob[2:], SENT, KEY)):
         try:
             decode()

@@ -36,6 +36,7 @@ from meterlink.protocols.mbus_app import (
 )
 from meterlink.protocols.oms import to_reading
 from meterlink.protocols.wmbus import FrameFormat, WMBusError, parse_frame, with_crcs_a, with_crcs_b
+from mutations import edits, mutate
 
 DATA = Path(__file__).parent / "data"
 AMIS = json.loads((DATA / "amis_mbus_netzooe_spec.json").read_text())
@@ -316,21 +317,8 @@ PLAINTEXTS = [bytes.fromhex(AMIS["plaintext_published"])] + [
     for apdu, key, n in zip(APDUS[1:], KEYS[1:], ("waterstarm", "elf2"))]
 
 
-@st.composite
-def mutated(draw, seeds: list[bytes]) -> bytes:
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        where = draw(st.integers(0, max(len(data) - 1, 0)))
-        if op == "flip" and data:
-            data[where] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[where:where] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "delete" and data:
-            del data[where:where + draw(st.integers(1, 8))]
-        elif op == "truncate":
-            del data[where:]
-    return bytes(data)
+def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    return st.builds(mutate, st.sampled_from(seeds), edits)
 
 
 @FUZZ

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from meterlink.machines.base import Noted, Publish
 from meterlink.machines.p1 import P1Reader
 from meterlink.protocols.p1 import P1Framer, P1Telegram, TelegramFramed, parse_telegram
-from test_fuzz_captures import edits, in_chunks, mutate, strict_json, with_crc
+from mutations import FUZZ, edits, in_chunks, mutate, strict_json, with_crc
 
 DATA = Path(__file__).parent / "data"
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SEEDS = sorted(DATA.glob("*p1*.txt"))
 BODIES = [path.read_bytes()[: path.read_bytes().index(b"!") + 1] for path in SEEDS]

@@ -7,6 +7,7 @@ what is wrong with it; unknown keys are errors too, so a typo never silently doe
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 import stat
@@ -403,10 +404,19 @@ def parse_config(document: dict, source: str = "config") -> Config:
         raise ConfigError("\n".join(problems)) from None
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+"""A TOML bare key; any other key is shown quoted, as TOML writes it."""
+
+
 def _key(location: tuple) -> str:
     key = ""
     for part in location:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        if isinstance(part, int):
+            key += f"[{part}]"
+            continue
+        # A quoted key may hold a newline or a ": ": shown raw it would fake a line of the report.
+        name = str(part) if _BARE_KEY.fullmatch(str(part)) else json.dumps(str(part))
+        key += f".{name}" if key else name
     return key
 
 
