@@ -50,7 +50,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from dataclasses import asdict, dataclass, field
@@ -60,13 +59,12 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from latency import Mosquitto, free_port, percentile, tool_versions  # noqa: E402
+from latency import Mosquitto, MqttClient, free_port, percentile, tool_versions  # noqa: E402
 from report import Report, Table, add_json_option, cpu_model, emit, load_average  # noqa: E402
 
 TOKEN = "bench-gateway-token"
 BASE = datetime(2026, 1, 10, tzinfo=timezone.utc)
 """Telegram k of every link carries BASE + k s."""
-TOPIC_FILTER = "meterlink/+/+/reading"
 START_TIMEOUT = 120.0
 DRAIN = 2.0
 """Seconds after the last telegram's schedule for the last arrivals."""
@@ -198,42 +196,22 @@ async def _simulate(first: int, count: int, total: int, record_path: Path) -> in
 # --- this process: broker, subscriber, sampling ---------------------------------------------------------
 
 
-class Subscriber:
-    """paho on its own thread; stamps time.monotonic() first thing in on_message."""
+class Subscriber(MqttClient):
+    """The readings on MQTT at QoS 0, stamped with time.monotonic() (the simulators' clock)."""
 
     _CAPTURED = re.compile(rb'"captured_at": "([^"]*)"')
 
     def __init__(self, port: int) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.arrivals: list[tuple[float, str, bytes]] = []
-        self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-gateway-subscriber")
-        self.client.on_connect = lambda client, *args: client.subscribe(TOPIC_FILTER, qos=0)
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port, keepalive=60)
-        self.client.loop_start()
-        if not self._subscribed.wait(5):
-            raise RuntimeError("the MQTT subscriber got no SUBACK")
-
-    def _on_message(self, client: object, userdata: object, message: object) -> None:
-        now = time.monotonic()
-        self.arrivals.append((now, message.topic, message.payload))  # type: ignore[attr-defined]
+        super().__init__(port, "bench-gateway-subscriber", qos=0, clock=time.monotonic)
 
     def keyed(self) -> list[tuple[float, int, str]]:
         """(arrival, link number, captured_at) of each reading message."""
         found = []
-        for at, topic, payload in self.arrivals:
+        for at, topic, payload in self.messages:
             match = self._CAPTURED.search(payload)
             if match is not None:
                 found.append((at, int(topic.split("/")[1][1:]), match.group(1).decode()))
         return found
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @dataclass
@@ -441,7 +419,7 @@ def run_step(n: int, args: argparse.Namespace, directory: Path) -> Step:
     warnings = [line for line in log_lines if "SIGTERM: shutting down" not in line]
     if warnings:
         print(f"{n} links, service stderr (first 5 of {len(warnings)}):\n" + "\n".join(warnings[:5]), file=sys.stderr)
-    reading_bytes = sum(len(payload) for at, _, payload in subscriber.arrivals
+    reading_bytes = sum(len(payload) for at, _, payload in subscriber.messages
                         if t0 + args.warmup <= at <= t0 + telegrams) if subscriber else 0
     per_second = lambda values: [percentile(values, 50), percentile(values, 99), values[-1]] if values else []  # noqa: E731
     return Step(

@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -164,25 +165,28 @@ class Mosquitto:
 
 
 class MqttClient:
-    """paho on its own thread; stamps time.time() first thing in on_message."""
+    """paho on its own thread, subscribed to every reading; stamps `clock()` first thing in on_message."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, client_id: str = "bench-latency-subscriber", qos: int = 1,
+                 clock: Callable[[], float] = time.time) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.messages: list[tuple[float, bytes]] = []
+        self.messages: list[tuple[float, str, bytes]] = []
+        """(arrival, topic, payload) of each message."""
+        self._clock = clock
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-latency-subscriber")
-        self.client.on_connect = lambda client, *args: client.subscribe(TOPIC_FILTER, qos=1)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = lambda client, *args: client.subscribe(TOPIC_FILTER, qos=qos)
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.connect("127.0.0.1", port, keepalive=60)
         self.client.loop_start()
         if not self._subscribed.wait(5):
             raise RuntimeError("the MQTT subscriber got no SUBACK")
 
     def _on_message(self, client: object, userdata: object, message: object) -> None:
-        self.messages.append((time.time(), message.payload))  # type: ignore[attr-defined]
+        self.messages.append((self._clock(), message.topic, message.payload))  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -450,7 +454,7 @@ async def bench(args: argparse.Namespace, directory: Path) -> tuple[list[Run], d
         key = (reading["link"], reading["captured_at"])
         arrivals["sse"][key] = at
         arrivals["received_at"][key] = reading["received_at"]
-    for at, payload in mqtt.messages:
+    for at, _, payload in mqtt.messages:
         reading = json.loads(payload)
         arrivals["mqtt"][(reading["link"], reading["captured_at"])] = at
     log = (directory / "service.log").read_text()
