@@ -59,7 +59,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from latency import Mosquitto, MqttClient, free_port, percentile, tool_versions  # noqa: E402
+from latency import Mosquitto, MqttClient, free_port, gc_pauses, percentile, tool_versions  # noqa: E402
 from report import Report, Table, add_json_option, cpu_model, emit, load_average  # noqa: E402
 
 TOKEN = "bench-gateway-token"
@@ -86,7 +86,6 @@ def meter_id(g: int) -> str:
 def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> int:
     """run_service with an extra output that stamps each reading right after hub.publish, and the
     collector's pauses."""
-    import gc
     import logging
 
     from meterlink.service.config import load_config
@@ -101,16 +100,7 @@ def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> in
         links.append(int(reading.link[1:]))
         captures.append(captured.setdefault(reading.captured_at, len(captured)))
 
-    pauses: list[tuple[float, int, float]] = []  # (time.monotonic() at the end, generation, seconds)
-    began = [0.0]
-
-    def collecting(phase: str, info: dict) -> None:
-        if phase == "start":
-            began[0] = time.monotonic()
-        else:
-            pauses.append((time.monotonic(), info["generation"], time.monotonic() - began[0]))
-
-    gc.callbacks.append(collecting)
+    pauses = gc_pauses(time.monotonic)
     outputs = Outputs(extra=[stamp])
     config = load_config(config_path)
     profiler = None

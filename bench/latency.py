@@ -76,7 +76,6 @@ TOPIC_FILTER = "meterlink/+/+/reading"
 
 def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> int:
     """The child: run_service with an extra output that stamps each reading right after hub.publish."""
-    import gc
     import logging
 
     from meterlink.service.config import load_config
@@ -86,16 +85,7 @@ def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> in
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="service: %(name)s %(message)s")
     stamps: list[tuple[float, str, str | None]] = []
-    collections: list[tuple[float, int, float]] = []  # (time.time() at its end, generation, seconds)
-    started = [0.0]
-
-    def gc_phase(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            collections.append((time.time(), info["generation"], time.perf_counter() - started[0]))
-
-    gc.callbacks.append(gc_phase)
+    collections = gc_pauses(time.time)
 
     def stamp(reading) -> None:  # type: ignore[no-untyped-def]
         stamps.append((time.time(), reading.link, reading.captured_at))
@@ -122,6 +112,24 @@ def serve(config_path: Path, record_path: Path, profile_path: Path | None) -> in
 
 
 # --- the world around it, in this process -------------------------------------------------------------
+
+
+def gc_pauses(clock: Callable[[], float]) -> list[tuple[float, int, float]]:
+    """The collector's pauses in this process from now on, as they happen: (`clock()` at the end of
+    each, its generation, seconds)."""
+    import gc
+
+    pauses: list[tuple[float, int, float]] = []
+    started = [0.0]
+
+    def phase(name: str, info: dict) -> None:
+        if name == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((clock(), info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(phase)
+    return pauses
 
 
 def free_port() -> int:
