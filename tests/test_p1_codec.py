@@ -237,3 +237,20 @@ def test_a_line_sent_again_unchanged_is_the_last_telegrams_object(data_file):
     power = next(i for i, value in enumerate(first.values) if value.obis == "1-0:1.4.0.255")
     assert moved.values[power].value == 2.352 and moved.values[power] is not again.values[power]
     assert [value is old for value, old in zip(moved.values, again.values)].count(False) == 1
+
+
+@pytest.mark.parametrize("name", ["dsmr22_p1_gas_nextline_dsmr_parser.txt", "easymeter_q3d_p1_dsmr_parser.txt",
+                                  "eon_hu_p1_dsmr_parser.txt", "fluvius_p1_no_time_dsmr_parser.txt",
+                                  "landisgyr_e350_p1_dsmr4_basjes.txt", "nwa_warmtelink_p1_crc3_dsmr_parser.txt"])
+def test_real_telegrams_sent_twice_read_as_without_the_memory(data_file, name):
+    """Published captures (tests/data/README.md), each fed twice through one framer: the second
+    reading, made from the remembered lines, equals a fresh parse, line continuations included."""
+    raw = data_file(name)
+    start, bang = raw.index(b"/"), raw.rindex(b"!")
+    telegram = raw[start : raw.index(b"\n", bang) + 1]
+    framer = P1Framer()
+    first = [e for e in framer.feed(telegram) if isinstance(e, TelegramFramed)]
+    again = [e for e in framer.feed(telegram) if isinstance(e, TelegramFramed)]
+    fresh = parse_telegram(telegram[: telegram.rindex(b"!")])
+    assert first[0].telegram == again[0].telegram == fresh
+    assert fresh.values and all(a is b for a, b in zip(first[0].telegram.values, again[0].telegram.values))
